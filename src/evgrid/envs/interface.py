@@ -1,0 +1,60 @@
+"""What a controller sees and returns: the plant/controller boundary (acnportal's lesson).
+
+Controllers never touch the simulator. Each step they receive an :class:`Observation` and
+return one power set-point per charger [kW]; the same controller can therefore run against the
+simulator, a replay, or real chargers behind an edge node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The state at the start of step ``t``, as arrays over the C chargers.
+
+    Entries for a charger with no EV connected are 0 (energies, rates) or -1 (steps).
+    Forecast arrays run from ``t`` to the end of the horizon.
+    """
+
+    t: int
+    dt_h: float
+    connected: np.ndarray  # [C] bool: an EV is plugged in and the charger is online
+    charger_max_kw: np.ndarray  # [C] rating [kW] (0 while offline)
+    charger_eta: np.ndarray  # [C] grid-to-battery efficiency
+    charger_grid: np.ndarray  # [C] grid-zone index
+    charger_facility: np.ndarray  # [C] facility index
+    ev_remaining_kwh: np.ndarray  # [C] energy still owed to the EV's request [kWh]
+    ev_headroom_kwh: np.ndarray  # [C] room left in the battery [kWh]
+    ev_max_kw: np.ndarray  # [C] EV's on-board limit [kW]
+    ev_arrival_step: np.ndarray  # [C] int
+    ev_departure_step: np.ndarray  # [C] int: first step the EV is gone
+    zone_limit_kw: np.ndarray  # [T - t, G] grid-zone limits, now and ahead
+    city_limit_kw: np.ndarray  # [T - t]
+    price_per_kwh: np.ndarray  # [T - t]
+    carbon_kg_per_kwh: np.ndarray  # [T - t]
+
+    @property
+    def rate_cap_kw(self) -> np.ndarray:
+        """Highest useful power per charger this step: rating, EV limit, energy still owed."""
+        owed_kw = self.ev_remaining_kwh / (self.charger_eta * self.dt_h)
+        cap = np.minimum(np.minimum(self.charger_max_kw, self.ev_max_kw), owed_kw)
+        return np.where(self.connected, np.maximum(cap, 0.0), 0.0)
+
+    @property
+    def steps_left(self) -> np.ndarray:
+        """Whole steps until departure (0 where no EV)."""
+        return np.where(self.connected, self.ev_departure_step - self.t, 0)
+
+
+@runtime_checkable
+class Controller(Protocol):
+    """A charging policy: one call per step, returning kW per charger (positive = charging)."""
+
+    name: str
+
+    def schedule(self, obs: Observation) -> np.ndarray: ...

@@ -1,0 +1,352 @@
+"""The vectorised city simulator: arrivals, routing, queues, charging, departures, outages.
+
+Every step is a fixed number of numpy operations over all chargers and sessions; there is no
+Python loop over EVs. The battery follows Eq. 14–15 of 000_f74a305f822cf870.txt
+(E ← E + η·p·Δt, E ≤ E_max; self-discharge is neglected over a parking stay) and
+arrivals/departures follow Eq. 31. An EV occupies its charger from connection until its
+departure whether or not it is full, so which EV sits on which charger when is the same for
+every controller: controllers differ only in power. The offline LP relies on this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from evgrid.envs.interface import Controller, Observation
+from evgrid.envs.projection import project
+from evgrid.envs.sessions import Sessions, draw_sessions
+from evgrid.envs.world import World, build_world
+from evgrid.scenario.schema import Scenario
+
+FUTURE, QUEUED, CONNECTED, GONE = 0, 1, 2, 3
+
+#: A router picks a slot for each arriving EV. Arguments: the simulator, the EV indices, and
+#: the free chargers per slot (online, not taken, minus EVs already queued). Returns slots.
+Router = Callable[["Simulator", np.ndarray, np.ndarray], np.ndarray]
+
+
+def rank_within_groups(groups: np.ndarray) -> np.ndarray:
+    """Position of each element among the elements of its group, in array order."""
+    order = np.argsort(groups, kind="stable")
+    g = groups[order]
+    start = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]
+    run_start = np.repeat(start, np.diff(np.r_[start, g.size]))
+    rank = np.empty(groups.size, dtype=np.int64)
+    rank[order] = np.arange(g.size) - run_start
+    return rank
+
+
+def candidate_slots(world: World, sessions: Sessions, evs: np.ndarray) -> np.ndarray:
+    """[n, S] bool: the slots each EV may use.
+
+    Its SoC zone (000 §3.1: A/B/C by arrival SoC) wherever a facility has one with chargers;
+    else the general zones; a replayed session only at its own facility.
+    """
+    soc = sessions.arrival_soc[evs][:, None]
+    has = world.slot_chargers[None, :] > 0
+    general = np.isnan(world.slot_soc_lo)[None, :] & has
+    in_range = (soc >= world.slot_soc_lo[None, :] - 1e-12) & (soc <= world.slot_soc_hi[None, :] + 1e-12)
+    in_range &= has
+    fac = sessions.facility[evs][:, None]
+    at_fac = (fac < 0) | (world.slot_facility[None, :] == fac)
+    match = in_range & at_fac
+    gen = general & at_fac
+    anywhere = has & at_fac
+    use_match = match.any(axis=1, keepdims=True)
+    use_gen = ~use_match & gen.any(axis=1, keepdims=True)
+    return np.where(use_match, match, np.where(use_gen, gen, anywhere))
+
+
+def nearest_free_router(sim: Simulator, evs: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """Nearest facility with a free charger in the EV's SoC zone; else queue at the nearest.
+
+    Vectorised deferred acceptance: each unassigned EV proposes to its nearest slot with a
+    free charger, each slot accepts proposers in arrival order up to its free count, repeat.
+    """
+    world = sim.world
+    cand = candidate_slots(world, sim.sessions, evs)
+    d = np.linalg.norm(sim.sessions.origin_xy_km[evs][:, None, :] - world.slot_xy_km[None], axis=2)
+    d = d + world.slot_walk_km[None, :]
+    slot = np.full(evs.size, -1, dtype=np.int64)
+    free = free.copy()
+    for _ in range(world.n_slots + 1):
+        todo = np.flatnonzero(slot < 0)
+        if todo.size == 0:
+            break
+        ok = cand[todo] & (free[None, :] > 0)
+        can = ok.any(axis=1)
+        if not can.any():
+            break
+        prop = np.argmin(np.where(ok, d[todo], np.inf), axis=1)
+        who, prop = todo[can], prop[can]
+        accepted = rank_within_groups(prop) < free[prop]
+        slot[who[accepted]] = prop[accepted]
+        free -= np.bincount(prop[accepted], minlength=free.size)
+    todo = np.flatnonzero(slot < 0)
+    if todo.size:
+        slot[todo] = np.argmin(np.where(cand[todo], d[todo], np.inf), axis=1)
+    return slot
+
+
+@dataclass
+class StepRecord:
+    """Per-step time series of a run (T rows)."""
+
+    city_load_kw: np.ndarray  # [T] executed
+    zone_load_kw: np.ndarray  # [T, G] executed
+    facility_load_kw: np.ndarray  # [T, F] executed
+    requested_city_kw: np.ndarray  # [T] asked by the controller (after rate clipping)
+    connected: np.ndarray  # [T] EVs on a charger
+    queued: np.ndarray  # [T] EVs waiting for a charger
+    occupied_spaces: np.ndarray  # [T] EVs parked (capped by spaces per slot)
+    online_chargers: np.ndarray  # [T]
+    rate_cuts: np.ndarray  # [T]
+    zone_violations: np.ndarray  # [T]
+    city_violations: np.ndarray  # [T] bool
+    limit_cut_kwh: np.ndarray  # [T]
+
+
+@dataclass
+class SimResult:
+    """Everything a run produced: the sessions, their outcomes, the time series."""
+
+    policy: str
+    world: World
+    sessions: Sessions
+    delivered_kwh: np.ndarray  # [N] into the battery
+    connect_step: np.ndarray  # [N] first connection, -1 if never
+    slot: np.ndarray  # [N] slot used, -1 if it never arrived
+    ev_at_charger: np.ndarray  # [T, C] EV index on each charger (-1), policy-independent
+    power_kw: np.ndarray  # [T, C] executed
+    record: StepRecord
+
+
+class Simulator:
+    """Steps a :class:`World` with a controller; deterministic for a given seed.
+
+    ``reset()`` draws the sessions (or takes ``sessions``); ``step(power)`` applies set-points;
+    ``run(controller)`` does the whole horizon and returns a :class:`SimResult`.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        seed: int | None = None,
+        sessions: Sessions | None = None,
+        world: World | None = None,
+        router: Router = nearest_free_router,
+    ) -> None:
+        self.scenario = scenario
+        self.world = world if world is not None else build_world(scenario)
+        self.seed = scenario.seed if seed is None else seed
+        self._given_sessions = sessions
+        self.router = router
+        self.reset()
+
+    # -- state -------------------------------------------------------------------------------
+    def reset(self) -> Observation:
+        w = self.world
+        rng = np.random.default_rng(self.seed)
+        self.sessions = (
+            self._given_sessions
+            if self._given_sessions is not None
+            else draw_sessions(self.scenario, rng)
+        )
+        n, c, t, g = len(self.sessions), w.n_chargers, w.steps, w.n_grid
+        self.t = 0
+        self.status = np.full(n, FUTURE, dtype=np.int8)
+        self.ev_slot = np.full(n, -1, dtype=np.int64)
+        self.ev_charger = np.full(n, -1, dtype=np.int64)
+        self.delivered_kwh = np.zeros(n)
+        self.connect_step = np.full(n, -1, dtype=np.int64)
+        self.charger_ev = np.full(c, -1, dtype=np.int64)
+        self.ev_at_charger = np.full((t, c), -1, dtype=np.int64)
+        self.power_kw = np.zeros((t, c))
+        self.record = StepRecord(
+            city_load_kw=np.zeros(t),
+            zone_load_kw=np.zeros((t, g)),
+            facility_load_kw=np.zeros((t, len(w.facility_ids))),
+            requested_city_kw=np.zeros(t),
+            connected=np.zeros(t, dtype=np.int64),
+            queued=np.zeros(t, dtype=np.int64),
+            occupied_spaces=np.zeros(t, dtype=np.int64),
+            online_chargers=np.zeros(t, dtype=np.int64),
+            rate_cuts=np.zeros(t, dtype=np.int64),
+            zone_violations=np.zeros(t, dtype=np.int64),
+            city_violations=np.zeros(t, dtype=bool),
+            limit_cut_kwh=np.zeros(t),
+        )
+        # Sessions are sorted by arrival step: arrivals at t are one contiguous block.
+        self._arrival_bounds = np.searchsorted(self.sessions.arrival_step, np.arange(t + 1))
+        self._advance()
+        return self.observe()
+
+    @property
+    def done(self) -> bool:
+        return self.t >= self.world.steps
+
+    def _advance(self) -> None:
+        """Departures, outages, arrivals and connections at the start of step ``self.t``."""
+        w, s, t = self.world, self.sessions, self.t
+        if t >= w.steps:
+            return
+        online = w.charger_online[t]
+        # Departures (Eq. 31's δ_departure): anyone whose time is up leaves, full or not.
+        leaving = (self.status == QUEUED) | (self.status == CONNECTED)
+        leaving &= s.departure_step <= t
+        gone_chargers = self.ev_charger[leaving & (self.status == CONNECTED)]
+        self.charger_ev[gone_chargers] = -1
+        self.status[leaving] = GONE
+        self.ev_charger[leaving] = -1
+        # Outages: an EV on a failed charger goes back to its slot's queue.
+        failed = (~online) & (self.charger_ev >= 0)
+        bumped = self.charger_ev[failed]
+        self.status[bumped] = QUEUED
+        self.ev_charger[bumped] = -1
+        self.charger_ev[failed] = -1
+        # Arrivals: routed against free chargers net of the queue ahead of them.
+        lo, hi = self._arrival_bounds[t], self._arrival_bounds[t + 1]
+        if hi > lo:
+            evs = np.arange(lo, hi)
+            free = self._free_per_slot(online) - self._queued_per_slot()
+            slots = np.asarray(self.router(self, evs, np.maximum(free, 0)), dtype=np.int64)
+            if slots.shape != evs.shape or ((slots < 0) | (slots >= w.n_slots)).any():
+                raise ValueError(f"router returned invalid slots {slots!r} for {evs.size} EVs")
+            self.ev_slot[evs] = slots
+            self.status[evs] = QUEUED
+        self._connect(online)
+        self.ev_at_charger[t] = self.charger_ev
+
+    def _free_per_slot(self, online: np.ndarray) -> np.ndarray:
+        free = online & (self.charger_ev < 0)
+        return np.bincount(self.world.charger_slot[free], minlength=self.world.n_slots)
+
+    def _queued_per_slot(self) -> np.ndarray:
+        q = self.status == QUEUED
+        return np.bincount(self.ev_slot[q], minlength=self.world.n_slots)
+
+    def _connect(self, online: np.ndarray) -> None:
+        """First come, first plugged: queued EVs take free chargers of their slot in order."""
+        queued = np.flatnonzero(self.status == QUEUED)
+        if queued.size == 0:
+            return
+        w = self.world
+        free = np.flatnonzero(online & (self.charger_ev < 0))
+        if free.size == 0:
+            return
+        free = free[np.argsort(w.charger_slot[free], kind="stable")]
+        free_count = np.bincount(w.charger_slot[free], minlength=w.n_slots)
+        free_start = np.r_[0, np.cumsum(free_count)[:-1]]
+        q_slot = self.ev_slot[queued]
+        rank = rank_within_groups(q_slot)
+        ok = rank < free_count[q_slot]
+        evs = queued[ok]
+        chargers = free[free_start[q_slot[ok]] + rank[ok]]
+        self.charger_ev[chargers] = evs
+        self.ev_charger[evs] = chargers
+        self.status[evs] = CONNECTED
+        first = self.connect_step[evs] < 0
+        self.connect_step[evs[first]] = self.t
+
+    def observe(self) -> Observation:
+        w, s, t = self.world, self.sessions, min(self.t, self.world.steps - 1)
+        ev = self.charger_ev
+        has = ev >= 0
+        e = np.where(has, ev, 0)
+        online = w.charger_online[t]
+
+        def per_charger(values: np.ndarray, fill: float | int = 0) -> np.ndarray:
+            return np.where(has, values[e], fill) if values.size else np.full(ev.size, fill)
+
+        delivered = per_charger(self.delivered_kwh)
+        return Observation(
+            t=self.t,
+            dt_h=w.dt_h,
+            connected=has & online,
+            charger_max_kw=np.where(online, w.charger_max_kw, 0.0),
+            charger_eta=w.charger_eta,
+            charger_grid=w.charger_grid,
+            charger_facility=w.charger_facility,
+            ev_remaining_kwh=np.maximum(per_charger(s.requested_kwh) - delivered, 0.0),
+            ev_headroom_kwh=np.maximum(
+                per_charger(s.battery_kwh * (1 - s.arrival_soc)) - delivered, 0.0
+            ),
+            ev_max_kw=per_charger(s.max_kw),
+            ev_arrival_step=per_charger(s.arrival_step, -1),
+            ev_departure_step=per_charger(s.departure_step, -1),
+            zone_limit_kw=w.zone_limit_kw[t:],
+            city_limit_kw=w.city_limit_kw[t:],
+            price_per_kwh=w.price_per_kwh[t:],
+            carbon_kg_per_kwh=w.carbon_kg_per_kwh[t:],
+        )
+
+    def step(self, power_kw: np.ndarray, obs: Observation | None = None) -> Observation:
+        """Project and apply one step of set-points [kW per charger], then advance the clock."""
+        if self.done:
+            raise RuntimeError("the horizon is over: call reset()")
+        w, t = self.world, self.t
+        obs = obs if obs is not None else self.observe()
+        # Upper bound: rating, EV limit, and the battery room (Eq. 15: E ≤ E_max).
+        upper = np.minimum(np.minimum(obs.charger_max_kw, obs.ev_max_kw),
+                           obs.ev_headroom_kwh / (w.charger_eta * w.dt_h))
+        upper = np.where(obs.connected, upper, 0.0)
+        p, cuts = project(
+            power_kw,
+            upper_kw=upper,
+            charger_grid=w.charger_grid,
+            zone_limit_kw=w.zone_limit_kw[t],
+            city_limit_kw=float(w.city_limit_kw[t]),
+        )
+        evs = self.charger_ev[obs.connected]
+        self.delivered_kwh[evs] += (w.charger_eta * p * w.dt_h)[obs.connected]  # Eq. 14
+        self.power_kw[t] = p
+        r = self.record
+        r.city_load_kw[t] = p.sum()
+        r.zone_load_kw[t] = np.bincount(w.charger_grid, weights=p, minlength=w.n_grid)
+        r.facility_load_kw[t] = np.bincount(
+            w.charger_facility, weights=p, minlength=len(w.facility_ids)
+        )
+        r.requested_city_kw[t] = p.sum() + cuts.limit_cut_kw
+        r.connected[t] = int(obs.connected.sum())
+        parked = np.bincount(
+            self.ev_slot[(self.status == QUEUED) | (self.status == CONNECTED)],
+            minlength=w.n_slots,
+        )
+        r.queued[t] = int((self.status == QUEUED).sum())
+        r.occupied_spaces[t] = int(np.minimum(parked, w.slot_spaces).sum())
+        r.online_chargers[t] = int(w.charger_online[t].sum())
+        r.rate_cuts[t] = cuts.rate_cuts
+        r.zone_violations[t] = cuts.zone_violations
+        r.city_violations[t] = cuts.city_violation
+        r.limit_cut_kwh[t] = cuts.limit_cut_kw * w.dt_h
+        self.t += 1
+        self._advance()
+        return self.observe()
+
+    def run(
+        self, controller: Controller, *, progress: Callable[[int, int], None] | None = None
+    ) -> SimResult:
+        """Run the whole horizon from a fresh reset with ``controller``."""
+        obs = self.reset()
+        while not self.done:
+            obs = self.step(controller.schedule(obs), obs)
+            if progress is not None:
+                progress(self.t, self.world.steps)
+        return self.result(getattr(controller, "name", type(controller).__name__))
+
+    def result(self, policy: str) -> SimResult:
+        return SimResult(
+            policy=policy,
+            world=self.world,
+            sessions=self.sessions,
+            delivered_kwh=self.delivered_kwh.copy(),
+            connect_step=self.connect_step.copy(),
+            slot=self.ev_slot.copy(),
+            ev_at_charger=self.ev_at_charger.copy(),
+            power_kw=self.power_kw.copy(),
+            record=self.record,
+        )
