@@ -27,34 +27,62 @@ def cohorts(mix: tuple[float, float, float]) -> list[dict]:
     taxi = [1.0] * 24
     tourist = [0.1] * 8 + [1, 2, 3, 3, 3, 3, 3, 2, 2, 1] + [0.5] * 4 + [0.1] * 2
     return [
-        dict(name="private", share=mix[0], arrival_profile=commute,
-             dwell_h=dict(mean=5.0, std=2.5, low=1.0, high=11.0),
-             arrival_soc=dict(mean=0.45, std=0.18, low=0.1, high=0.95),
-             battery_kwh=60.0, max_charge_kw=11.0, departure_floor=0.6,
-             reservation_share=0.1, value_of_time_per_h=15.0),
-        dict(name="taxi", share=mix[1], arrival_profile=taxi,
-             dwell_h=dict(mean=1.2, std=0.5, low=0.5, high=3.0),
-             arrival_soc=dict(mean=0.3, std=0.12, low=0.1, high=0.7),
-             battery_kwh=50.0, max_charge_kw=22.0, departure_floor=0.7,
-             reservation_share=0.3, value_of_time_per_h=30.0),
-        dict(name="tourist", share=mix[2], arrival_profile=tourist,
-             dwell_h=dict(mean=2.5, std=1.0, low=0.75, high=6.0),
-             arrival_soc=dict(mean=0.4, std=0.15, low=0.1, high=0.9),
-             battery_kwh=75.0, max_charge_kw=11.0, departure_floor=0.9,
-             reservation_share=0.0, value_of_time_per_h=10.0),
+        dict(
+            name="private",
+            share=mix[0],
+            arrival_profile=commute,
+            dwell_h=dict(mean=5.0, std=2.5, low=1.0, high=11.0),
+            arrival_soc=dict(mean=0.45, std=0.18, low=0.1, high=0.95),
+            battery_kwh=60.0,
+            max_charge_kw=11.0,
+            departure_floor=0.6,
+            reservation_share=0.1,
+            value_of_time_per_h=15.0,
+        ),
+        dict(
+            name="taxi",
+            share=mix[1],
+            arrival_profile=taxi,
+            dwell_h=dict(mean=1.2, std=0.5, low=0.5, high=3.0),
+            arrival_soc=dict(mean=0.3, std=0.12, low=0.1, high=0.7),
+            battery_kwh=50.0,
+            max_charge_kw=22.0,
+            departure_floor=0.7,
+            reservation_share=0.3,
+            value_of_time_per_h=30.0,
+        ),
+        dict(
+            name="tourist",
+            share=mix[2],
+            arrival_profile=tourist,
+            dwell_h=dict(mean=2.5, std=1.0, low=0.75, high=6.0),
+            arrival_soc=dict(mean=0.4, std=0.15, low=0.1, high=0.9),
+            battery_kwh=75.0,
+            max_charge_kw=11.0,
+            departure_floor=0.9,
+            reservation_share=0.0,
+            value_of_time_per_h=10.0,
+        ),
     ]
 
 
 def soc_zones(a: int, b: int, c: int, g: int, kw: tuple[float, float, float, float]) -> dict:
     """Seed 000 §3.1 zones: A [0.85,0.95], B [0.55,0.75], C [0.30,0.50], general the rest."""
+
     def zone(n: int, p: float, rng: list[float] | None, walk: float) -> dict:
-        z = dict(spaces=int(n * 1.3) + 2, chargers=dict(count=n, max_kw=p, efficiency=0.95),
-                 walk_km=walk)
+        z = dict(
+            spaces=int(n * 1.3) + 2, chargers=dict(count=n, max_kw=p, efficiency=0.95), walk_km=walk
+        )
         if rng is not None:
             z["soc_range"] = rng
         return z
-    return {"A": zone(a, kw[0], [0.85, 0.95], 0.15), "B": zone(b, kw[1], [0.55, 0.75], 0.1),
-            "C": zone(c, kw[2], [0.30, 0.50], 0.05), "general": zone(g, kw[3], None, 0.12)}
+
+    return {
+        "A": zone(a, kw[0], [0.85, 0.95], 0.15),
+        "B": zone(b, kw[1], [0.55, 0.75], 0.1),
+        "C": zone(c, kw[2], [0.30, 0.50], 0.05),
+        "general": zone(g, kw[3], None, 0.12),
+    }
 
 
 def city() -> dict:
@@ -65,70 +93,131 @@ def city() -> dict:
         gz = zones[(1 if x > 6 else 0) * 2 + (1 if y > 6 else 0)]
         n = int(rng.integers(38, 63))
         a, b, c = max(2, n // 8), n // 4, n // 3
-        facilities.append(dict(
-            id=f"F{i:02d}", x_km=round(float(x), 2), y_km=round(float(y), 2), grid_zone=gz,
-            fee_per_kwh=round(float(rng.uniform(0.05, 0.15)), 3),
-            zones=soc_zones(a, b, c, n - a - b - c, (7.4, 11.0, 22.0, 11.0))))
+        facilities.append(
+            dict(
+                id=f"F{i:02d}",
+                x_km=round(float(x), 2),
+                y_km=round(float(y), 2),
+                grid_zone=gz,
+                fee_per_kwh=round(float(rng.uniform(0.05, 0.15)), 3),
+                zones=soc_zones(a, b, c, n - a - b - c, (7.4, 11.0, 22.0, 11.0)),
+            )
+        )
     chargers = {z: 0.0 for z in zones}
     for f in facilities:
         chargers[f["grid_zone"]] += sum(
-            z["chargers"]["count"] * z["chargers"]["max_kw"] for z in f["zones"].values())
-    grid = [dict(id=z, limit_kw=[round(0.42 * chargers[z] * s) for s in FEEDER_SHAPE])
-            for z in zones]
+            z["chargers"]["count"] * z["chargers"]["max_kw"] for z in f["zones"].values()
+        )
+    grid = [
+        dict(id=z, limit_kw=[round(0.42 * chargers[z] * s) for s in FEEDER_SHAPE]) for z in zones
+    ]
     total = sum(chargers.values())
     return dict(
         name="city",
         description="About 20 facilities and 1,000 chargers in a 12 km x 12 km city on 4 "
         "feeders whose EV headroom halves in the evening peak; seed 001's public-lot mix.",
-        horizon_days=1, dt_min=15, seed=0,
+        horizon_days=1,
+        dt_min=15,
+        seed=0,
         city_limit_kw=[round(0.36 * total * s) for s in FEEDER_SHAPE],
-        arrivals_per_day=2600, unmet_penalty_per_kwh=2.0,
-        grid_zones=grid, facilities=facilities, cohorts=cohorts((0.6, 0.3, 0.1)),
+        arrivals_per_day=2600,
+        unmet_penalty_per_kwh=2.0,
+        grid_zones=grid,
+        facilities=facilities,
+        cohorts=cohorts((0.6, 0.3, 0.1)),
         prices=dict(price_per_kwh=PRICE, carbon_kg_per_kwh=CARBON, carbon_price_per_kg=0.05),
-        events=[])
+        events=[],
+    )
 
 
 def small() -> dict:
     facilities = [
-        dict(id="depot", x_km=0.0, y_km=0.0, grid_zone="feeder-1",
-             zones=soc_zones(2, 3, 4, 3, (7.4, 11.0, 22.0, 11.0))),
-        dict(id="mall", x_km=3.0, y_km=1.0, grid_zone="feeder-1",
-             zones=soc_zones(2, 3, 3, 4, (7.4, 11.0, 22.0, 11.0))),
-        dict(id="station", x_km=1.5, y_km=4.0, grid_zone="feeder-2",
-             zones=soc_zones(1, 2, 4, 3, (7.4, 11.0, 22.0, 11.0))),
+        dict(
+            id="depot",
+            x_km=0.0,
+            y_km=0.0,
+            grid_zone="feeder-1",
+            zones=soc_zones(2, 3, 4, 3, (7.4, 11.0, 22.0, 11.0)),
+        ),
+        dict(
+            id="mall",
+            x_km=3.0,
+            y_km=1.0,
+            grid_zone="feeder-1",
+            zones=soc_zones(2, 3, 3, 4, (7.4, 11.0, 22.0, 11.0)),
+        ),
+        dict(
+            id="station",
+            x_km=1.5,
+            y_km=4.0,
+            grid_zone="feeder-2",
+            zones=soc_zones(1, 2, 4, 3, (7.4, 11.0, 22.0, 11.0)),
+        ),
     ]
     return dict(
-        name="small", description="3 facilities, 2 feeders, 3 cohorts, 1 day: the test city.",
-        horizon_days=1, dt_min=15, seed=0,
-        city_limit_kw=[round(260 * s) for s in FEEDER_SHAPE], arrivals_per_day=120,
-        grid_zones=[dict(id="feeder-1", limit_kw=[round(170 * s) for s in FEEDER_SHAPE]),
-                    dict(id="feeder-2", limit_kw=[round(90 * s) for s in FEEDER_SHAPE])],
-        facilities=facilities, cohorts=cohorts((0.6, 0.3, 0.1)),
+        name="small",
+        description="3 facilities, 2 feeders, 3 cohorts, 1 day: the test city.",
+        horizon_days=1,
+        dt_min=15,
+        seed=0,
+        city_limit_kw=[round(260 * s) for s in FEEDER_SHAPE],
+        arrivals_per_day=120,
+        grid_zones=[
+            dict(id="feeder-1", limit_kw=[round(170 * s) for s in FEEDER_SHAPE]),
+            dict(id="feeder-2", limit_kw=[round(90 * s) for s in FEEDER_SHAPE]),
+        ],
+        facilities=facilities,
+        cohorts=cohorts((0.6, 0.3, 0.1)),
         prices=dict(price_per_kwh=PRICE, carbon_kg_per_kwh=CARBON),
-        events=[dict(kind="charger_outage", facility="mall", zone="C", fraction=0.34,
-                     start_h=12, end_h=15)])
+        events=[
+            dict(
+                kind="charger_outage",
+                facility="mall",
+                zone="C",
+                fraction=0.34,
+                start_h=12,
+                end_h=15,
+            )
+        ],
+    )
 
 
 def lot2102() -> dict:
     """Seed 000's 120 m x 180 m, 2,102-space commercial lot (Fig. 3): zones 1-4 = A, B, C, general."""
+
     def z(spaces: int, n: int, kw: float, rng: list[float] | None, walk: float) -> dict:
         d = dict(spaces=spaces, chargers=dict(count=n, max_kw=kw, efficiency=0.95), walk_km=walk)
         if rng is not None:
             d["soc_range"] = rng
         return d
-    lot = dict(id="lot", x_km=0.0, y_km=0.0, grid_zone="substation", zones={
-        "A": z(300, 60, 7.4, [0.85, 0.95], 0.03), "B": z(500, 150, 11.0, [0.55, 0.75], 0.05),
-        "C": z(500, 200, 22.0, [0.30, 0.50], 0.04), "general": z(802, 90, 11.0, None, 0.09)})
+
+    lot = dict(
+        id="lot",
+        x_km=0.0,
+        y_km=0.0,
+        grid_zone="substation",
+        zones={
+            "A": z(300, 60, 7.4, [0.85, 0.95], 0.03),
+            "B": z(500, 150, 11.0, [0.55, 0.75], 0.05),
+            "C": z(500, 200, 22.0, [0.30, 0.50], 0.04),
+            "general": z(802, 90, 11.0, None, 0.09),
+        },
+    )
     return dict(
         name="lot2102",
         description="Seed 000's single 2,102-space commercial parking lot, 120 m x 180 m, "
         "zones A/B/C by arrival SoC plus general; one substation.",
-        horizon_days=1, dt_min=15, seed=0,
-        city_limit_kw=[round(2600 * s) for s in FEEDER_SHAPE], arrivals_per_day=2400,
+        horizon_days=1,
+        dt_min=15,
+        seed=0,
+        city_limit_kw=[round(2600 * s) for s in FEEDER_SHAPE],
+        arrivals_per_day=2400,
         grid_zones=[dict(id="substation", limit_kw=[round(2600 * s) for s in FEEDER_SHAPE])],
-        facilities=[lot], cohorts=cohorts((0.6, 0.3, 0.1)),
+        facilities=[lot],
+        cohorts=cohorts((0.6, 0.3, 0.1)),
         prices=dict(price_per_kwh=PRICE, carbon_kg_per_kwh=CARBON),
-        events=[dict(kind="charger_outage", facility="lot", fraction=0.3, start_h=14, end_h=17)])
+        events=[dict(kind="charger_outage", facility="lot", fraction=0.3, start_h=14, end_h=17)],
+    )
 
 
 HEADER = """# evgrid bundled scenario '{name}' (generated by scripts/make_bundled_scenarios.py).

@@ -5,4 +5,12 @@ from evgrid.envs.sessions import Sessions
 from evgrid.envs.simulator import SimResult, Simulator
 from evgrid.envs.world import World, build_world
 
-__all__ = ["Controller", "Observation", "Sessions", "SimResult", "Simulator", "World", "build_world"]
+__all__ = [
+    "Controller",
+    "Observation",
+    "Sessions",
+    "SimResult",
+    "Simulator",
+    "World",
+    "build_world",
+]

@@ -38,12 +38,24 @@ class Observation:
     price_per_kwh: np.ndarray  # [T - t]
     carbon_kg_per_kwh: np.ndarray  # [T - t]
 
+    def _per_step_kw(self, energy_kwh: np.ndarray) -> np.ndarray:
+        return energy_kwh / (self.charger_eta * self.dt_h)
+
+    @property
+    def power_cap_kw(self) -> np.ndarray:
+        """Most power a charger may execute: its rating, the EV's limit, the battery's room.
+
+        The simulator's safety projection enforces exactly this (Eq. 12, 15 of 000).
+        """
+        cap = np.minimum(
+            np.minimum(self.charger_max_kw, self.ev_max_kw), self._per_step_kw(self.ev_headroom_kwh)
+        )
+        return np.where(self.connected, np.maximum(cap, 0.0), 0.0)
+
     @property
     def rate_cap_kw(self) -> np.ndarray:
-        """Highest useful power per charger this step: rating, EV limit, energy still owed."""
-        owed_kw = self.ev_remaining_kwh / (self.charger_eta * self.dt_h)
-        cap = np.minimum(np.minimum(self.charger_max_kw, self.ev_max_kw), owed_kw)
-        return np.where(self.connected, np.maximum(cap, 0.0), 0.0)
+        """Highest useful power this step: :attr:`power_cap_kw` and the energy still owed."""
+        return np.minimum(self.power_cap_kw, self._per_step_kw(self.ev_remaining_kwh))
 
     @property
     def steps_left(self) -> np.ndarray:

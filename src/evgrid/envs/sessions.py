@@ -37,7 +37,9 @@ class Sessions:
         """Join session tables and sort by arrival step (stable)."""
         if not parts:
             return empty_sessions()
-        joined = {f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Sessions)}
+        joined = {
+            f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Sessions)
+        }
         order = np.argsort(joined["arrival_step"], kind="stable")
         return Sessions(**{k: v[order] for k, v in joined.items()})
 
@@ -93,7 +95,10 @@ def draw_sessions(scenario: Scenario, rng: np.random.Generator) -> Sessions:
         dwell = draw_truncated(c.dwell_h, n, rng)
         soc = draw_truncated(c.arrival_soc, n, rng)
         origin = np.stack(
-            [rng.uniform(xs.min() - 1, xs.max() + 1, n), rng.uniform(ys.min() - 1, ys.max() + 1, n)],
+            [
+                rng.uniform(xs.min() - 1, xs.max() + 1, n),
+                rng.uniform(ys.min() - 1, ys.max() + 1, n),
+            ],
             axis=1,
         )
         battery = np.full(n, c.battery_kwh)

@@ -48,7 +48,9 @@ def candidate_slots(world: World, sessions: Sessions, evs: np.ndarray) -> np.nda
     soc = sessions.arrival_soc[evs][:, None]
     has = world.slot_chargers[None, :] > 0
     general = np.isnan(world.slot_soc_lo)[None, :] & has
-    in_range = (soc >= world.slot_soc_lo[None, :] - 1e-12) & (soc <= world.slot_soc_hi[None, :] + 1e-12)
+    in_range = (soc >= world.slot_soc_lo[None, :] - 1e-12) & (
+        soc <= world.slot_soc_hi[None, :] + 1e-12
+    )
     in_range &= has
     fac = sessions.facility[evs][:, None]
     at_fac = (fac < 0) | (world.slot_facility[None, :] == fac)
@@ -290,13 +292,9 @@ class Simulator:
             raise RuntimeError("the horizon is over: call reset()")
         w, t = self.world, self.t
         obs = obs if obs is not None else self.observe()
-        # Upper bound: rating, EV limit, and the battery room (Eq. 15: E ≤ E_max).
-        upper = np.minimum(np.minimum(obs.charger_max_kw, obs.ev_max_kw),
-                           obs.ev_headroom_kwh / (w.charger_eta * w.dt_h))
-        upper = np.where(obs.connected, upper, 0.0)
         p, cuts = project(
             power_kw,
-            upper_kw=upper,
+            upper_kw=obs.power_cap_kw,
             charger_grid=w.charger_grid,
             zone_limit_kw=w.zone_limit_kw[t],
             city_limit_kw=float(w.city_limit_kw[t]),

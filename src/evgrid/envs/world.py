@@ -99,7 +99,9 @@ def build_world(scenario: Scenario, *, price_per_kwh: np.ndarray | None = None) 
     slot_facility = np.asarray(s_fac, dtype=np.int64)
     charger_slot = np.asarray(c_slot, dtype=np.int64)
     charger_facility = slot_facility[charger_slot]
-    fac_grid = np.asarray([grid_ids.index(f.grid_zone) for f in scenario.facilities], dtype=np.int64)
+    fac_grid = np.asarray(
+        [grid_ids.index(f.grid_zone) for f in scenario.facilities], dtype=np.int64
+    )
 
     online = np.ones((steps, charger_slot.size), dtype=bool)
     zone_limit = np.stack(

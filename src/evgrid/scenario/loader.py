@@ -24,7 +24,9 @@ class ScenarioError(ValueError):
 def bundled_names() -> list[str]:
     """Names of the scenarios shipped with evgrid (``small``, ``city``, ``lot2102``, ...)."""
     folder = resources.files("evgrid.scenario") / "bundled"
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def _path(loc: tuple[int | str, ...]) -> str:

@@ -90,9 +90,7 @@ class ParkingZone(_Model):
     @model_validator(mode="after")
     def _fits(self) -> ParkingZone:
         if self.chargers.count > self.spaces:
-            raise ValueError(
-                f"chargers.count {self.chargers.count} is not <= spaces {self.spaces}"
-            )
+            raise ValueError(f"chargers.count {self.chargers.count} is not <= spaces {self.spaces}")
         if self.soc_range is not None:
             lo, hi = self.soc_range
             if not 0 <= lo <= hi <= 1:
@@ -144,8 +142,13 @@ class Cohort(_Model):
         float, Field(gt=0, le=1, description="least SoC acceptable at departure (0.6/0.7/0.9, 001)")
     ]
     target_soc: Annotated[
-        float, Field(gt=0, le=1, description="SoC the driver asks for; energy requested = "
-                     "(target_soc - arrival SoC) x battery")
+        float,
+        Field(
+            gt=0,
+            le=1,
+            description="SoC the driver asks for; energy requested = "
+            "(target_soc - arrival SoC) x battery",
+        ),
     ] = 1.0
     reservation_share: Annotated[float, Field(ge=0, le=1)] = 0.0
     value_of_time_per_h: Annotated[float, Field(ge=0, description="cost of an hour waiting")] = 0.0
@@ -160,7 +163,7 @@ class Cohort(_Model):
 
     @model_validator(mode="after")
     def _soc(self) -> Cohort:
-        if not (0 <= self.arrival_soc.low and self.arrival_soc.high <= 1):
+        if not (self.arrival_soc.low >= 0 and self.arrival_soc.high <= 1):
             lo, hi = self.arrival_soc.low, self.arrival_soc.high
             raise ValueError(f"arrival_soc bounds [{lo}, {hi}] are not within [0, 1]")
         if self.target_soc < self.departure_floor:

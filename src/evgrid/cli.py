@@ -1,0 +1,188 @@
+"""The ``evgrid`` command line (typer + rich).
+
+Heavy imports stay inside the commands so ``evgrid --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    name="evgrid",
+    help="City-wide EV charging coordination: simulate a city, compare policies with the "
+    "offline optimum, write KPIs, plots and an HTML report.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+# Wide enough for a KPI table with several policies when output is piped (rich assumes 80).
+console = Console() if Console().is_terminal else Console(width=160)
+err = Console(stderr=True)
+
+DEFAULT_POLICIES = ["uncontrolled", "fcfs", "round_robin", "edf", "llf"]
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def kpi_table(exp, title: str) -> Table:  # type: ignore[no-untyped-def]
+    from evgrid.evaluation.report import TABLE_KPIS, format_value
+
+    table = Table(title=title, show_lines=False)
+    table.add_column("KPI", style="bold", no_wrap=True)
+    names = list(exp.kpis)
+    for n in names:
+        table.add_column(n, justify="right", style="cyan" if n == "offline_optimal" else None)
+    for k in TABLE_KPIS:
+        table.add_row(k, *(format_value(exp.kpis[n][k]) for n in names))
+    gaps = exp.gap_to_optimal_pct()
+    if gaps:
+        table.add_row(
+            "gap to optimum [%]",
+            *(f"{gaps[n]:.2f}" if n in gaps else "—" for n in names),
+            style="bold",
+        )
+    return table
+
+
+def run_and_report(
+    scenario,
+    policies: list[str],
+    *,
+    seed: int | None,
+    out: Path,  # type: ignore[no-untyped-def]
+    offline: bool,
+    quiet: bool,
+    sessions=None,
+    world=None,
+) -> None:
+    """Shared by ``run`` and ``replay``: validate policies, simulate with a progress bar,
+    solve the bound, write the folder, print the KPI table."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from evgrid.agents.policies import make_policy
+    from evgrid.evaluation.report import write_experiment
+    from evgrid.evaluation.runner import run_experiment
+
+    try:
+        controllers = [make_policy(p) for p in policies]
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    with Progress(
+        TextColumn("{task.description:<16}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=quiet,
+        transient=False,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=done)
+
+        exp = run_experiment(
+            scenario,
+            controllers,
+            seed=seed,
+            sessions=sessions,
+            world=world,
+            with_offline=offline,
+            progress=progress,
+        )
+    write_experiment(exp, out)
+    if not quiet:
+        console.print(kpi_table(exp, f"{scenario.name} (seed {exp.seed})"))
+        if exp.offline is not None:
+            console.print(
+                f"offline LP: {exp.offline.n_variables:,} variables, "
+                f"{exp.offline.solver} {exp.offline.solve_s:.2f} s"
+            )
+    console.print(f"wrote {out}/ (results.json, timeseries.csv, plots, report.html)")
+
+
+@app.command()
+def run(
+    scenario: Annotated[
+        str, typer.Argument(help="bundled scenario name (see `evgrid scenarios`) or a YAML file")
+    ] = "city",
+    policy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--policy",
+            "-p",
+            help="policy to run; repeat for several (default: all baselines: "
+            + ", ".join(DEFAULT_POLICIES)
+            + ")",
+        ),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed (default: the scenario's)")] = None,
+    out: Annotated[Path, typer.Option(help="output folder, written atomically")] = Path(
+        "runs/latest"
+    ),
+    days: Annotated[float | None, typer.Option(help="override the horizon [days]")] = None,
+    dt_min: Annotated[int | None, typer.Option(help="override the control period Δt [min]")] = None,
+    offline: Annotated[bool, typer.Option(help="solve the offline-optimal LP bound")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
+) -> None:
+    """Simulate SCENARIO with each policy and the offline optimum; write KPIs, plots, report."""
+    from evgrid.scenario import ScenarioError, load_scenario, parse_scenario
+
+    try:
+        sc = load_scenario(scenario)
+        overrides = {k: v for k, v in (("horizon_days", days), ("dt_min", dt_min)) if v is not None}
+        if overrides:
+            sc = parse_scenario({**sc.model_dump(mode="json"), **overrides}, source=scenario)
+    except ScenarioError as exc:
+        raise fail(str(exc)) from None
+    run_and_report(sc, policy or DEFAULT_POLICIES, seed=seed, out=out, offline=offline, quiet=quiet)
+
+
+@app.command()
+def scenarios() -> None:
+    """List the bundled scenarios."""
+    from evgrid.scenario import bundled_names, load_scenario
+
+    table = Table("name", "facilities", "chargers", "grid zones", "cohorts", "days", "description")
+    for name in bundled_names():
+        sc = load_scenario(name)
+        chargers = sum(z.chargers.count for f in sc.facilities for z in f.zones.values())
+        table.add_row(
+            name,
+            str(len(sc.facilities)),
+            str(chargers),
+            str(len(sc.grid_zones)),
+            str(len(sc.cohorts)),
+            f"{sc.horizon_days:g}",
+            sc.description,
+        )
+    console.print(table)
+
+
+@app.command()
+def validate(path: Annotated[Path, typer.Argument(help="scenario YAML file")]) -> None:
+    """Check a scenario file; errors name the field path, the bad value and the rule."""
+    from evgrid.scenario import ScenarioError, load_scenario
+
+    try:
+        sc = load_scenario(path)
+    except ScenarioError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"[green]ok[/]: {sc.name}: {len(sc.facilities)} facilities, {sc.steps} steps")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

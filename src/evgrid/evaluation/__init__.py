@@ -1,0 +1,1 @@
+"""Experiment runner, the offline-optimal bound, and reports (tables, plots, HTML)."""

@@ -1,0 +1,241 @@
+"""Write an experiment to a folder: results.json, timeseries.csv, PNG plots and report.html.
+
+The folder appears whole or not at all: everything is written to a temporary sibling folder
+that is renamed into place at the end (an existing folder is replaced only then).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from evgrid.envs.kpis import waiting_min
+from evgrid.evaluation.runner import OFFLINE, Experiment
+
+#: The KPIs shown in tables (all of them are in results.json).
+TABLE_KPIS = [
+    "sessions",
+    "energy_requested_kwh",
+    "energy_delivered_kwh",
+    "demand_met_pct",
+    "cost",
+    "carbon_kg",
+    "objective",
+    "peak_kw",
+    "limit_violations",
+    "limit_cut_kwh",
+    "wait_mean_min",
+    "wait_p95_min",
+    "full_charge_sessions",
+    "unfinished_sessions",
+    "below_floor_sessions",
+    "charger_utilisation_pct",
+    "occupancy_pct",
+]
+
+PLOTS = ["load_vs_limits.png", "energy.png", "waiting.png"]
+
+
+def write_atomically(out: Path, fill: callable) -> Path:  # type: ignore[valid-type]
+    """Create ``out`` by calling ``fill(tmp_dir)`` and renaming; nothing is left half-written."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        fill(tmp)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def write_experiment(exp: Experiment, out: Path) -> Path:
+    """Write every output file of ``exp`` to ``out`` (atomically)."""
+
+    def fill(tmp: Path) -> None:
+        (tmp / "results.json").write_text(json.dumps(exp.to_json(), indent=2, allow_nan=False))
+        write_timeseries(exp, tmp / "timeseries.csv")
+        write_plots(exp, tmp)
+        (tmp / "report.html").write_text(render_html(exp, tmp))
+
+    return write_atomically(out, fill)
+
+
+def write_timeseries(exp: Experiment, path: Path) -> None:
+    """One row per policy and step: prices, limits, loads (city and per grid zone), queues."""
+    first = next(iter(exp.runs.values()))
+    w = first.world
+    zones = w.grid_ids
+    header = [
+        "policy",
+        "step",
+        "time_h",
+        "price_per_kwh",
+        "carbon_kg_per_kwh",
+        "city_limit_kw",
+        "city_load_kw",
+        "requested_city_kw",
+        "connected",
+        "queued",
+    ]
+    header += [f"load_kw[{z}]" for z in zones] + [f"limit_kw[{z}]" for z in zones]
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        for name, r in exp.runs.items():
+            rec = r.record
+            for t in range(w.steps):
+                writer.writerow(
+                    [
+                        name,
+                        t,
+                        round(t * w.dt_h, 4),
+                        w.price_per_kwh[t],
+                        w.carbon_kg_per_kwh[t],
+                        w.city_limit_kw[t],
+                        round(rec.city_load_kw[t], 6),
+                        round(rec.requested_city_kw[t], 6),
+                        rec.connected[t],
+                        rec.queued[t],
+                    ]
+                    + [round(v, 6) for v in rec.zone_load_kw[t]]
+                    + list(w.zone_limit_kw[t])
+                )
+
+
+def write_plots(exp: Experiment, folder: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    first = next(iter(exp.runs.values()))
+    w = first.world
+    hours = w.time_h
+
+    # 1. City and grid-zone load against their limits.
+    n = 1 + w.n_grid
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False)
+    panels = [("city", w.city_limit_kw, lambda r: r.record.city_load_kw)] + [
+        (g, w.zone_limit_kw[:, i], lambda r, i=i: r.record.zone_load_kw[:, i])
+        for i, g in enumerate(w.grid_ids)
+    ]
+    for ax, (title, limit, load) in zip(axes.flat, panels, strict=False):
+        ax.step(hours, limit, where="post", color="black", lw=2, label="limit")
+        for name, r in exp.runs.items():
+            ax.step(
+                hours,
+                load(r),
+                where="post",
+                lw=1.2,
+                ls="--" if name == OFFLINE else "-",
+                label=name,
+            )
+        ax.set_title(f"{title} load [kW]")
+        ax.set_xlabel("hour")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(folder / "load_vs_limits.png", dpi=90)
+    plt.close(fig)
+
+    # 2. Energy delivered vs requested, per policy.
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    names = list(exp.kpis)
+    req = [exp.kpis[n]["energy_requested_kwh"] for n in names]
+    got = [exp.kpis[n]["energy_delivered_kwh"] for n in names]
+    x = np.arange(len(names))
+    ax.bar(x - 0.2, req, 0.4, label="requested", color="#bbbbbb")
+    ax.bar(x + 0.2, got, 0.4, label="delivered", color="#2a7ab0")
+    for i, n in enumerate(names):
+        ax.text(
+            x[i] + 0.2,
+            got[i],
+            f"{exp.kpis[n]['demand_met_pct']:.1f}%",
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
+    ax.set_xticks(x, names, rotation=20, fontsize=8)
+    ax.set_ylabel("kWh")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(folder / "energy.png", dpi=90)
+    plt.close(fig)
+
+    # 3. Waiting-time distribution (the queue depends on routing, not on power: one histogram
+    #    per distinct routing, here shared by every policy).
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    wait = waiting_min(first)
+    ax.hist(wait, bins=30, color="#c0504d")
+    ax.set_xlabel("waiting time for a charger [min]")
+    ax.set_ylabel("sessions")
+    ax.set_title(
+        f"mean {wait.mean():.1f} min, p95 {np.percentile(wait, 95):.1f} min"
+        if wait.size
+        else "no sessions"
+    )
+    fig.tight_layout()
+    fig.savefig(folder / "waiting.png", dpi=90)
+    plt.close(fig)
+
+
+def format_value(v: float) -> str:
+    if isinstance(v, int) or float(v).is_integer():
+        return f"{int(v):,}"
+    return f"{v:,.2f}"
+
+
+def render_html(exp: Experiment, folder: Path) -> str:
+    """A single self-contained page: KPI table, gaps to the optimum, and the plots inline."""
+    names = list(exp.kpis)
+    gaps = exp.gap_to_optimal_pct()
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    rows = "".join(
+        "<tr><td>"
+        + k
+        + "</td>"
+        + "".join(f"<td>{format_value(exp.kpis[n][k])}</td>" for n in names)
+        + "</tr>"
+        for k in TABLE_KPIS
+    )
+    rows += (
+        "<tr><td><b>gap to optimum [%]</b></td>"
+        + "".join(f"<td><b>{gaps[n]:.2f}</b></td>" if n in gaps else "<td>—</td>" for n in names)
+        + "</tr>"
+    )
+    imgs = "".join(
+        f'<h2>{p.removesuffix(".png").replace("_", " ")}</h2><img alt="{p}" '
+        f'src="data:image/png;base64,{base64.b64encode((folder / p).read_bytes()).decode()}">'
+        for p in PLOTS
+    )
+    sc = exp.scenario
+    return f"""<!doctype html><html><head><meta charset="utf-8">
+<title>evgrid: {html.escape(sc.name)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
+td:first-child{{text-align:left}}img{{max-width:100%}}</style></head><body>
+<h1>evgrid run: {html.escape(sc.name)}</h1>
+<p>{html.escape(sc.description)}<br>seed {exp.seed}, {sc.steps} steps of {sc.dt_min} min,
+{len(next(iter(exp.runs.values())).sessions)} sessions. The offline optimum is the
+perfect-information LP on the same sessions: no controller can beat it.</p>
+<table><tr><th>KPI</th>{head}</tr>{rows}</table>{imgs}</body></html>
+"""

@@ -1,0 +1,103 @@
+"""Run several policies on the same realised world and compare them with the offline optimum.
+
+Every policy sees the same sessions (same seed, same draw), and the offline LP is solved for
+exactly those sessions, so the KPI columns are comparable and the gap is meaningful.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from evgrid.agents.policies import make_policy
+from evgrid.envs.interface import Controller
+from evgrid.envs.kpis import breakdown, compute_kpis
+from evgrid.envs.sessions import Sessions
+from evgrid.envs.simulator import SimResult, Simulator
+from evgrid.envs.world import World
+from evgrid.evaluation.offline import OfflineSolution, offline_optimal_run
+from evgrid.scenario.schema import Scenario
+
+OFFLINE = "offline_optimal"
+
+#: Called as work advances: (what, done, total).
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class Experiment:
+    """Results of one comparison: KPIs per policy, the bound, and the raw runs for plotting."""
+
+    scenario: Scenario
+    seed: int
+    runs: dict[str, SimResult] = field(default_factory=dict)
+    kpis: dict[str, dict[str, float]] = field(default_factory=dict)
+    offline: OfflineSolution | None = None
+
+    def gap_to_optimal_pct(self) -> dict[str, float]:
+        """(objective − optimal objective) / |optimal objective| per policy, in %."""
+        if OFFLINE not in self.kpis:
+            return {}
+        best = self.kpis[OFFLINE]["objective"]
+        return {
+            name: 100.0 * (k["objective"] - best) / max(abs(best), 1e-9)
+            for name, k in self.kpis.items()
+            if name != OFFLINE
+        }
+
+    def to_json(self) -> dict:
+        offline = dict(self.kpis.get(OFFLINE, {}))
+        if self.offline is not None:
+            offline.update(
+                solver=self.offline.solver,
+                solve_s=self.offline.solve_s,
+                n_variables=self.offline.n_variables,
+                solver_objective=self.offline.solver_objective,
+            )
+        return {
+            "scenario": self.scenario.name,
+            "seed": self.seed,
+            "steps": self.scenario.steps,
+            "dt_min": self.scenario.dt_min,
+            "policies": {n: k for n, k in self.kpis.items() if n != OFFLINE},
+            "offline_optimal": offline,
+            "gap_to_optimal_pct": self.gap_to_optimal_pct(),
+            "breakdown": {n: breakdown(r) for n, r in self.runs.items()},
+        }
+
+
+def run_experiment(
+    scenario: Scenario,
+    policies: list[str | Controller],
+    *,
+    seed: int | None = None,
+    sessions: Sessions | None = None,
+    world: World | None = None,
+    with_offline: bool = True,
+    progress: Progress | None = None,
+) -> Experiment:
+    """Run each policy over the horizon, then the offline-optimal bound on the same sessions."""
+    controllers = [make_policy(p) if isinstance(p, str) else p for p in policies]
+    if not controllers:
+        raise ValueError("give at least one policy")
+    sim = Simulator(scenario, seed=seed, sessions=sessions, world=world)
+    exp = Experiment(scenario=scenario, seed=sim.seed)
+    for ctrl in controllers:
+
+        def tick(done: int, total: int, name: str = ctrl.name) -> None:
+            if progress is not None:
+                progress(name, done, total)
+
+        result = sim.run(ctrl, progress=tick)
+        exp.runs[ctrl.name] = result
+        exp.kpis[ctrl.name] = compute_kpis(result)
+    if with_offline:
+        if progress is not None:
+            progress(OFFLINE, 0, 1)
+        reference = next(iter(exp.runs.values()))
+        result, exp.offline = offline_optimal_run(sim, reference)
+        exp.runs[OFFLINE] = result
+        exp.kpis[OFFLINE] = compute_kpis(result)
+        if progress is not None:
+            progress(OFFLINE, 1, 1)
+    return exp
