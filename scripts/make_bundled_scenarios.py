@@ -211,7 +211,7 @@ def lot2102() -> dict:
         dt_min=15,
         seed=0,
         city_limit_kw=[round(2600 * s) for s in FEEDER_SHAPE],
-        arrivals_per_day=2400,
+        arrivals_per_day=1500,
         grid_zones=[dict(id="substation", limit_kw=[round(2600 * s) for s in FEEDER_SHAPE])],
         facilities=[lot],
         cohorts=cohorts((0.6, 0.3, 0.1)),

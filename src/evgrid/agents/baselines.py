@@ -16,6 +16,8 @@ from evgrid.envs.interface import Observation
 
 def grouped_exclusive_cumsum(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Σ of the earlier elements of the same group (array order), for each element."""
+    if values.size == 0:
+        return values.copy()
     order = np.argsort(groups, kind="stable")
     v, g = values[order], groups[order]
     cum = np.cumsum(v) - v

@@ -30,6 +30,8 @@ Router = Callable[["Simulator", np.ndarray, np.ndarray], np.ndarray]
 
 def rank_within_groups(groups: np.ndarray) -> np.ndarray:
     """Position of each element among the elements of its group, in array order."""
+    if groups.size == 0:
+        return np.zeros(0, dtype=np.int64)
     order = np.argsort(groups, kind="stable")
     g = groups[order]
     start = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]

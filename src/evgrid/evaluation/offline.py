@@ -82,6 +82,8 @@ def solve_offline(result: SimResult, *, solver: str | None = None) -> OfflineSol
     zone = sp.csr_matrix((np.ones(n), (zone_row, np.arange(n))), shape=(w.steps * w.n_grid, n))
     city = sp.csr_matrix((np.ones(n), (t_idx, np.arange(n))), shape=(w.steps, n))
 
+    if n == 0:  # nothing can charge: the bound is every request unmet
+        return OfflineSolution(np.zeros((w.steps, w.n_chargers)), const, 0.0, 0.0, 0, "none")
     x = cp.Variable(n, nonneg=True)
     constraints = [
         x <= upper,

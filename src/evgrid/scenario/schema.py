@@ -163,15 +163,17 @@ class Cohort(_Model):
 
     @model_validator(mode="after")
     def _soc(self) -> Cohort:
-        if not (self.arrival_soc.low >= 0 and self.arrival_soc.high <= 1):
-            lo, hi = self.arrival_soc.low, self.arrival_soc.high
-            raise ValueError(f"arrival_soc bounds [{lo}, {hi}] are not within [0, 1]")
+        soc = self.arrival_soc
+        lo, hi = (soc.mean, soc.mean) if soc.std == 0 else (soc.low, soc.high)
+        if not (lo >= 0 and hi <= 1):
+            raise ValueError(f"arrival_soc range [{lo}, {hi}] is not within [0, 1]")
         if self.target_soc < self.departure_floor:
             raise ValueError(
                 f"target_soc {self.target_soc} is not >= departure_floor {self.departure_floor}"
             )
-        if self.dwell_h.low <= 0:
-            raise ValueError(f"dwell_h.low {self.dwell_h.low} is not > 0")
+        dwell = self.dwell_h
+        if (dwell.mean if dwell.std == 0 else dwell.low) <= 0:
+            raise ValueError(f"dwell_h: the stay must be > 0 h (mean {dwell.mean}, low {dwell.low})")
         return self
 
 
@@ -261,6 +263,8 @@ class Scenario(_Model):
                 raise ValueError(
                     f"facilities[{i}].grid_zone: {f.grid_zone!r} is not one of {zones}"
                 )
+        if not any(z.chargers.count for f in self.facilities for z in f.zones.values()):
+            raise ValueError("facilities[*].zones[*].chargers.count: the city has no charger")
         share = sum(c.share for c in self.cohorts)
         if abs(share - 1.0) > 1e-6:
             raise ValueError(f"cohorts[*].share: sum {share:g} is not 1")

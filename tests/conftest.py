@@ -1,0 +1,31 @@
+"""Shared fixtures: scenario dictionaries small enough for many hypothesis examples."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from evgrid.scenario import load_scenario
+
+
+@pytest.fixture(scope="session")
+def small_dict() -> dict:
+    """The bundled ``small`` scenario as a plain dict (mutate a deep copy)."""
+    return load_scenario("small").model_dump(mode="json")
+
+
+@pytest.fixture
+def small_copy(small_dict: dict) -> dict:
+    return copy.deepcopy(small_dict)
+
+
+@pytest.fixture
+def write_yaml(tmp_path):  # type: ignore[no-untyped-def]
+    def write(data: object, name: str = "scenario.yaml"):  # type: ignore[no-untyped-def]
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+        return path
+
+    return write
