@@ -18,6 +18,7 @@ app = typer.Typer(
     "offline optimum, write KPIs, plots and an HTML report.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # help texts use [kW], [min]: units, not markup
 )
 # Wide enough for a KPI table with several policies when output is piped (rich assumes 80).
 console = Console() if Console().is_terminal else Console(width=160)
@@ -66,12 +67,13 @@ def run_and_report(
     solve the bound, write the folder, print the KPI table."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from evgrid.agents.policies import make_policy
+    from evgrid.agents.policies import check_policy_names
     from evgrid.evaluation.report import write_experiment
     from evgrid.evaluation.runner import run_experiment
+    from evgrid.scenario.recorded import RecordedDataError
 
     try:
-        controllers = [make_policy(p) for p in policies]
+        check_policy_names(policies)
     except ValueError as exc:
         raise fail(str(exc)) from None
     with Progress(
@@ -90,15 +92,18 @@ def run_and_report(
                 tasks[name] = bar.add_task(name, total=total)
             bar.update(tasks[name], completed=done)
 
-        exp = run_experiment(
-            scenario,
-            controllers,
-            seed=seed,
-            sessions=sessions,
-            world=world,
-            with_offline=offline,
-            progress=progress,
-        )
+        try:
+            exp = run_experiment(
+                scenario,
+                policies,
+                seed=seed,
+                sessions=sessions,
+                world=world,
+                with_offline=offline,
+                progress=progress,
+            )
+        except RecordedDataError as exc:  # a sessions_csv / price_csv named by the scenario
+            raise fail(str(exc)) from None
     write_experiment(exp, out)
     if not quiet:
         console.print(kpi_table(exp, f"{scenario.name} (seed {exp.seed})"))
@@ -178,6 +183,124 @@ def validate(path: Annotated[Path, typer.Argument(help="scenario YAML file")]) -
     except ScenarioError as exc:
         raise fail(str(exc)) from None
     console.print(f"[green]ok[/]: {sc.name}: {len(sc.facilities)} facilities, {sc.steps} steps")
+
+
+@app.command()
+def replay(
+    sessions_csv: Annotated[
+        Path,
+        typer.Argument(
+            help="recorded sessions: arrival, departure (ISO 8601 with UTC offset or Z), "
+            "requested_energy_kwh, optional station_id"
+        ),
+    ],
+    chargers: Annotated[int, typer.Option(help="chargers at the site (one EV each)")],
+    charger_kw: Annotated[float, typer.Option(help="rating of each charger, in kW")],
+    site_limit_kw: Annotated[
+        float, typer.Option(help="grid connection of the site: limit on its total power, in kW")
+    ],
+    dt_min: Annotated[
+        int, typer.Option(help="control period Δt in minutes; must divide a day")
+    ] = 5,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="horizon start, ISO 8601 (no offset = UTC) (default: midnight UTC of the "
+            "first arrival's day)"
+        ),
+    ] = None,
+    days: Annotated[
+        float | None,
+        typer.Option(help="horizon length in days (default: whole days up to the last departure)"),
+    ] = None,
+    price_csv: Annotated[
+        Path | None,
+        typer.Option(
+            help="hourly prices: columns timestamp,price_per_kwh or ev2gym's "
+            "'Datetime (UTC),Price (EUR/MWhe)' (default: flat 0.25 per kWh)"
+        ),
+    ] = None,
+    arrival_col: Annotated[str, typer.Option(help="column holding the arrival time")] = "arrival",
+    departure_col: Annotated[
+        str, typer.Option(help="column holding the departure time")
+    ] = "departure",
+    energy_col: Annotated[
+        str, typer.Option(help="column holding the energy taken, in kWh")
+    ] = "requested_energy_kwh",
+    station_col: Annotated[
+        str, typer.Option(help="column holding the station id (optional in the file)")
+    ] = "station_id",
+    policy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--policy",
+            "-p",
+            help="policy to run; repeat for several (default: all baselines: "
+            + ", ".join(DEFAULT_POLICIES)
+            + ")",
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="output folder, written atomically")] = Path(
+        "runs/replay"
+    ),
+    offline: Annotated[bool, typer.Option(help="solve the offline-optimal LP bound")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
+) -> None:
+    """Replay recorded SESSIONS_CSV at one site with each policy and the offline optimum.
+
+    Bad rows are skipped and reported before the run; the output is laid out as `evgrid run`'s.
+    """
+    from evgrid.envs.world import build_world
+    from evgrid.evaluation.replay import (
+        check_nonempty,
+        horizon_notes,
+        parse_utc,
+        replay_start,
+        single_site_scenario,
+    )
+    from evgrid.scenario.recorded import prices_for_horizon, read_price_csv, read_sessions_csv
+
+    try:
+        recorded = read_sessions_csv(
+            sessions_csv,
+            arrival_col=arrival_col,
+            departure_col=departure_col,
+            energy_col=energy_col,
+            station_col=station_col,
+        )
+        if recorded.skipped:
+            err.print(f"[yellow]warning:[/] {recorded.skip_report()}", highlight=False)
+        t0 = replay_start(recorded, parse_utc(start) if start is not None else None)
+        sc, sessions = single_site_scenario(
+            recorded,
+            chargers=chargers,
+            charger_kw=charger_kw,
+            site_limit_kw=site_limit_kw,
+            dt_min=dt_min,
+            start=t0,
+            days=days,
+        )
+        for note in horizon_notes(recorded, sc, t0):
+            err.print(f"[yellow]warning:[/] {note}", highlight=False)
+        check_nonempty(recorded, sessions)
+        world = None
+        if price_csv is not None:
+            stamps, prices = read_price_csv(price_csv)
+            world = build_world(
+                sc, price_per_kwh=prices_for_horizon(stamps, prices, t0, sc.steps, sc.dt_h)
+            )
+    except (OSError, ValueError) as exc:  # RecordedDataError and ScenarioError are ValueErrors
+        raise fail(str(exc)) from None
+    run_and_report(
+        sc,
+        policy or DEFAULT_POLICIES,
+        seed=None,
+        out=out,
+        offline=offline,
+        quiet=quiet,
+        sessions=sessions,
+        world=world,
+    )
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from evgrid.agents.baselines import (
     Uncontrolled,
 )
 from evgrid.envs.interface import Controller
+from evgrid.envs.world import World
 
 BASELINES: dict[str, Callable[[], Controller]] = {
     "uncontrolled": Uncontrolled,
@@ -22,13 +23,32 @@ BASELINES: dict[str, Callable[[], Controller]] = {
 }
 
 
+def _coordinated(world: World) -> Controller:
+    from evgrid.agents.coordinated import CoordinatedPolicy
+
+    return CoordinatedPolicy(world)
+
+
+#: Policies that need the compiled world (their agents are built per facility).
+WORLD_POLICIES: dict[str, Callable[[World], Controller]] = {"coordinated": _coordinated}
+
+
 def policy_names() -> list[str]:
-    return list(BASELINES)
+    return [*BASELINES, *WORLD_POLICIES]
 
 
-def make_policy(name: str) -> Controller:
+def check_policy_names(names: list[str]) -> None:
+    """Raise ValueError listing the valid names if any of ``names`` is unknown."""
+    for name in names:
+        if name not in BASELINES and name not in WORLD_POLICIES:
+            raise ValueError(f"unknown policy {name!r}: choose from {policy_names()}")
+
+
+def make_policy(name: str, world: World | None = None) -> Controller:
     """Build a policy by name; an unknown name lists the valid ones."""
-    try:
+    check_policy_names([name])
+    if name in BASELINES:
         return BASELINES[name]()
-    except KeyError:
-        raise ValueError(f"unknown policy {name!r}: choose from {policy_names()}") from None
+    if world is None:
+        raise ValueError(f"policy {name!r} needs the world: make_policy({name!r}, world)")
+    return WORLD_POLICIES[name](world)

@@ -7,10 +7,17 @@ control periods: an EV is present during steps ``[arrival_step, departure_step)`
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, fields
 
 import numpy as np
 
+from evgrid.scenario.recorded import (
+    RecordedDataError,
+    horizon_start_utc,
+    read_sessions_csv,
+    session_columns,
+)
 from evgrid.scenario.schema import Distribution, Scenario, as_hourly
 
 
@@ -79,6 +86,10 @@ def draw_sessions(scenario: Scenario, rng: np.random.Generator) -> Sessions:
 
     Cohort k arrives at rate λ_k(h) = arrivals_per_day · share_k · profile_k(h) / Σ profile_k
     per hour; the driver's origin is uniform over the facilities' bounding box widened by 1 km.
+
+    A facility with ``sessions_csv`` gets exactly that file's sessions instead (no randomness
+    used, so the other draws do not change), on the clock of
+    :func:`evgrid.scenario.recorded.horizon_start_utc`; skipped rows raise a warning.
     """
     horizon_h = scenario.steps * scenario.dt_h
     xs = np.array([f.x_km for f in scenario.facilities])
@@ -116,6 +127,25 @@ def draw_sessions(scenario: Scenario, rng: np.random.Generator) -> Sessions:
                 requested_kwh=np.maximum(0.0, c.target_soc - soc) * battery,
                 floor_kwh=np.maximum(0.0, c.departure_floor - soc) * battery,
                 facility=np.full(n, -1),
+            )
+        )
+    recorded = [(i, f) for i, f in enumerate(scenario.facilities) if f.sessions_csv is not None]
+    recs = [read_sessions_csv(f.sessions_csv) for _, f in recorded]  # type: ignore[arg-type]
+    start = horizon_start_utc(scenario, recs) if recs else None
+    for (fi, f), rec in zip(recorded, recs, strict=True):
+        if not len(rec):
+            raise RecordedDataError(f"facility {f.id!r}: {rec.skip_report()}; no usable sessions")
+        if rec.skipped:
+            warnings.warn(rec.skip_report(), stacklevel=2)
+        n = len(rec)
+        parts.append(
+            make_sessions(
+                dt_h=scenario.dt_h,
+                steps=scenario.steps,
+                facility=np.full(n, fi),
+                origin_xy_km=np.tile([f.x_km, f.y_km], (n, 1)),
+                max_kw=np.full(n, max(z.chargers.max_kw for z in f.zones.values())),
+                **session_columns(rec, start),  # type: ignore[arg-type]
             )
         )
     return Sessions.concat(parts)

@@ -45,7 +45,8 @@ def candidate_slots(world: World, sessions: Sessions, evs: np.ndarray) -> np.nda
     """[n, S] bool: the slots each EV may use.
 
     Its SoC zone (000 §3.1: A/B/C by arrival SoC) wherever a facility has one with chargers;
-    else the general zones; a replayed session only at its own facility.
+    else the general zones; a replayed session only at its own facility, and a drawn one
+    never at a facility that replays recorded sessions.
     """
     soc = sessions.arrival_soc[evs][:, None]
     has = world.slot_chargers[None, :] > 0
@@ -55,7 +56,7 @@ def candidate_slots(world: World, sessions: Sessions, evs: np.ndarray) -> np.nda
     )
     in_range &= has
     fac = sessions.facility[evs][:, None]
-    at_fac = (fac < 0) | (world.slot_facility[None, :] == fac)
+    at_fac = np.where(fac < 0, ~world.slot_recorded[None, :], world.slot_facility[None, :] == fac)
     match = in_range & at_fac
     gen = general & at_fac
     anywhere = has & at_fac

@@ -28,6 +28,7 @@ class World:
     grid_ids: list[str]
     slot_names: list[str]  # "facility/zone"
     slot_facility: np.ndarray  # [S] int
+    slot_recorded: np.ndarray  # [S] bool: the facility replays recorded sessions only
     slot_xy_km: np.ndarray  # [S, 2]
     slot_walk_km: np.ndarray  # [S]
     slot_fee_per_kwh: np.ndarray  # [S]
@@ -72,7 +73,12 @@ def hourly_to_steps(profile: list[float], steps: int, dt_h: float) -> np.ndarray
 
 
 def build_world(scenario: Scenario, *, price_per_kwh: np.ndarray | None = None) -> World:
-    """Compile ``scenario``; ``price_per_kwh`` (one value per step) overrides the 24-h profile."""
+    """Compile ``scenario``; ``price_per_kwh`` (one value per step) overrides the 24-h profile.
+
+    Without it, ``prices.price_csv`` (when set) gives the hourly prices in force at each step,
+    on the clock of :func:`evgrid.scenario.recorded.horizon_start_utc`, so recorded sessions
+    and recorded prices line up.
+    """
     dt_h, steps = scenario.dt_h, scenario.steps
     fac_ids = [f.id for f in scenario.facilities]
     grid_ids = [g.id for g in scenario.grid_zones]
@@ -126,6 +132,12 @@ def build_world(scenario: Scenario, *, price_per_kwh: np.ndarray | None = None) 
                 g = grid_ids.index(ev.grid_zone)
                 zone_limit[:, g] = np.where(during, zone_limit[:, g] * ev.factor, zone_limit[:, g])
 
+    if price_per_kwh is None and scenario.prices.price_csv is not None:
+        from evgrid.scenario.recorded import horizon_start_utc, prices_for_horizon, read_price_csv
+
+        stamps, prices = read_price_csv(scenario.prices.price_csv)
+        start = horizon_start_utc(scenario, price_timestamps=stamps)
+        price_per_kwh = prices_for_horizon(stamps, prices, start, steps, dt_h)  # type: ignore[arg-type]
     if price_per_kwh is None:
         price_per_kwh = hourly_to_steps(as_hourly(scenario.prices.price_per_kwh), steps, dt_h)
     elif price_per_kwh.shape != (steps,):
@@ -138,6 +150,9 @@ def build_world(scenario: Scenario, *, price_per_kwh: np.ndarray | None = None) 
         grid_ids=grid_ids,
         slot_names=names,
         slot_facility=slot_facility,
+        slot_recorded=np.array(
+            [scenario.facilities[f].sessions_csv is not None for f in s_fac], dtype=bool
+        ),
         slot_xy_km=np.asarray(s_xy, dtype=float).reshape(-1, 2),
         slot_walk_km=np.asarray(s_walk, dtype=float),
         slot_fee_per_kwh=np.asarray(s_fee, dtype=float),

@@ -77,10 +77,10 @@ def run_experiment(
     progress: Progress | None = None,
 ) -> Experiment:
     """Run each policy over the horizon, then the offline-optimal bound on the same sessions."""
-    controllers = [make_policy(p) if isinstance(p, str) else p for p in policies]
-    if not controllers:
+    if not policies:
         raise ValueError("give at least one policy")
     sim = Simulator(scenario, seed=seed, sessions=sessions, world=world)
+    controllers = [make_policy(p, sim.world) if isinstance(p, str) else p for p in policies]
     exp = Experiment(scenario=scenario, seed=sim.seed)
     for ctrl in controllers:
 
@@ -91,6 +91,9 @@ def run_experiment(
         result = sim.run(ctrl, progress=tick)
         exp.runs[ctrl.name] = result
         exp.kpis[ctrl.name] = compute_kpis(result)
+        summary = getattr(ctrl, "summary", None)
+        if callable(summary):
+            exp.kpis[ctrl.name].update(summary())
     if with_offline:
         if progress is not None:
             progress(OFFLINE, 0, 1)

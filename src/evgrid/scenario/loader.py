@@ -81,7 +81,7 @@ def parse_scenario(data: Any, *, source: str = "<dict>", base_dir: Path | None =
 
 def _resolve_paths(scenario: Scenario, base_dir: Path) -> Scenario:
     def fix(p: Path | None) -> Path | None:
-        return None if p is None or p.is_absolute() else base_dir / p
+        return p if p is None or p.is_absolute() else base_dir / p
 
     facilities = [
         f.model_copy(update={"sessions_csv": fix(f.sessions_csv)}) for f in scenario.facilities

@@ -1,0 +1,231 @@
+"""Station agents: each facility states the power profile it wants and executes what it agreed.
+
+A station knows only its own chargers and the EVs on them (energy owed, deadlines, rates)
+plus the price and carbon forecast. Over a receding horizon it solves, per EV,
+
+    min  Σ_t Δt·(price + carbon price·carbon − penalty·η)·p_t + κΔt·p_t² + (ρ/2)||p − w||²
+    s.t. 0 ≤ p_t ≤ min(charger rating, EV limit) while plugged in, 0 after departure,
+         Σ_t η·p_t·Δt ≤ energy owed                               (Eq. 12–16 of 000)
+
+(the unmet-energy penalty is linear, so it folds into the price), and reports the sum of its
+EVs' profiles to the coordinator. After agreement it turns the first step of its plan into
+per-charger set-points with least-laxity-first inside the agreed power.
+
+``StationPack`` hosts any number of stations and solves all their EVs in one vectorised call;
+a pack of one is the edge deployment, a pack of all is the in-process run, and packs of
+``stations_per_actor`` are the Ray actors. Same code, same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from evgrid.agents.local_qp import solve_local
+from evgrid.coordinator.messages import ConsensusTarget, PowerProposal, Registration
+from evgrid.envs.interface import Observation
+
+
+@dataclass(frozen=True)
+class StationConfig:
+    """Local-problem weights shared by a station's EVs."""
+
+    unmet_penalty_per_kwh: float = 2.0  # cost of a kWh still owed at departure
+    carbon_price_per_kg: float = 0.05
+    wear_per_kw2h: float = 0.002  # κ: battery-wear cost of charging at p kW for 1 h is κ·p²
+    alpha: float = 1.6  # ADMM over-relaxation (must match the coordinator's)
+
+
+@dataclass(frozen=True)
+class StationState:
+    """One station's EVs over the horizon (rows = plugged-in EVs)."""
+
+    station_id: str
+    horizon_start: int
+    dt_h: float
+    charger: np.ndarray  # [n] charger index each EV is on
+    arrival_step: np.ndarray  # [n]
+    departure_step: np.ndarray  # [n]
+    upper_kw: np.ndarray  # [n, H] rate cap while plugged in, 0 after departure
+    eta: np.ndarray  # [n]
+    owed_kwh: np.ndarray  # [n]
+    price_per_kwh: np.ndarray  # [H]
+    carbon_kg_per_kwh: np.ndarray  # [H]
+
+    @property
+    def horizon(self) -> int:
+        return int(self.price_per_kwh.size)
+
+
+def station_states(obs: Observation, station_ids: list[str], horizon: int) -> dict[str, StationState]:
+    """Slice the city observation into each station's local view over ``horizon`` steps."""
+    t = obs.t
+    h = min(horizon, obs.price_per_kwh.size)
+    cap = obs.rate_cap_kw  # already 0 for free / offline chargers
+    rate = np.where(obs.connected, np.minimum(obs.charger_max_kw, obs.ev_max_kw), 0.0)
+    steps = np.arange(h)[None, :]
+    out = {}
+    for f, sid in enumerate(station_ids):
+        idx = np.flatnonzero(obs.connected & (obs.charger_facility == f) & (cap > 0))
+        left = (obs.ev_departure_step[idx] - t)[:, None]
+        out[sid] = StationState(
+            station_id=sid,
+            horizon_start=t,
+            dt_h=obs.dt_h,
+            charger=idx,
+            arrival_step=obs.ev_arrival_step[idx],
+            departure_step=obs.ev_departure_step[idx],
+            upper_kw=np.where(steps < left, rate[idx][:, None], 0.0),
+            eta=obs.charger_eta[idx],
+            owed_kwh=obs.ev_remaining_kwh[idx],
+            price_per_kwh=obs.price_per_kwh[:h],
+            carbon_kg_per_kwh=obs.carbon_kg_per_kwh[:h],
+        )
+    return out
+
+
+def llf_within(budget_kw: float, want_kw: np.ndarray, laxity_h: np.ndarray) -> np.ndarray:
+    """Least laxity first inside one power budget (a station's agreed power)."""
+    order = np.lexsort((np.arange(want_kw.size), laxity_h))
+    served = np.diff(np.minimum(np.cumsum(want_kw[order]), max(budget_kw, 0.0)), prepend=0.0)
+    out = np.empty_like(want_kw)
+    out[order] = np.maximum(served, 0.0)
+    return out
+
+
+class StationPack:
+    """Many station agents solved together (see module docstring)."""
+
+    def __init__(
+        self,
+        station_ids: list[str],
+        grid_zones: list[str],
+        max_power_kw: list[float],
+        config: StationConfig | None = None,
+    ) -> None:
+        self.ids = list(station_ids)
+        self.grid_zones = list(grid_zones)
+        self.max_power_kw = list(max_power_kw)
+        self.config = config or StationConfig()
+        self._warm: dict[tuple[int, int, int], tuple[int, np.ndarray]] = {}
+        self.states: dict[str, StationState] = {}
+        self._rows = 0
+
+    def registrations(self) -> list[Registration]:
+        return [Registration(agent_id=a, kind="station", grid_zone=g, max_power_kw=m)
+                for a, g, m in zip(self.ids, self.grid_zones, self.max_power_kw, strict=True)]
+
+    # -- one control period -------------------------------------------------------------------
+    def begin_period(self, states: dict[str, StationState]) -> None:
+        """Load this period's local data and warm-start each EV from its previous plan."""
+        missing = [s for s in self.ids if s not in states]
+        if missing:
+            raise ValueError(f"no state for stations {missing}")
+        self.states = {s: states[s] for s in self.ids}
+        sts = list(self.states.values())
+        h = sts[0].horizon if sts else 0
+        self.h = h
+        counts = np.array([st.charger.size for st in sts], dtype=np.int64)
+        self.counts = counts
+        self._rows = int(counts.sum())
+        self.row_station = np.repeat(np.arange(len(sts)), counts)
+        self.agg = sp.csr_matrix(
+            (np.ones(self._rows), (self.row_station, np.arange(self._rows))),
+            shape=(len(sts), self._rows),
+        )
+        cfg = self.config
+        cat = (lambda f: np.concatenate([f(st) for st in sts])) if sts else (lambda f: np.zeros(0))
+        self.upper = np.concatenate([st.upper_kw for st in sts]) if self._rows else np.zeros((0, h))
+        eta = cat(lambda st: st.eta)
+        dt = sts[0].dt_h if sts else 1.0
+        self.dt_h = dt
+        unit = np.stack([st.price_per_kwh + cfg.carbon_price_per_kg * st.carbon_kg_per_kwh
+                         for st in sts]) if sts else np.zeros((0, h))
+        self.q = dt * (unit[self.row_station] - cfg.unmet_penalty_per_kwh * eta[:, None])
+        self.budget = cat(lambda st: st.owed_kwh) / np.maximum(eta * dt, 1e-12)
+        self.wear = cfg.wear_per_kw2h * dt
+        self.const = cfg.unmet_penalty_per_kwh * np.array([st.owed_kwh.sum() for st in sts])
+        # Warm start: each EV's plan from the previous period, shifted to the new start.
+        x = np.zeros((self._rows, h))
+        keys = []
+        r = 0
+        for st in sts:
+            for c, a, d in zip(st.charger, st.arrival_step, st.departure_step, strict=True):
+                key = (int(c), int(a), int(d))
+                keys.append(key)
+                if key in self._warm:
+                    start, prev = self._warm[key]
+                    tail = prev[st.horizon_start - start:]
+                    m = min(h, tail.size)
+                    x[r, :m] = tail[:m]
+                r += 1
+        self.keys = keys
+        self.x = np.minimum(x, self.upper)
+        self.xh = self.x.copy()
+        self.u = np.zeros((len(sts), h))
+
+    def propose(self, targets: dict[str, ConsensusTarget]) -> dict[str, PowerProposal]:
+        """One ADMM x-update for every EV of every targeted station (vectorised)."""
+        sts = list(self.states.values())
+        idx = np.array([i for i, s in enumerate(self.ids) if s in targets], dtype=np.int64)
+        if idx.size == 0:
+            return {}
+        z = self.xh.copy()
+        agg_xh = self.agg @ self.xh
+        rho = 0.0
+        for i in idx:
+            tg = targets[self.ids[i]]
+            rho = tg.rho
+            if tg.round > 0 and self.counts[i] > 0:
+                shift = (np.asarray(tg.z_kw) - agg_xh[i]) / self.counts[i]
+                rows = self.row_station == i
+                z[rows] += shift[None, :]
+            self.u[i] = tg.u
+        rows = np.isin(self.row_station, idx)
+        w = z[rows] - self.u[self.row_station[rows]]
+        x = solve_local(w, self.q[rows], self.upper[rows], self.budget[rows], rho=rho, wear=self.wear)
+        alpha = self.config.alpha
+        self.x[rows] = x
+        self.xh[rows] = alpha * x + (1 - alpha) * z[rows]
+        plan = self.agg @ self.x
+        relaxed = self.agg @ self.xh
+        row_obj = (self.q * self.x).sum(axis=1) + self.wear * (self.x**2).sum(axis=1)
+        obj = self.agg @ row_obj + self.const
+        start = sts[0].horizon_start if sts else 0
+        return {
+            self.ids[i]: PowerProposal(
+                round=targets[self.ids[i]].round, agent_id=self.ids[i], horizon_start=start,
+                power_kw=relaxed[i], plan_kw=plan[i], participants=int(self.counts[i]),
+                objective=float(obj[i]),
+            )
+            for i in idx
+        }
+
+    def plans(self) -> dict[str, np.ndarray]:
+        """Each station's current plan X_i [H] (sum of its EVs' profiles)."""
+        plan = self.agg @ self.x
+        return {s: plan[i] for i, s in enumerate(self.ids)}
+
+    def finish_period(self, agreed_kw: dict[str, float] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Remember plans for the warm start; return (charger indices, kW) per station.
+
+        ``agreed_kw`` is each station's agreed power for the current step (default: its plan's
+        first step); least laxity first shares it among the station's EVs.
+        """
+        plans = self.plans()
+        for r, key in enumerate(self.keys):
+            self._warm[key] = (self.states[self.ids[self.row_station[r]]].horizon_start, self.x[r].copy())
+        live = set(self.keys)
+        self._warm = {k: v for k, v in self._warm.items() if k in live}
+        out = {}
+        for _i, sid in enumerate(self.ids):
+            st = self.states[sid]
+            budget = (agreed_kw or {}).get(sid, float(plans[sid][0]) if self.h else 0.0)
+            want = np.minimum(st.upper_kw[:, 0] if self.h else np.zeros(st.charger.size),
+                              st.owed_kwh / np.maximum(st.eta * st.dt_h, 1e-12))
+            rate = np.maximum(st.upper_kw[:, 0] * st.eta, 1e-12) if self.h else np.ones(st.charger.size)
+            laxity = (st.departure_step - st.horizon_start) * st.dt_h - st.owed_kwh / rate
+            out[sid] = (st.charger, llf_within(budget, want, laxity))
+        return out
