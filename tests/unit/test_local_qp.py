@@ -27,7 +27,7 @@ def test_matches_cvxpy(seed: int, n: int, h: int, rho: float, wear: float) -> No
     q = rng.normal(-1, 2, (n, h))
     upper = rng.uniform(0, 22, (n, h)) * (rng.random((n, h)) < 0.8)
     budget = rng.uniform(0, 1.2, n) * upper.sum(axis=1)
-    p = solve_local(w, q, upper, budget, rho=rho, wear=wear)
+    p, _ = solve_local(w, q, upper, budget, rho=rho, wear=wear)
     assert (p >= 0).all() and (p <= upper + 1e-12).all()
     assert (p.sum(axis=1) <= budget * (1 + 1e-9) + 1e-9).all()
     for i in range(n):

@@ -74,7 +74,10 @@ class CoordinatedPolicy:
         stats = solve_period(self.coordinator, self.transport, horizon_start=obs.t,
                              zone_limit_kw=obs.zone_limit_kw[:h], city_limit_kw=obs.city_limit_kw[:h])
         self.history.append(stats)
-        for chargers, kw in self.transport.finish_period().values():
+        # Execute the consensus share z (feasible for every zone and the city by construction),
+        # not the plan x, which may still exceed a limit by the ADMM tolerance.
+        agreed = {a: max(float(z[0]), 0.0) for a, z in self.coordinator.consensus().items()}
+        for chargers, kw in self.transport.finish_period(agreed).values():
             power[chargers] = kw
         return power
 

@@ -3,11 +3,12 @@
 A station knows only its own chargers and the EVs on them (energy owed, deadlines, rates)
 plus the price and carbon forecast. Over a receding horizon it solves, per EV,
 
-    min  Σ_t Δt·(price + carbon price·carbon − penalty·η)·p_t + κΔt·p_t² + (ρ/2)||p − w||²
+    min  Σ_t Δt·(price + carbon price·carbon − penalty·η·(1−δ)^t)·p_t + κΔt·p_t² + (ρ/2)||p − w||²
     s.t. 0 ≤ p_t ≤ min(charger rating, EV limit) while plugged in, 0 after departure,
          Σ_t η·p_t·Δt ≤ energy owed                               (Eq. 12–16 of 000)
 
-(the unmet-energy penalty is linear, so it folds into the price), and reports the sum of its
+(the unmet-energy penalty is linear, so it folds into the price; δ, the urgency, discounts
+energy promised for later, which a receding horizon cannot guarantee), and reports the sum of its
 EVs' profiles to the coordinator. After agreement it turns the first step of its plan into
 per-charger set-points with least-laxity-first inside the agreed power.
 
@@ -24,7 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from evgrid.agents.local_qp import solve_local
-from evgrid.coordinator.messages import ConsensusTarget, PowerProposal, Registration
+from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
 from evgrid.envs.interface import Observation
 
 
@@ -35,6 +36,7 @@ class StationConfig:
     unmet_penalty_per_kwh: float = 2.0  # cost of a kWh still owed at departure
     carbon_price_per_kg: float = 0.05
     wear_per_kw2h: float = 0.002  # κ: battery-wear cost of charging at p kW for 1 h is κ·p²
+    urgency_per_h: float = 0.05  # a kWh delivered h hours later is worth (1 − urgency)^h as much
     alpha: float = 1.6  # ADMM over-relaxation (must match the coordinator's)
 
 
@@ -106,6 +108,7 @@ class StationPack:
         config: StationConfig | None = None,
     ) -> None:
         self.ids = list(station_ids)
+        self.index = {a: i for i, a in enumerate(self.ids)}
         self.grid_zones = list(grid_zones)
         self.max_power_kw = list(max_power_kw)
         self.config = config or StationConfig()
@@ -143,7 +146,10 @@ class StationPack:
         self.dt_h = dt
         unit = np.stack([st.price_per_kwh + cfg.carbon_price_per_kg * st.carbon_kg_per_kwh
                          for st in sts]) if sts else np.zeros((0, h))
-        self.q = dt * (unit[self.row_station] - cfg.unmet_penalty_per_kwh * eta[:, None])
+        # Energy delivered later is worth a little less: the station cannot see the EVs that will
+        # arrive and compete for the same feeder, nor an early departure (receding horizon).
+        value = cfg.unmet_penalty_per_kwh * (1 - cfg.urgency_per_h) ** (np.arange(h) * dt)
+        self.q = dt * (unit[self.row_station] - eta[:, None] * value[None, :])
         self.budget = cat(lambda st: st.owed_kwh) / np.maximum(eta * dt, 1e-12)
         self.wear = cfg.wear_per_kw2h * dt
         self.const = cfg.unmet_penalty_per_kwh * np.array([st.owed_kwh.sum() for st in sts])
@@ -165,43 +171,46 @@ class StationPack:
         self.x = np.minimum(x, self.upper)
         self.xh = self.x.copy()
         self.u = np.zeros((len(sts), h))
+        self.mu = np.zeros(self._rows)
 
-    def propose(self, targets: dict[str, ConsensusTarget]) -> dict[str, PowerProposal]:
+    def propose(self, targets: ConsensusTargets) -> PowerProposals:
         """One ADMM x-update for every EV of every targeted station (vectorised)."""
-        sts = list(self.states.values())
-        idx = np.array([i for i, s in enumerate(self.ids) if s in targets], dtype=np.int64)
-        if idx.size == 0:
-            return {}
-        z = self.xh.copy()
-        agg_xh = self.agg @ self.xh
-        rho = 0.0
-        for i in idx:
-            tg = targets[self.ids[i]]
-            rho = tg.rho
-            if tg.round > 0 and self.counts[i] > 0:
-                shift = (np.asarray(tg.z_kw) - agg_xh[i]) / self.counts[i]
-                rows = self.row_station == i
-                z[rows] += shift[None, :]
-            self.u[i] = tg.u
-        rows = np.isin(self.row_station, idx)
-        w = z[rows] - self.u[self.row_station[rows]]
-        x = solve_local(w, self.q[rows], self.upper[rows], self.budget[rows], rho=rho, wear=self.wear)
+        sel = np.array([self.index[a] for a in targets.agent_ids if a in self.index], dtype=np.int64)
+        if sel.size != len(targets):
+            unknown = [a for a in targets.agent_ids if a not in self.index]
+            raise KeyError(f"targets for stations this pack does not host: {unknown}")
+        self.u[sel] = targets.u
+        z = self.xh
+        if targets.round > 0:
+            # z_v = x̂_v + (u_old − π_new): the station's share of its zone's correction,
+            # recovered from its aggregate target (see evgrid.coordinator.admm).
+            shift = np.zeros_like(self.u)
+            shift[sel] = (targets.z_kw - self.agg[sel] @ self.xh) / np.maximum(self.counts[sel], 1)[:, None]
+            z = self.xh + shift[self.row_station]
         alpha = self.config.alpha
-        self.x[rows] = x
-        self.xh[rows] = alpha * x + (1 - alpha) * z[rows]
-        plan = self.agg @ self.x
-        relaxed = self.agg @ self.xh
+        if sel.size == len(self.ids):  # everyone answers: no row selection, no copies
+            x, self.mu = solve_local(z - self.u[self.row_station], self.q, self.upper, self.budget,
+                                     rho=targets.rho, wear=self.wear, mu0=self.mu)
+            self.x = x
+            self.xh = alpha * x + (1 - alpha) * z
+        else:
+            on = np.zeros(len(self.ids), dtype=bool)
+            on[sel] = True
+            rows = on[self.row_station]
+            zr = z[rows]
+            x, self.mu[rows] = solve_local(
+                zr - self.u[self.row_station[rows]], self.q[rows], self.upper[rows],
+                self.budget[rows], rho=targets.rho, wear=self.wear, mu0=self.mu[rows])
+            self.x[rows] = x
+            self.xh = self.xh.copy()
+            self.xh[rows] = alpha * x + (1 - alpha) * zr
         row_obj = (self.q * self.x).sum(axis=1) + self.wear * (self.x**2).sum(axis=1)
-        obj = self.agg @ row_obj + self.const
-        start = sts[0].horizon_start if sts else 0
-        return {
-            self.ids[i]: PowerProposal(
-                round=targets[self.ids[i]].round, agent_id=self.ids[i], horizon_start=start,
-                power_kw=relaxed[i], plan_kw=plan[i], participants=int(self.counts[i]),
-                objective=float(obj[i]),
-            )
-            for i in idx
-        }
+        return PowerProposals(
+            round=targets.round, horizon_start=targets.horizon_start,
+            agent_ids=tuple(self.ids[i] for i in sel), power_kw=self.agg[sel] @ self.xh,
+            plan_kw=self.agg[sel] @ self.x, participants=self.counts[sel],
+            objective=(self.agg @ row_obj + self.const)[sel],
+        )
 
     def plans(self) -> dict[str, np.ndarray]:
         """Each station's current plan X_i [H] (sum of its EVs' profiles)."""

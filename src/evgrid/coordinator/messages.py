@@ -7,7 +7,7 @@ horizon step [kW], starting at step ``horizon_start`` of the simulation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,30 +24,73 @@ class Registration:
 
 
 @dataclass(frozen=True)
-class PowerProposal:
-    """A station's answer to a round: its relaxed and plain power profiles."""
+class PowerProposals:
+    """Stations' answers to one round, one row per station (a batch of one for an edge node).
+
+    Batches keep the in-process and packed-actor paths vectorised; the gRPC path sends one
+    row per message. All arrays are [M, H] or [M].
+    """
 
     round: int
-    agent_id: str
     horizon_start: int
-    power_kw: np.ndarray  # [H] over-relaxed profile x̂ (what the coordinator averages)
-    plan_kw: np.ndarray  # [H] the local minimiser x (what the station would execute)
-    participants: int  # EV rows behind the profile (the sharing ADMM's N for this agent)
-    objective: float  # local objective at x [currency]
+    agent_ids: tuple[str, ...]
+    power_kw: np.ndarray  # [M, H] over-relaxed profile x̂ (what the coordinator averages)
+    plan_kw: np.ndarray  # [M, H] the local minimiser x (what the station would execute)
+    participants: np.ndarray  # [M] EV rows behind each profile (the sharing ADMM's N_i)
+    objective: np.ndarray  # [M] local objective at x [currency]
+
+    def __len__(self) -> int:
+        return len(self.agent_ids)
+
+    def take(self, rows: np.ndarray) -> PowerProposals:
+        rows = np.asarray(rows, dtype=np.int64)
+        return PowerProposals(self.round, self.horizon_start,
+                              tuple(self.agent_ids[i] for i in rows), self.power_kw[rows],
+                              self.plan_kw[rows], self.participants[rows], self.objective[rows])
+
+    @staticmethod
+    def concat(parts: list[PowerProposals], *, round: int, horizon_start: int, horizon: int) -> PowerProposals:
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            z = np.zeros((0, horizon))
+            return PowerProposals(round, horizon_start, (), z, z, np.zeros(0, np.int64), np.zeros(0))
+        return PowerProposals(
+            round, horizon_start, tuple(a for p in parts for a in p.agent_ids),
+            np.concatenate([p.power_kw for p in parts]), np.concatenate([p.plan_kw for p in parts]),
+            np.concatenate([p.participants for p in parts]),
+            np.concatenate([p.objective for p in parts]),
+        )
 
 
 @dataclass(frozen=True)
-class ConsensusTarget:
-    """The coordinator's broadcast to one station for the next round."""
+class ConsensusTargets:
+    """The coordinator's broadcast for the next round, one row per station."""
 
     round: int
-    agent_id: str
     horizon_start: int
-    z_kw: np.ndarray  # [H] the station's consensus share Z_i of the coupled resource
-    u: np.ndarray  # [H] scaled dual of its grid zone (+ city), ρ-scaled price [kW]
-    rho: float
-    price_signal: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [H] ρ·u [currency/kW]
-    done: bool = False  # the round converged (or hit its deadline): execute the plan
+    agent_ids: tuple[str, ...]
+    z_kw: np.ndarray  # [M, H] each station's consensus share Z_i of the coupled resource
+    u: np.ndarray  # [M, H] scaled dual of its grid zone + city (ρ-scaled price) [kW]
+    rho: float  # ADMM penalty [currency/kW²]
+    done: bool = False  # converged or out of time: execute the plan
+
+    def __len__(self) -> int:
+        return len(self.agent_ids)
+
+    @property
+    def price_signal(self) -> np.ndarray:
+        """ρ·u: the unscaled dual, the marginal value of 1 kW of the shared budget [currency/kW]."""
+        return self.rho * self.u
+
+    def take(self, rows: np.ndarray) -> ConsensusTargets:
+        rows = np.asarray(rows, dtype=np.int64)
+        return ConsensusTargets(self.round, self.horizon_start,
+                                tuple(self.agent_ids[i] for i in rows), self.z_kw[rows],
+                                self.u[rows], self.rho, self.done)
+
+    def select(self, agent_ids: list[str]) -> ConsensusTargets:
+        pos = {a: i for i, a in enumerate(self.agent_ids)}
+        return self.take(np.array([pos[a] for a in agent_ids if a in pos], dtype=np.int64))
 
 
 @dataclass(frozen=True)
