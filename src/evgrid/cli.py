@@ -24,7 +24,7 @@ app = typer.Typer(
 console = Console() if Console().is_terminal else Console(width=160)
 err = Console(stderr=True)
 
-DEFAULT_POLICIES = ["uncontrolled", "fcfs", "round_robin", "edf", "llf"]
+DEFAULT_POLICIES = ["uncontrolled", "fcfs", "round_robin", "edf", "llf", "coordinated"]
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -42,6 +42,10 @@ def kpi_table(exp, title: str) -> Table:  # type: ignore[no-untyped-def]
         table.add_column(n, justify="right", style="cyan" if n == "offline_optimal" else None)
     for k in TABLE_KPIS:
         table.add_row(k, *(format_value(exp.kpis[n][k]) for n in names))
+    extra = sorted({k for n in names for k in exp.kpis[n] if k.startswith("admm_")})
+    for k in extra:  # ADMM figures of the coordinated policy
+        table.add_row(k, *(format_value(exp.kpis[n][k]) if k in exp.kpis[n] else "—"
+                           for n in names), style="dim")
     gaps = exp.gap_to_optimal_pct()
     if gaps:
         table.add_row(
@@ -62,6 +66,7 @@ def run_and_report(
     quiet: bool,
     sessions=None,
     world=None,
+    factory=None,
 ) -> None:
     """Shared by ``run`` and ``replay``: validate policies, simulate with a progress bar,
     solve the bound, write the folder, print the KPI table."""
@@ -101,6 +106,7 @@ def run_and_report(
                 world=world,
                 with_offline=offline,
                 progress=progress,
+                **({"factory": factory} if factory is not None else {}),
             )
         except RecordedDataError as exc:  # a sessions_csv / price_csv named by the scenario
             raise fail(str(exc)) from None
@@ -138,6 +144,15 @@ def run(
     dt_min: Annotated[int | None, typer.Option(help="override the control period Δt [min]")] = None,
     offline: Annotated[bool, typer.Option(help="solve the offline-optimal LP bound")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
+    transport: Annotated[str, typer.Option(
+        help="how the coordinated policy's agents talk: 'ray' (station packs and the "
+        "coordinator as Ray actors; starts embedded local Ray) or 'inprocess'")] = "ray",
+    address: Annotated[str | None, typer.Option(
+        help="existing Ray cluster, e.g. ray://head:10001 (default: $RAY_ADDRESS, else a "
+        "local embedded Ray)")] = None,
+    stations_per_actor: Annotated[int | None, typer.Option(
+        help="stations hosted by one Ray actor (default: spread over the available CPUs; "
+        "1 = one actor per station)")] = None,
 ) -> None:
     """Simulate SCENARIO with each policy and the offline optimum; write KPIs, plots, report."""
     from evgrid.scenario import ScenarioError, load_scenario, parse_scenario
@@ -149,7 +164,30 @@ def run(
             sc = parse_scenario({**sc.model_dump(mode="json"), **overrides}, source=scenario)
     except ScenarioError as exc:
         raise fail(str(exc)) from None
-    run_and_report(sc, policy or DEFAULT_POLICIES, seed=seed, out=out, offline=offline, quiet=quiet)
+    if transport not in {"ray", "inprocess"}:
+        raise fail(f"unknown transport {transport!r}: choose from ['ray', 'inprocess']")
+    policies = policy or DEFAULT_POLICIES
+    factory = None
+    if transport == "ray" and "coordinated" in policies:
+        factory = ray_factory(address, stations_per_actor)
+    run_and_report(sc, policies, seed=seed, out=out, offline=offline, quiet=quiet,
+                   factory=factory)
+
+
+def ray_factory(address: str | None, stations_per_actor: int | None):  # type: ignore[no-untyped-def]
+    """Policy factory that builds the coordinated policy on Ray actors (starting Ray once)."""
+    from evgrid.agents.policies import make_policy
+
+    def factory(name: str, world):  # type: ignore[no-untyped-def]
+        if name != "coordinated":
+            return make_policy(name, world)
+        from evgrid.transport.ray_actors import ensure_ray, ray_coordinated_policy
+
+        with err.status("starting Ray and the agent actors"):
+            ensure_ray(address)
+            return ray_coordinated_policy(world, stations_per_actor=stations_per_actor)
+
+    return factory
 
 
 @app.command()

@@ -51,13 +51,14 @@ class CoordinatedPolicy:
     admm: AdmmConfig = field(default_factory=AdmmConfig)
     horizon_steps: int | None = None
     stations: Callable[[World, StationConfig], StationTransport] = in_process_stations
+    coordinator_factory: Callable[[list[str], AdmmConfig], PowerCoordinator] = PowerCoordinator
     name: str = "coordinated"
     history: list[AdmmStats] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.config = station_config(self.world, alpha=self.admm.alpha)
         self.transport = self.stations(self.world, self.config)
-        self.coordinator = PowerCoordinator(self.world.grid_ids, self.admm)
+        self.coordinator = self.coordinator_factory(list(self.world.grid_ids), self.admm)
         for reg in self.transport.registrations():
             self.coordinator.register(reg)
         day = round(24 / self.world.dt_h)

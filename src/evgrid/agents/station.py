@@ -228,13 +228,25 @@ class StationPack:
             self._warm[key] = (self.states[self.ids[self.row_station[r]]].horizon_start, self.x[r].copy())
         live = set(self.keys)
         self._warm = {k: v for k, v in self._warm.items() if k in live}
-        out = {}
-        for _i, sid in enumerate(self.ids):
-            st = self.states[sid]
-            budget = (agreed_kw or {}).get(sid, float(plans[sid][0]) if self.h else 0.0)
-            want = np.minimum(st.upper_kw[:, 0] if self.h else np.zeros(st.charger.size),
-                              st.owed_kwh / np.maximum(st.eta * st.dt_h, 1e-12))
-            rate = np.maximum(st.upper_kw[:, 0] * st.eta, 1e-12) if self.h else np.ones(st.charger.size)
-            laxity = (st.departure_step - st.horizon_start) * st.dt_h - st.owed_kwh / rate
-            out[sid] = (st.charger, llf_within(budget, want, laxity))
-        return out
+        return {
+            sid: setpoints_within(
+                self.states[sid],
+                (agreed_kw or {}).get(sid, float(plans[sid][0]) if self.h else 0.0),
+            )
+            for sid in self.ids
+        }
+
+
+def setpoints_within(state: StationState, budget_kw: float) -> tuple[np.ndarray, np.ndarray]:
+    """(charger indices, kW) for the current step: least laxity first inside ``budget_kw``.
+
+    What a station executes after agreement, and what anyone executing on its behalf (a
+    coordinator whose station vanished, an edge node that lost its link) executes too.
+    """
+    st = state
+    if st.horizon == 0 or st.charger.size == 0:
+        return st.charger, np.zeros(st.charger.size)
+    want = np.minimum(st.upper_kw[:, 0], st.owed_kwh / np.maximum(st.eta * st.dt_h, 1e-12))
+    rate = np.maximum(st.upper_kw[:, 0] * st.eta, 1e-12)
+    laxity = (st.departure_step - st.horizon_start) * st.dt_h - st.owed_kwh / rate
+    return st.charger, llf_within(budget_kw, want, laxity)

@@ -73,8 +73,11 @@ def zone_city_prices(
         k = np.clip((tot >= city_limit).sum(axis=0) - 1, 0, g_count)
         cols = np.arange(s.shape[1])
         mu_k = cands[k, cols]
-        free = has[:, None] & (s - nn * mu_k[None, :] > zone_limit - 1e-12)  # zones at C_g
-        slope = np.where(has[:, None] & ~free, nn, 0.0).sum(axis=0)
+        # Zones still capped just right of mu_k contribute no slope; a zone exactly at its
+        # breakpoint is on its linear part there.
+        gap = s - nn * mu_k[None, :] - zone_limit
+        capped = has[:, None] & (gap > 1e-12 * np.maximum(np.abs(zone_limit), 1.0))
+        slope = np.where(has[:, None] & ~capped, nn, 0.0).sum(axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
             root = mu_k + (tot[k, cols] - city_limit) / slope
         mu = np.where(over, np.where(slope > 0, root, mu_k), 0.0)

@@ -201,6 +201,8 @@ def write_plots(exp: Experiment, folder: Path) -> None:
 def format_value(v: float) -> str:
     if isinstance(v, int) or float(v).is_integer():
         return f"{int(v):,}"
+    if abs(v) < 0.01:
+        return f"{v:.2e}"
     return f"{v:,.2f}"
 
 

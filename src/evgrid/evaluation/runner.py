@@ -75,12 +75,13 @@ def run_experiment(
     world: World | None = None,
     with_offline: bool = True,
     progress: Progress | None = None,
+    factory: Callable[[str, World], Controller] = make_policy,
 ) -> Experiment:
     """Run each policy over the horizon, then the offline-optimal bound on the same sessions."""
     if not policies:
         raise ValueError("give at least one policy")
     sim = Simulator(scenario, seed=seed, sessions=sessions, world=world)
-    controllers = [make_policy(p, sim.world) if isinstance(p, str) else p for p in policies]
+    controllers = [factory(p, sim.world) if isinstance(p, str) else p for p in policies]
     exp = Experiment(scenario=scenario, seed=sim.seed)
     for ctrl in controllers:
 

@@ -172,3 +172,36 @@ def state_from_proto(m: pb.StationState) -> StationState:
         price_per_kwh=np.asarray(m.price_per_kwh, dtype=float),
         carbon_kg_per_kwh=np.asarray(m.carbon_kg_per_kwh, dtype=float),
     )
+
+
+# -- executed set-points (edge -> coordinator) --------------------------------------------------
+def executed_to_proto(
+    agent_id: str, step: int, charger: np.ndarray, power_kw: np.ndarray, envelope_kw: np.ndarray
+) -> pb.SetpointSchedule:
+    """What a station executed at ``step``; ``envelope_kw`` echoes the z it agreed (its fallback)."""
+    agreed = max(float(envelope_kw[0]), 0.0) if len(envelope_kw) else 0.0
+    return pb.SetpointSchedule(agent_id=agent_id, step=step, charger=np.asarray(charger).tolist(),
+                               power_kw=np.asarray(power_kw, dtype=float).tolist(),
+                               agreed_kw=agreed, envelope_kw=np.asarray(envelope_kw).tolist())
+
+
+def check_executed(msg: pb.SetpointSchedule, *, state: StationState, agreed_kw: float) -> np.ndarray:
+    """Refuse set-points for other chargers or another step, or beyond the EV caps or the
+    agreed power; return them as an array [kW] in the order of ``state.charger``."""
+    if msg.step != state.horizon_start:
+        raise MessageError("FAILED_PRECONDITION",
+                           f"set-points for step {msg.step}, the period is at {state.horizon_start}")
+    if list(msg.charger) != state.charger.tolist():
+        raise MessageError("INVALID_ARGUMENT",
+                           f"set-points for chargers {list(msg.charger)}, the station has "
+                           f"{state.charger.tolist()} this period")
+    kw = np.asarray(msg.power_kw, dtype=float)
+    if kw.size != state.charger.size or not np.isfinite(kw).all():
+        raise MessageError("INVALID_ARGUMENT", "power_kw has the wrong length or is not finite")
+    cap = state.upper_kw[:, 0] if state.horizon else np.zeros(kw.size)
+    if (kw < -1e-9).any() or (kw > cap * (1 + LIMIT_RTOL) + 1e-9).any():
+        raise MessageError("INVALID_ARGUMENT", "a set-point is negative or above its EV's cap")
+    if kw.sum() > max(agreed_kw, 0.0) * (1 + LIMIT_RTOL) + 1e-6:
+        raise MessageError("INVALID_ARGUMENT",
+                           f"set-points sum to {kw.sum():.3f} kW, above the agreed {agreed_kw:.3f} kW")
+    return kw

@@ -1,0 +1,111 @@
+"""One station agent as an edge node runs it: a ``StationPack`` of one, plus its fallback.
+
+Pure numpy (no grpc): ``evgrid.transport.grpc_station`` feeds it the coordinator's messages,
+and ``evgrid.transport.grpc_server`` uses :func:`fallback_schedule` to reproduce, on the
+coordinator's side, what a station that lost its link executes. Keeping both in one function
+is what makes the simulated fallback the real one.
+
+Fallback rule: a station that cannot reach the coordinator keeps charging, least laxity first,
+inside the *last envelope it agreed* (the consensus profile z of its last finished period,
+which the ADMM z-update made feasible for every zone and the city), and never above it; past
+the end of that envelope it agreed nothing, so it draws nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from evgrid.agents.station import StationConfig, StationPack, StationState, llf_within
+from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
+
+
+def llf_schedule(state: StationState, budget_kw: float) -> tuple[np.ndarray, np.ndarray]:
+    """(charger indices, kW) sharing ``budget_kw`` among the station's EVs, least laxity first.
+
+    The same rule as ``StationPack.finish_period`` (first horizon step of ``state``), so an
+    executed schedule and a fallback one differ only in their budget.
+    """
+    if state.horizon == 0:
+        return state.charger, np.zeros(state.charger.size)
+    cap = state.upper_kw[:, 0]
+    want = np.minimum(cap, state.owed_kwh / np.maximum(state.eta * state.dt_h, 1e-12))
+    rate = np.maximum(cap * state.eta, 1e-12)
+    laxity_h = (state.departure_step - state.horizon_start) * state.dt_h - state.owed_kwh / rate
+    return state.charger, llf_within(budget_kw, want, laxity_h)
+
+
+def envelope_budget_kw(envelope_kw: np.ndarray, envelope_start: int, step: int) -> float:
+    """What a station may draw at ``step`` under an envelope starting at ``envelope_start``:
+    max(z[step − start], 0) inside it, 0 before or after it (it agreed nothing there)."""
+    k = step - envelope_start
+    if envelope_start < 0 or k < 0 or k >= envelope_kw.size:
+        return 0.0
+    return max(float(envelope_kw[k]), 0.0)
+
+
+def fallback_schedule(
+    state: StationState, envelope_kw: np.ndarray, envelope_start: int, step: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The link-down schedule at ``step``: LLF within the last agreed envelope (module docstring)."""
+    return llf_schedule(state, envelope_budget_kw(envelope_kw, envelope_start, step))
+
+
+class EdgeStation:
+    """A single station agent driven by coordinator messages (see module docstring).
+
+    It wraps a ``StationPack`` of one station, so its proposals are bit-for-bit those of the
+    same station inside an in-process pack; it adds the memory of the last agreed envelope
+    that the fallback needs.
+    """
+
+    def __init__(
+        self,
+        station_id: str,
+        grid_zone: str,
+        max_power_kw: float,
+        config: StationConfig | None = None,
+    ) -> None:
+        self.station_id = station_id
+        self.pack = StationPack([station_id], [grid_zone], [max_power_kw], config)
+        self.envelope_kw: np.ndarray = np.zeros(0)  # last agreed z [kW per step]
+        self.envelope_start = -1  # simulation step of envelope_kw[0]; -1 before any agreement
+        self.state: StationState | None = None  # this period's local state
+
+    @property
+    def registration(self) -> Registration:
+        return self.pack.registrations()[0]
+
+    def on_period(self, state: StationState, target0: ConsensusTargets) -> PowerProposals:
+        """Load a new period's state and answer its round-0 target (one message, not two)."""
+        if state.station_id != self.station_id:
+            raise ValueError(f"state for {state.station_id!r} sent to station {self.station_id!r}")
+        self.state = state
+        self.pack.begin_period({self.station_id: state})
+        return self.pack.propose(target0)
+
+    def on_target(self, targets: ConsensusTargets) -> PowerProposals:
+        """One ADMM x-update against the coordinator's next target."""
+        if self.state is None:
+            raise RuntimeError("a target arrived before any period start")
+        return self.pack.propose(targets)
+
+    def on_done(self, targets: ConsensusTargets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Execute the agreement: (charger indices, kW, envelope z [kW per step]).
+
+        The agreed power for this step is max(z[0], 0), as in ``CoordinatedPolicy``; z over
+        the whole horizon becomes the fallback envelope.
+        """
+        if self.state is None:
+            raise RuntimeError("a done target arrived before any period start")
+        z = np.asarray(targets.z_kw[0], dtype=float).copy()
+        agreed = max(float(z[0]), 0.0) if z.size else 0.0
+        chargers, kw = self.pack.finish_period({self.station_id: agreed})[self.station_id]
+        self.envelope_kw, self.envelope_start = z, targets.horizon_start
+        return chargers, kw, z
+
+    def fallback(self, step: int, state: StationState | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Link down: LLF at ``step`` within the last agreed envelope (default: last state)."""
+        st = state if state is not None else self.state
+        if st is None:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        return fallback_schedule(st, self.envelope_kw, self.envelope_start, step)
