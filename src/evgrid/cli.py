@@ -67,6 +67,7 @@ def run_and_report(
     sessions=None,
     world=None,
     factory=None,
+    routing: str = "nearest",
 ) -> None:
     """Shared by ``run`` and ``replay``: validate policies, simulate with a progress bar,
     solve the bound, write the folder, print the KPI table."""
@@ -106,6 +107,7 @@ def run_and_report(
                 world=world,
                 with_offline=offline,
                 progress=progress,
+                routing=routing,
                 **({"factory": factory} if factory is not None else {}),
             )
         except RecordedDataError as exc:  # a sessions_csv / price_csv named by the scenario
@@ -153,6 +155,9 @@ def run(
     stations_per_actor: Annotated[int | None, typer.Option(
         help="stations hosted by one Ray actor (default: spread over the available CPUs; "
         "1 = one actor per station)")] = None,
+    routing: Annotated[str, typer.Option(
+        help="how arriving drivers pick a facility zone: 'nearest' (nearest free charger in "
+        "their SoC zone) or 'cohorts' (shares agreed by the cohort agents by ADMM)")] = "nearest",
 ) -> None:
     """Simulate SCENARIO with each policy and the offline optimum; write KPIs, plots, report."""
     from evgrid.scenario import ScenarioError, load_scenario, parse_scenario
@@ -170,8 +175,10 @@ def run(
     factory = None
     if transport == "ray" and "coordinated" in policies:
         factory = ray_factory(address, stations_per_actor)
+    if routing not in {"nearest", "cohorts"}:
+        raise fail(f"unknown routing {routing!r}: choose from ['nearest', 'cohorts']")
     run_and_report(sc, policies, seed=seed, out=out, offline=offline, quiet=quiet,
-                   factory=factory)
+                   factory=factory, routing=routing)
 
 
 def ray_factory(address: str | None, stations_per_actor: int | None):  # type: ignore[no-untyped-def]

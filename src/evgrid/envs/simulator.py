@@ -65,19 +65,17 @@ def candidate_slots(world: World, sessions: Sessions, evs: np.ndarray) -> np.nda
     return np.where(use_match, match, np.where(use_gen, gen, anywhere))
 
 
-def nearest_free_router(sim: Simulator, evs: np.ndarray, free: np.ndarray) -> np.ndarray:
-    """Nearest facility with a free charger in the EV's SoC zone; else queue at the nearest.
+def assign_by_preference(cand: np.ndarray, cost: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """Each EV (row) to its cheapest candidate slot with a free charger, else queue at its
+    cheapest candidate.
 
-    Vectorised deferred acceptance: each unassigned EV proposes to its nearest slot with a
+    Vectorised deferred acceptance: each unassigned EV proposes to its cheapest slot with a
     free charger, each slot accepts proposers in arrival order up to its free count, repeat.
     """
-    world = sim.world
-    cand = candidate_slots(world, sim.sessions, evs)
-    d = np.linalg.norm(sim.sessions.origin_xy_km[evs][:, None, :] - world.slot_xy_km[None], axis=2)
-    d = d + world.slot_walk_km[None, :]
-    slot = np.full(evs.size, -1, dtype=np.int64)
+    n = cand.shape[0]
+    slot = np.full(n, -1, dtype=np.int64)
     free = free.copy()
-    for _ in range(world.n_slots + 1):
+    for _ in range(cand.shape[1] + 1):
         todo = np.flatnonzero(slot < 0)
         if todo.size == 0:
             break
@@ -85,15 +83,28 @@ def nearest_free_router(sim: Simulator, evs: np.ndarray, free: np.ndarray) -> np
         can = ok.any(axis=1)
         if not can.any():
             break
-        prop = np.argmin(np.where(ok, d[todo], np.inf), axis=1)
+        prop = np.argmin(np.where(ok, cost[todo], np.inf), axis=1)
         who, prop = todo[can], prop[can]
         accepted = rank_within_groups(prop) < free[prop]
         slot[who[accepted]] = prop[accepted]
         free -= np.bincount(prop[accepted], minlength=free.size)
     todo = np.flatnonzero(slot < 0)
     if todo.size:
-        slot[todo] = np.argmin(np.where(cand[todo], d[todo], np.inf), axis=1)
+        slot[todo] = np.argmin(np.where(cand[todo], cost[todo], np.inf), axis=1)
     return slot
+
+
+def travel_km(sim: Simulator, evs: np.ndarray) -> np.ndarray:
+    """[n, S] drive + walk distance from each EV's origin to each slot."""
+    w = sim.world
+    d = np.linalg.norm(sim.sessions.origin_xy_km[evs][:, None, :] - w.slot_xy_km[None], axis=2)
+    return d + w.slot_walk_km[None, :]
+
+
+def nearest_free_router(sim: Simulator, evs: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """Nearest facility with a free charger in the EV's SoC zone; else queue at the nearest."""
+    return assign_by_preference(candidate_slots(sim.world, sim.sessions, evs),
+                                travel_km(sim, evs), free)
 
 
 @dataclass

@@ -13,12 +13,15 @@ from evgrid.agents.policies import make_policy
 from evgrid.envs.interface import Controller
 from evgrid.envs.kpis import breakdown, compute_kpis
 from evgrid.envs.sessions import Sessions
-from evgrid.envs.simulator import SimResult, Simulator
-from evgrid.envs.world import World
+from evgrid.envs.simulator import SimResult, Simulator, nearest_free_router
+from evgrid.envs.world import World, build_world
 from evgrid.evaluation.offline import OfflineSolution, offline_optimal_run
 from evgrid.scenario.schema import Scenario
 
 OFFLINE = "offline_optimal"
+#: How arriving drivers pick a facility zone: the simulator's nearest-free rule, or the shares
+#: the cohort agents agreed by ADMM (evgrid.agents.cohort).
+ROUTINGS = ["nearest", "cohorts"]
 
 #: Called as work advances: (what, done, total).
 Progress = Callable[[str, int, int], None]
@@ -33,6 +36,8 @@ class Experiment:
     runs: dict[str, SimResult] = field(default_factory=dict)
     kpis: dict[str, dict[str, float]] = field(default_factory=dict)
     offline: OfflineSolution | None = None
+    routing: str = "nearest"
+    claims: dict[str, float] | None = None
 
     def gap_to_optimal_pct(self) -> dict[str, float]:
         """(objective − optimal objective) / |optimal objective| per policy, in %."""
@@ -59,6 +64,8 @@ class Experiment:
             "seed": self.seed,
             "steps": self.scenario.steps,
             "dt_min": self.scenario.dt_min,
+            "routing": self.routing,
+            **({"cohort_claims": self.claims} if self.claims else {}),
             "policies": {n: k for n, k in self.kpis.items() if n != OFFLINE},
             "offline_optimal": offline,
             "gap_to_optimal_pct": self.gap_to_optimal_pct(),
@@ -76,13 +83,26 @@ def run_experiment(
     with_offline: bool = True,
     progress: Progress | None = None,
     factory: Callable[[str, World], Controller] = make_policy,
+    routing: str = "nearest",
 ) -> Experiment:
     """Run each policy over the horizon, then the offline-optimal bound on the same sessions."""
     if not policies:
         raise ValueError("give at least one policy")
-    sim = Simulator(scenario, seed=seed, sessions=sessions, world=world)
+    if routing not in ROUTINGS:
+        raise ValueError(f"unknown routing {routing!r}: choose from {ROUTINGS}")
+    world = world if world is not None else build_world(scenario)
+    router = nearest_free_router
+    claims = None
+    if routing == "cohorts":
+        from evgrid.agents.cohort import cohort_router
+
+        router, claims = cohort_router(world, seed=scenario.seed if seed is None else seed)
+    sim = Simulator(scenario, seed=seed, sessions=sessions, world=world, router=router)
     controllers = [factory(p, sim.world) if isinstance(p, str) else p for p in policies]
-    exp = Experiment(scenario=scenario, seed=sim.seed)
+    exp = Experiment(scenario=scenario, seed=sim.seed, routing=routing)
+    if claims is not None:
+        exp.claims = {"claims_iterations": claims.iterations, "claims_converged": claims.converged,
+                      "claims_violation_rel": claims.violation_rel}
     for ctrl in controllers:
 
         def tick(done: int, total: int, name: str = ctrl.name) -> None:

@@ -1,0 +1,186 @@
+"""Cohort agents: each user type decides where its drivers go, sharing zone capacity by ADMM.
+
+A cohort k expects, over the horizon, D_k vehicles parked at once (Little's law: arrival rate ×
+mean dwell), split by the SoC zone class each vehicle may use (000 §3.1). It claims x_{k,s}
+vehicles at each facility zone s of the right class, minimising seed 003's assignment cost
+(drive distance + walking distance + charging fee, priced with the cohort's value of time)
+subject to Σ_s∈class x_{k,s} = D_{k,class}; the coupling Σ_k x_{k,s} ≤ chargers_s is shared
+by ADMM (one scaled price per facility zone). Arriving drivers of cohort k are then routed to
+zone s with probability ∝ x_{k,s}, among zones with a free charger when there is one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from evgrid.envs.sessions import draw_truncated
+from evgrid.envs.simulator import Simulator, assign_by_preference, candidate_slots, travel_km
+from evgrid.envs.world import World
+
+DRIVE_KMH = 30.0  # urban driving speed for the time cost of a detour
+WALK_KMH = 5.0
+DRIVE_COST_PER_KM = 0.2  # running cost of a detour [currency/km]
+SAMPLES = 4000  # Monte-Carlo draws per cohort for expected distances and class shares
+
+
+def project_simplex(v: np.ndarray, total: float) -> np.ndarray:
+    """Euclidean projection of v onto {x ≥ 0, Σx = total} (sort-based, exact)."""
+    if total <= 0 or v.size == 0:
+        return np.zeros_like(v)
+    u = np.sort(v)[::-1]
+    css = np.cumsum(u) - total
+    k = np.arange(1, v.size + 1)
+    r = np.flatnonzero(u - css / k > 0)[-1]
+    return np.maximum(v - css[r] / (r + 1), 0.0)
+
+
+@dataclass
+class CohortAgent:
+    """One user type's routing agent (plain object; Ray wraps it as an actor)."""
+
+    name: str
+    cost: np.ndarray  # [S] cost of sending one vehicle to each facility zone [currency]
+    groups: list[np.ndarray]  # candidate slots per SoC class
+    demand: np.ndarray  # [len(groups)] expected vehicles parked at once per class
+    alpha: float = 1.6
+
+    def __post_init__(self) -> None:
+        self.x = np.zeros_like(self.cost)
+        self.xh = np.zeros_like(self.cost)
+
+    def propose(self, z: np.ndarray, u: np.ndarray, rho: float) -> tuple[np.ndarray, np.ndarray]:
+        """One ADMM x-update: argmin cost·x + ρ/2||x − z + u||² per class simplex."""
+        w = z - u - self.cost / rho
+        x = np.zeros_like(self.cost)
+        for g, d in zip(self.groups, self.demand, strict=True):
+            x[g] = project_simplex(w[g], float(d))
+        self.x = x
+        self.xh = self.alpha * x + (1 - self.alpha) * z
+        return self.xh, self.x
+
+    def shares(self) -> np.ndarray:
+        """[S] routing weights (claims normalised within each class)."""
+        out = np.zeros_like(self.x)
+        for g, d in zip(self.groups, self.demand, strict=True):
+            if d > 0:
+                out[g] = self.x[g] / d
+        return out
+
+
+def build_cohort_agents(world: World, *, seed: int = 0) -> list[CohortAgent]:
+    """Cohort agents for every cohort of the scenario, from Monte-Carlo expectations."""
+    sc = world.scenario
+    rng = np.random.default_rng(seed)
+    xs, ys = world.slot_xy_km[:, 0], world.slot_xy_km[:, 1]
+    agents = []
+    for c in sc.cohorts:
+        dwell = draw_truncated(c.dwell_h, SAMPLES, rng)
+        parked = sc.arrivals_per_day * c.share / 24 * float(dwell.mean())  # Little's law
+        soc = draw_truncated(c.arrival_soc, SAMPLES, rng)
+        origin = np.stack([rng.uniform(xs.min() - 1, xs.max() + 1, SAMPLES),
+                           rng.uniform(ys.min() - 1, ys.max() + 1, SAMPLES)], axis=1)
+        drive = np.linalg.norm(origin[:, None, :] - world.slot_xy_km[None], axis=2).mean(0)
+        energy = max(c.target_soc - float(soc.mean()), 0.0) * c.battery_kwh
+        cost = (drive * (DRIVE_COST_PER_KM + c.value_of_time_per_h / DRIVE_KMH)
+                + world.slot_walk_km * c.value_of_time_per_h / WALK_KMH
+                + world.slot_fee_per_kwh * energy)
+        # SoC classes: the set of zones a driver may use depends only on its arrival SoC.
+        fake = _SocOnly(soc)
+        cand = candidate_slots(world, fake, np.arange(SAMPLES))  # type: ignore[arg-type]
+        patterns, inverse = np.unique(cand, axis=0, return_inverse=True)
+        share = np.bincount(inverse.ravel(), minlength=len(patterns)) / SAMPLES
+        groups = [np.flatnonzero(p) for p in patterns]
+        agents.append(CohortAgent(name=c.name, cost=cost, groups=groups, demand=parked * share))
+    return agents
+
+
+@dataclass(frozen=True)
+class _SocOnly:
+    """The two session columns ``candidate_slots`` reads, for sampled drivers."""
+
+    arrival_soc: np.ndarray
+
+    @property
+    def facility(self) -> np.ndarray:
+        return np.full(self.arrival_soc.size, -1)
+
+
+@dataclass
+class ClaimStats:
+    iterations: int
+    violation_rel: float
+    primal_residual: float
+    converged: bool
+
+
+def solve_claims(
+    agents: list[CohortAgent], capacity: np.ndarray, *, rho: float = 1.0, alpha: float = 1.6,
+    tol: float = 1e-3, max_iter: int = 300,
+) -> ClaimStats:
+    """Sharing ADMM for Σ_k x_{k,s} ≤ capacity_s (one participant per cohort and slot).
+
+    The z-update shifts every cohort's claim on an over-full zone by the same amount
+    λ_s = max(0, (Σ_k v_{k,s} − cap_s) / K), so u is one scaled price per zone.
+    """
+    k = len(agents)
+    s = capacity.size
+    u = np.zeros(s)
+    z = np.zeros((k, s))
+    r = viol = np.inf
+    for it in range(1, max_iter + 1):
+        xh = np.zeros((k, s))
+        x = np.zeros((k, s))
+        for i, a in enumerate(agents):
+            a.alpha = alpha
+            xh[i], x[i] = a.propose(z[i], u, rho)
+        v = xh + u[None, :]
+        lam = np.maximum(0.0, (v.sum(0) - capacity) / k)
+        z_new = v - lam[None, :]
+        u = lam
+        r = float(np.linalg.norm(x - z_new))
+        dual = float(rho * np.linalg.norm(z_new - z))
+        z = z_new
+        load = x.sum(0)
+        viol = float((np.maximum(load - capacity, 0) / np.maximum(capacity, 1.0)).max(initial=0.0))
+        scale = max(1.0, float(np.abs(x).max(initial=0.0)))
+        if r <= tol * scale and dual <= tol * scale and viol <= tol:
+            return ClaimStats(it, viol, r, True)
+    return ClaimStats(max_iter, viol, r, False)
+
+
+class CohortRouter:
+    """A simulator router that sends each cohort's arrivals by its agreed shares.
+
+    Random-utility choice (Gumbel-max): each arriving driver ranks the zones it may use by
+    log(share) + Gumbel noise, i.e. draws a zone with probability ∝ its cohort's share, and the
+    simulator's deferred acceptance seats drivers on free chargers in that preference order.
+    Zones its cohort claimed nothing of rank after all claimed ones, by distance. Replayed
+    sessions (cohort −1) keep the nearest-free rule.
+    """
+
+    def __init__(self, agents: list[CohortAgent], *, seed: int = 0) -> None:
+        self.weights = np.stack([a.shares() for a in agents]) if agents else np.zeros((0, 0))
+        self.seed = seed
+
+    def __call__(self, sim: Simulator, evs: np.ndarray, free: np.ndarray) -> np.ndarray:
+        cohort = sim.sessions.cohort[evs]
+        dist = travel_km(sim, evs)
+        if self.weights.size == 0:
+            cost = dist
+        else:
+            rng = np.random.default_rng((self.seed, sim.t))
+            w = np.where((cohort >= 0)[:, None], self.weights[np.maximum(cohort, 0)], 0.0)
+            gumbel = rng.gumbel(size=w.shape)
+            with np.errstate(divide="ignore"):
+                cost = np.where(w > 0, -(np.log(w) + gumbel), 1e6 + dist)
+            cost = np.where((cohort >= 0)[:, None], cost, dist)
+        return assign_by_preference(candidate_slots(sim.world, sim.sessions, evs), cost, free)
+
+
+def cohort_router(world: World, *, seed: int = 0) -> tuple[CohortRouter, ClaimStats]:
+    """Build the cohort agents, agree their claims on charger capacity, return the router."""
+    agents = build_cohort_agents(world, seed=seed)
+    stats = solve_claims(agents, world.slot_chargers.astype(float))
+    return CohortRouter(agents, seed=seed), stats
