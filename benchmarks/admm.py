@@ -18,12 +18,12 @@ import time
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from evgrid.agents.centralised import centralised_optimum  # noqa: E402
-from evgrid.agents.station import StationConfig, StationPack  # noqa: E402
-from evgrid.agents.synthetic import random_instance  # noqa: E402
-from evgrid.coordinator import AdmmConfig, PowerCoordinator, solve_period  # noqa: E402
+from evgrid.agents.centralised import centralised_optimum
+from evgrid.agents.station import StationConfig, StationPack
+from evgrid.agents.synthetic import random_instance
+from evgrid.coordinator import AdmmConfig, PowerCoordinator, solve_period
 
 
 def solve(inst, transport, coordinator, repeats: int = 3):  # type: ignore[no-untyped-def]

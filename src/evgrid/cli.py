@@ -348,6 +348,17 @@ def replay(
     )
 
 
+def _register_edge_commands() -> None:
+    """`evgrid coordinator` and `evgrid station`: the gRPC side (evgrid.cli_edge)."""
+    from evgrid.cli_edge import coordinator, station
+
+    app.command("coordinator")(coordinator)
+    app.command("station")(station)
+
+
+_register_edge_commands()
+
+
 def main() -> None:
     app()
 

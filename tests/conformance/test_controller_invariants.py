@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 
 from evgrid.agents.policies import BASELINES, make_policy
 from evgrid.envs import Simulator
@@ -86,3 +86,17 @@ def test_invariants_on_city(name: str) -> None:
     from evgrid.scenario import load_scenario
 
     check_invariants(Simulator(load_scenario("city")).run(make_policy(name)))
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking: runs are slow
+@given(sc=scenarios(max_facilities=2))
+def test_the_coordinated_policy_keeps_the_invariants(sc) -> None:  # type: ignore[no-untyped-def]
+    from evgrid.agents.coordinated import CoordinatedPolicy
+    from evgrid.envs.kpis import compute_kpis
+
+    sim = Simulator(sc)
+    r = sim.run(CoordinatedPolicy(sim.world))
+    check_invariants(r)
+    # It executes the consensus share, which meets every limit: the projection never cuts.
+    assert compute_kpis(r)["limit_violations"] == 0

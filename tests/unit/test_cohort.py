@@ -26,7 +26,8 @@ def test_simplex_projection_matches_cvxpy(v: np.ndarray, total: float) -> None:
     assert (p >= 0).all() and abs(p.sum() - total) <= 1e-9 * max(1.0, total)
     # Strictly convex: an objective no worse than the solver's means the same point (Clarabel
     # stops ~1e-5 inside a degenerate vertex, so compare objectives, not coordinates).
-    assert ((p - v) ** 2).sum() <= ((x.value - v) ** 2).sum() + 1e-7
+    ref = ((x.value - v) ** 2).sum()
+    assert ((p - v) ** 2).sum() <= ref + 1e-6 * max(1.0, ref)
 
 
 def test_claims_respect_charger_capacity_and_demand() -> None:

@@ -15,23 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from evgrid.agents.station import StationConfig, StationPack, StationState, llf_within
+from evgrid.agents.station import StationConfig, StationPack, StationState, setpoints_within
 from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
-
-
-def llf_schedule(state: StationState, budget_kw: float) -> tuple[np.ndarray, np.ndarray]:
-    """(charger indices, kW) sharing ``budget_kw`` among the station's EVs, least laxity first.
-
-    The same rule as ``StationPack.finish_period`` (first horizon step of ``state``), so an
-    executed schedule and a fallback one differ only in their budget.
-    """
-    if state.horizon == 0:
-        return state.charger, np.zeros(state.charger.size)
-    cap = state.upper_kw[:, 0]
-    want = np.minimum(cap, state.owed_kwh / np.maximum(state.eta * state.dt_h, 1e-12))
-    rate = np.maximum(cap * state.eta, 1e-12)
-    laxity_h = (state.departure_step - state.horizon_start) * state.dt_h - state.owed_kwh / rate
-    return state.charger, llf_within(budget_kw, want, laxity_h)
 
 
 def envelope_budget_kw(envelope_kw: np.ndarray, envelope_start: int, step: int) -> float:
@@ -47,7 +32,7 @@ def fallback_schedule(
     state: StationState, envelope_kw: np.ndarray, envelope_start: int, step: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The link-down schedule at ``step``: LLF within the last agreed envelope (module docstring)."""
-    return llf_schedule(state, envelope_budget_kw(envelope_kw, envelope_start, step))
+    return setpoints_within(state, envelope_budget_kw(envelope_kw, envelope_start, step))
 
 
 class EdgeStation:
@@ -103,7 +88,9 @@ class EdgeStation:
         self.envelope_kw, self.envelope_start = z, targets.horizon_start
         return chargers, kw, z
 
-    def fallback(self, step: int, state: StationState | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def fallback(
+        self, step: int, state: StationState | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Link down: LLF at ``step`` within the last agreed envelope (default: last state)."""
         st = state if state is not None else self.state
         if st is None:

@@ -1,0 +1,627 @@
+"""Real gRPC on loopback: auth, refusals as status codes, health, equivalence, link loss.
+
+Servers bind port 0 on 127.0.0.1; edge stations are the real ``run_station`` coroutines on an
+event loop in a background thread (the server has its own), misbehaving stations are raw
+``grpc.aio`` clients. Nothing of ours is mocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+import typer
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from typer.testing import CliRunner
+
+from evgrid import cli_edge
+from evgrid.agents.baselines import LeastLaxityFirst
+from evgrid.agents.coordinated import station_config, station_specs
+from evgrid.agents.edge import EdgeStation, fallback_schedule
+from evgrid.agents.station import StationConfig, StationPack, StationState, station_states
+from evgrid.coordinator.admm import AdmmConfig, PowerCoordinator
+from evgrid.coordinator.driver import MixedStations, solve_period
+from evgrid.envs import Simulator
+from evgrid.scenario import load_scenario
+from evgrid.transport import codec
+from evgrid.transport.grpc_server import SERVICE_NAME, EdgeServer, GrpcStations, create_server
+from evgrid.transport.grpc_station import (
+    Backoff,
+    LinkState,
+    StationRefused,
+    auth_metadata,
+    run_station,
+)
+from evgrid.transport.pb import coordinator_pb2 as pb
+from evgrid.transport.pb import coordinator_pb2_grpc as pb_grpc
+
+pytestmark = pytest.mark.grpc
+
+TOKEN = "s3cret"
+MD = auth_metadata(TOKEN)
+
+
+# -- harness ------------------------------------------------------------------------------------
+@dataclass
+class Edge:
+    """A run_station task on the edge loop."""
+
+    future: concurrent.futures.Future[EdgeStation]
+    stop: asyncio.Event
+    link: LinkState
+
+
+class EdgeLoop:
+    """The edge side's event loop, in its own thread (the test thread drives the hub)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.edges: list[Edge] = []
+
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def station(self, port: int, sid: str, zone: str, cap: float, **kw: Any) -> Edge:
+        stop, link = asyncio.Event(), LinkState()
+        fut = self.submit(
+            run_station(
+                f"127.0.0.1:{port}",
+                token=kw.pop("token", TOKEN),
+                station_id=sid,
+                grid_zone=zone,
+                max_power_kw=cap,
+                stop=stop,
+                link=link,
+                **kw,
+            )
+        )
+        edge = Edge(fut, stop, link)
+        self.edges.append(edge)
+        return edge
+
+    def halt(self, edge: Edge) -> EdgeStation:
+        self.loop.call_soon_threadsafe(edge.stop.set)
+        return edge.future.result(5)
+
+    def close(self) -> None:
+        for edge in self.edges:
+            self.loop.call_soon_threadsafe(edge.stop.set)
+        for edge in self.edges:
+            with contextlib.suppress(Exception):  # a test may have expected it to fail
+                edge.future.result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@pytest.fixture
+def edges() -> Iterator[EdgeLoop]:
+    loop = EdgeLoop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., tuple[EdgeServer, int, GrpcStations]]]:
+    servers: list[EdgeServer] = []
+
+    def start(grid_zones: list[str], **kw: Any) -> tuple[EdgeServer, int, GrpcStations]:
+        kw.setdefault("round_timeout_s", 3.0)
+        kw.setdefault("dt_h", 0.25)
+        server, port, hub = create_server(
+            kw.pop("address", "127.0.0.1:0"), grid_zones=grid_zones, token=TOKEN, **kw
+        )
+        servers.append(server)
+        return server, port, hub
+
+    yield start
+    for s in servers:
+        s.stop(grace_s=0)
+
+
+def wait_until(cond: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def toy_state(sid: str, n: int = 3, h: int = 8, start: int = 40) -> StationState:
+    """A hand-made station state (dict-backed, acnportal style): n EVs over h steps."""
+    rng = np.random.default_rng(abs(hash(sid)) % 2**32)
+    departure = start + rng.integers(2, h + 2, n)
+    steps = np.arange(h)[None, :]
+    return StationState(
+        station_id=sid,
+        horizon_start=start,
+        dt_h=0.25,
+        charger=np.arange(n) + 10 * len(sid),
+        arrival_step=np.full(n, start - 2),
+        departure_step=departure,
+        upper_kw=np.where(steps < (departure - start)[:, None], 11.0, 0.0),
+        eta=np.full(n, 0.95),
+        owed_kwh=rng.uniform(5, 30, n),
+        price_per_kwh=np.linspace(0.1, 0.3, h),
+        carbon_kg_per_kwh=np.full(h, 0.3),
+    )
+
+
+def toy_coordinator(
+    hub: GrpcStations,
+    h: int = 8,
+    limit_kw: float = 40.0,
+) -> tuple[PowerCoordinator, np.ndarray, np.ndarray]:
+    coord = PowerCoordinator(["z1"])
+    for reg in sorted(hub.registrations(), key=lambda r: r.agent_id):
+        coord.register(reg)
+    hub.attach(coord)
+    return coord, np.full((h, 1), limit_kw), np.full(h, limit_kw)
+
+
+def echo_proposal(sid: str, msg: pb.CoordinatorMessage) -> pb.Proposal:
+    """A well-formed answer to a target: zero power for every step."""
+    t = msg.period.target if msg.WhichOneof("body") == "period" else msg.target
+    h = len(t.z_kw)
+    return pb.Proposal(
+        round=t.round,
+        agent_id=sid,
+        horizon_start=t.horizon_start,
+        power_kw=[0.0] * h,
+        plan_kw=[0.0] * h,
+        participants=0,
+        objective=0.0,
+    )
+
+
+Script = Callable[[int, pb.CoordinatorMessage], pb.Proposal]
+
+
+async def rogue(port: int, sid: str, script: Script, cap: float = 20.0) -> grpc.StatusCode:
+    """A raw client: registers, says Hello, answers message k with ``script(k, msg)``;
+    returns the status the coordinator ends its stream with."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.CoordinatorServiceStub(channel)
+        await stub.Register(
+            pb.RegisterRequest(
+                agent_id=sid, kind=pb.AGENT_KIND_STATION, grid_zone="z1", max_power_kw=cap
+            ),
+            metadata=MD,
+            timeout=5,
+        )
+        call = stub.Exchange(metadata=MD, timeout=20)
+        await call.write(pb.StationMessage(hello=pb.Hello(agent_id=sid)))
+        k = 0
+        try:
+            while True:
+                msg = await call.read()
+                if msg is grpc.aio.EOF:
+                    return grpc.StatusCode.OK
+                await call.write(pb.StationMessage(proposal=script(k, msg)))
+                k += 1
+        except grpc.aio.AioRpcError as exc:
+            return exc.code()
+
+
+@pytest.fixture(scope="module")
+def small() -> dict[str, Any]:
+    """One control period of the bundled ``small`` city with EVs at every facility."""
+    sc = load_scenario("small")
+    sim = Simulator(sc)
+    llf = LeastLaxityFirst()
+    obs = sim.reset()
+    while obs.connected.sum() < 5:
+        obs = sim.step(llf.schedule(obs), obs)
+    world = sim.world
+    ids, zones, caps = station_specs(world)
+    left = int((obs.ev_departure_step[obs.connected] - obs.t).max())
+    h = max(1, min(round(24 / world.dt_h), left, obs.price_per_kwh.size))
+    return dict(
+        sc=sc,
+        world=world,
+        obs=obs,
+        ids=ids,
+        zones=zones,
+        caps=caps,
+        h=h,
+        states=station_states(obs, ids, h),
+        config=station_config(world, alpha=AdmmConfig().alpha),
+    )
+
+
+def start_small_edges(
+    edges: EdgeLoop, port: int, small: dict[str, Any], config: StationConfig
+) -> dict[str, Edge]:
+    return {
+        sid: edges.station(port, sid, z, c, config=config)
+        for sid, z, c in zip(small["ids"], small["zones"], small["caps"], strict=True)
+    }
+
+
+def ordered_coordinator(hub: GrpcStations, small: dict[str, Any]) -> PowerCoordinator:
+    coord = PowerCoordinator(small["world"].grid_ids)
+    for reg in sorted(hub.registrations(), key=lambda r: small["ids"].index(r.agent_id)):
+        coord.register(reg)
+    hub.attach(coord)
+    return coord
+
+
+# -- (a) authentication -------------------------------------------------------------------------
+def test_missing_token_and_unregistered_agent_are_unauthenticated(serve, edges) -> None:  # type: ignore[no-untyped-def]
+    _, port, hub = serve(["z1"])
+    reg = pb.RegisterRequest(
+        agent_id="s1", kind=pb.AGENT_KIND_STATION, grid_zone="z1", max_power_kw=22.0
+    )
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.CoordinatorServiceStub(channel)
+        for md in ((), auth_metadata("wrong"), (("authorization", TOKEN),)):
+            with pytest.raises(grpc.RpcError) as info:
+                stub.Register(reg, metadata=md, timeout=5)
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED, md
+        assert hub.registrations() == []
+        # A registered-looking Hello from an agent that never registered.
+        replies = stub.Exchange(
+            iter([pb.StationMessage(hello=pb.Hello(agent_id="ghost"))]), metadata=MD, timeout=5
+        )
+        with pytest.raises(grpc.RpcError) as info:
+            next(replies)
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "Register first" in info.value.details()
+        # The stream without a token is refused before its first message is read.
+        replies = stub.Exchange(iter([]), timeout=5)
+        with pytest.raises(grpc.RpcError) as info:
+            next(replies)
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        # With the token, the same registration goes through; a bad one names the field.
+        assert stub.Register(reg, metadata=MD, timeout=5).grid_zones == ["z1"]
+        bad = pb.RegisterRequest(
+            agent_id="s2", kind=pb.AGENT_KIND_STATION, grid_zone="nowhere", max_power_kw=22.0
+        )
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Register(bad, metadata=MD, timeout=5)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "grid_zone 'nowhere'" in info.value.details()
+    # An edge node with the wrong token stops with a clear error instead of retrying forever.
+    edge = edges.station(port, "s3", "z1", 22.0, token="wrong")
+    with pytest.raises(StationRefused, match="UNAUTHENTICATED"):
+        edge.future.result(5)
+
+
+# -- (b) stale round, impersonation -------------------------------------------------------------
+def test_stale_round_is_failed_precondition_and_impersonation_denied(serve, edges) -> None:  # type: ignore[no-untyped-def]
+    _, port, hub = serve(["z1"])
+    good = edges.station(port, "good", "z1", 33.0)
+
+    def stale(k: int, msg: pb.CoordinatorMessage) -> pb.Proposal:
+        p = echo_proposal("stale", msg)
+        if k == 1:
+            p.round -= 1  # answers round 1 with its round-0 proposal again
+        return p
+
+    def imposter(k: int, msg: pb.CoordinatorMessage) -> pb.Proposal:
+        p = echo_proposal("imposter", msg)
+        p.agent_id = "good"
+        return p
+
+    codes = {
+        "stale": edges.submit(rogue(port, "stale", stale)),
+        "imposter": edges.submit(rogue(port, "imposter", imposter)),
+    }
+    assert hub.wait_for_stations(3, 5) == 3
+    coord, zone, city = toy_coordinator(hub)
+    hub.begin_period({s: toy_state(s) for s in ("good", "stale", "imposter")})
+    targets = coord.begin(40, zone, city)
+    props = hub.propose(targets)
+    assert props.agent_ids == ("good", "stale")
+    assert codes["imposter"].result(5) == grpc.StatusCode.PERMISSION_DENIED
+    targets = coord.update(props)
+    props = hub.propose(targets)
+    assert props.agent_ids == ("good",) and props.round == 1
+    assert codes["stale"].result(5) == grpc.StatusCode.FAILED_PRECONDITION
+    assert hub.connected() == ["good"]
+    assert hub.stats.refused == {"PERMISSION_DENIED": 1, "FAILED_PRECONDITION": 1}
+    assert good.link.connected
+
+
+# -- (c) malformed proposals --------------------------------------------------------------------
+def test_malformed_proposals_are_invalid_argument_and_others_keep_going(serve, edges) -> None:  # type: ignore[no-untyped-def]
+    _, port, hub = serve(["z1"])
+    good = edges.station(port, "good", "z1", 33.0)
+    cap = 20.0
+
+    def corrupt(how: str) -> Script:
+        def script(k: int, msg: pb.CoordinatorMessage) -> pb.Proposal:
+            p = echo_proposal(how, msg)
+            if how == "nan":
+                p.power_kw[3] = float("nan")
+            elif how == "short":
+                del p.plan_kw[-1]
+            elif how == "over":
+                p.plan_kw[0] = 2 * cap  # beyond the registered max_power_kw
+            return p
+
+        return script
+
+    bad = {
+        how: edges.submit(rogue(port, how, corrupt(how), cap=cap))
+        for how in ("nan", "short", "over")
+    }
+    assert hub.wait_for_stations(4, 5) == 4
+    coord, zone, city = toy_coordinator(hub)
+    hub.begin_period({s: toy_state(s) for s in ("good", *bad)})
+    targets = coord.begin(40, zone, city)
+    t0 = time.perf_counter()
+    props = hub.propose(targets)
+    assert time.perf_counter() - t0 < 2.0, "a refused stream must not hold the round up"
+    assert props.agent_ids == ("good",)
+    assert {how: f.result(5) for how, f in bad.items()} == dict.fromkeys(
+        bad, grpc.StatusCode.INVALID_ARGUMENT
+    )
+    for _ in range(4):  # the well-behaved station is still served, round after round
+        targets = coord.update(props)
+        props = hub.propose(targets)
+        assert props.agent_ids == ("good",) and props.round == targets.round
+        assert props.participants[0] == 3 and np.isfinite(props.plan_kw).all()
+    assert hub.stats.refused == {"INVALID_ARGUMENT": 3}
+    # The refused answers count as missing in round 0 only: an aborted stream is not asked again.
+    assert hub.stats.missing_proposals == 3
+    assert hub.connected() == ["good"] and good.link.connected
+
+
+# -- (d) health ---------------------------------------------------------------------------------
+def test_health_reports_serving_with_the_token(serve) -> None:  # type: ignore[no-untyped-def]
+    _, port, _ = serve(["z1"])
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        reply = health.Check(
+            health_pb2.HealthCheckRequest(service=SERVICE_NAME), metadata=MD, timeout=5
+        )
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as info:
+            health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=5)
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+# -- (e) in-process == gRPC ---------------------------------------------------------------------
+def test_grpc_period_equals_in_process(serve, edges, small) -> None:  # type: ignore[no-untyped-def]
+    obs, h, states = small["obs"], small["h"], small["states"]
+    limits = dict(
+        horizon_start=obs.t,
+        zone_limit_kw=obs.zone_limit_kw[:h],
+        city_limit_kw=obs.city_limit_kw[:h],
+    )
+    assert all(st.charger.size for st in states.values()), "pick a step with EVs everywhere"
+
+    pack = StationPack(small["ids"], small["zones"], small["caps"], small["config"])
+    local = PowerCoordinator(small["world"].grid_ids)
+    for reg in pack.registrations():
+        local.register(reg)
+    pack.begin_period(states)
+    want = solve_period(local, pack, **limits)
+
+    _, port, hub = serve(small["world"].grid_ids, dt_h=small["world"].dt_h, round_timeout_s=5.0)
+    start_small_edges(edges, port, small, small["config"])
+    assert hub.wait_for_stations(3, 5) == 3
+    remote = ordered_coordinator(hub, small)
+    transport = MixedStations([hub])
+    transport.begin_period(states)
+    t0 = time.perf_counter()
+    got = solve_period(remote, transport, **limits)
+    per_round_ms = 1000 * (time.perf_counter() - t0) / got.iterations
+    print(f"gRPC: {got.iterations} rounds, {per_round_ms:.2f} ms per round")
+
+    assert got.iterations == want.iterations and got.missing == 0
+    assert got.converged == want.converged
+    for name in ("consensus", "plans"):
+        a, b = getattr(local, name)(), getattr(remote, name)()
+        assert a.keys() == b.keys()
+        for sid in a:
+            np.testing.assert_allclose(
+                b[sid], a[sid], rtol=1e-6, atol=1e-9, err_msg=f"{name} {sid}"
+            )
+    agreed = {a: max(float(z[0]), 0.0) for a, z in local.consensus().items()}
+    executed_local = pack.finish_period(agreed)
+    executed_remote = transport.finish_period(agreed)
+    assert hub.last_fallback == set()
+    for sid, (chargers, kw) in executed_local.items():
+        np.testing.assert_array_equal(executed_remote[sid][0], chargers)
+        np.testing.assert_allclose(executed_remote[sid][1], kw, rtol=1e-6, atol=1e-9)
+    envelopes = hub.envelopes()
+    for sid, z in remote.consensus().items():
+        start, env = envelopes[sid]
+        assert start == obs.t and env[0] == agreed[sid]
+        np.testing.assert_array_equal(env[1:], z[1:])
+    wait_until(lambda: set(hub.telemetry()) == set(small["ids"]))
+    tel = hub.telemetry()["mall"]
+    assert tel.step == obs.t and not tel.fallback
+    assert tel.power_kw == pytest.approx(executed_local["mall"][1].sum())
+
+
+# -- (f) a link drops mid-period ----------------------------------------------------------------
+def test_dropped_link_gets_partial_rounds_and_a_fallback_in_its_envelope(
+    serve, edges, small
+) -> None:  # type: ignore[no-untyped-def]
+    sim = Simulator(small["sc"])
+    llf = LeastLaxityFirst()
+    obs = sim.reset()
+    while obs.t < small["obs"].t:
+        obs = sim.step(llf.schedule(obs), obs)
+    ids, h = small["ids"], small["h"]
+    _, port, hub = serve(small["world"].grid_ids, dt_h=small["world"].dt_h, round_timeout_s=2.0)
+    running = start_small_edges(edges, port, small, small["config"])
+    assert hub.wait_for_stations(3, 5) == 3
+    coord = ordered_coordinator(hub, small)
+
+    def limits(o: Any) -> dict[str, Any]:
+        return dict(
+            horizon_start=o.t, zone_limit_kw=o.zone_limit_kw[:h], city_limit_kw=o.city_limit_kw[:h]
+        )
+
+    # Period 1: everyone agrees an envelope.
+    hub.begin_period(station_states(obs, ids, h))
+    solve_period(coord, hub, **limits(obs))
+    agreed = {a: max(float(z[0]), 0.0) for a, z in coord.consensus().items()}
+    power = np.zeros(obs.connected.size)
+    for chargers, kw in hub.finish_period(agreed).values():
+        power[chargers] = kw
+    assert hub.last_fallback == set()
+    envelopes = hub.envelopes()
+    obs = sim.step(power, obs)
+
+    # Period 2: one station's link drops after round 0.
+    states = station_states(obs, ids, h)
+    lost = max(ids, key=lambda s: envelopes[s][1][1] * (states[s].charger.size > 0))
+    start1, env1 = envelopes[lost]
+    assert env1[obs.t - start1] > 0 and states[lost].charger.size, "pick a station with a budget"
+    hub.begin_period(states)
+    targets = coord.begin(**limits(obs))
+    props = hub.propose(targets)
+    assert set(props.agent_ids) == set(ids)
+    edge_agent = edges.halt(running[lost])  # its channel closes: the link is gone
+    wait_until(lambda: lost not in hub.connected())
+    rounds = 0
+    while not targets.done:
+        targets = coord.update(props)
+        rounds += 1
+        if not targets.done:
+            props = hub.propose(targets)
+            assert lost not in props.agent_ids and len(props) == len(ids) - 1
+    assert rounds > 1 and coord.stats.missing == rounds - 1
+    agreed = {a: max(float(z[0]), 0.0) for a, z in coord.consensus().items()}
+    schedules = hub.finish_period(agreed)
+    assert hub.last_fallback == {lost}
+    chargers, kw = schedules[lost]
+    budget = max(env1[obs.t - start1], 0.0)
+    assert 0 < kw.sum() <= budget + 1e-9, "the fallback stays inside the last agreed envelope"
+    np.testing.assert_array_equal(chargers, states[lost].charger)
+    # The coordinator's stand-in is exactly what the edge node itself executes.
+    np.testing.assert_array_equal(kw, fallback_schedule(states[lost], env1, start1, obs.t)[1])
+    np.testing.assert_array_equal(kw, edge_agent.fallback(obs.t, states[lost])[1])
+    for sid in set(ids) - {lost}:
+        assert schedules[sid][1].sum() <= agreed[sid] + 1e-9
+    assert hub.envelopes()[lost][0] == start1, "no new envelope without an acknowledgement"
+
+
+# -- reconnection -------------------------------------------------------------------------------
+def test_station_reconnects_with_backoff_after_the_coordinator_restarts(serve, edges) -> None:  # type: ignore[no-untyped-def]
+    first, port, hub = serve(["z1"])
+    edge = edges.station(port, "s1", "z1", 22.0, backoff=Backoff(initial_s=0.05, max_s=0.3))
+    assert hub.wait_for_stations(1, 5) == 1
+    first.stop(grace_s=0)
+    wait_until(lambda: edge.link.fallback and not edge.link.connected)
+    _, port2, hub2 = serve(["z1"], address=f"127.0.0.1:{port}")
+    assert port2 == port
+    assert hub2.wait_for_stations(1, 5) == 1, "re-registered and said Hello again"
+    wait_until(lambda: "s1" in hub2.telemetry())
+    assert hub2.telemetry()["s1"].fallback, "it reports the time it spent in fallback"
+    assert edge.link.connects == 2 and not edge.link.fallback
+
+
+def test_only_facilities_register_and_only_until_the_run_starts(serve) -> None:  # type: ignore[no-untyped-def]
+    _, port, hub = serve(["z1"], station_ids=["depot", "mall"])
+
+    def register(sid: str) -> pb.RegisterResponse:
+        reg = codec.registration_to_proto(EdgeStation(sid, "z1", 10.0).registration)
+        return stub.Register(reg, metadata=MD, timeout=5)
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.CoordinatorServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            register("nowhere")
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        register("depot")
+        assert [r.agent_id for r in hub.close_registrations()] == ["depot"]
+        register("depot")  # a registered station may come back (reconnect)
+        with pytest.raises(grpc.RpcError) as info:
+            register("mall")
+        assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert [r.agent_id for r in hub.registrations()] == ["depot"]
+
+
+# -- the two commands ---------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_coordinator_and_station_commands_run_a_day_over_grpc(  # type: ignore[no-untyped-def]
+    tmp_path, small_copy, write_yaml, edges
+) -> None:
+    small_copy["horizon_days"] = 0.25  # 24 steps keep it quick
+    scenario = str(write_yaml(small_copy))
+    port = free_port()
+    env = {**os.environ, "EVGRID_TOKEN": TOKEN}
+    # One edge node as its own process (the real command, stopped with Ctrl-C) ...
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import typer; from evgrid.cli_edge import station; typer.run(station)",
+            "--station-id",
+            "depot",
+            "--scenario",
+            scenario,
+            "--coordinator",
+            f"127.0.0.1:{port}",
+            "--backoff-max-s",
+            "0.2",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        # ... and one as a task here; the third facility stays in-process.
+        edges.station(port, "station", "feeder-2", 150.4, backoff=Backoff(max_s=0.2))
+        app = typer.Typer()
+        app.command()(cli_edge.coordinator)
+        app.command()(cli_edge.station)
+        out = tmp_path / "out"
+        res = CliRunner().invoke(
+            app,
+            [
+                "coordinator",
+                "--scenario",
+                scenario,
+                "--port",
+                str(port),
+                "--expect-stations",
+                "2",
+                "--wait-s",
+                "20",
+                "--no-offline",
+                "--out",
+                str(out),
+            ],
+            env=env,
+        )
+        assert res.exit_code == 0, res.output
+        assert "edge stations: depot, station; in-process: mall" in res.output
+        assert "0 fallback schedules" in res.output
+        results = json.loads((out / "results.json").read_text())
+        kpis = results["policies"]["coordinated_grpc"]
+        assert kpis["limit_violations"] == 0 and kpis["admm_missing_proposals"] == 0
+        assert kpis["energy_delivered_kwh"] > 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        log, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0, log
+    assert "station depot stopped" in log
