@@ -34,6 +34,8 @@ test: $(STAMP) lint
 bench: $(STAMP)
 	$(BIN)/python benchmarks/sim_throughput.py
 	$(BIN)/python benchmarks/offline_bound.py
+	$(BIN)/python benchmarks/admm.py --ray
+	$(BIN)/python benchmarks/grpc_round.py --n 100
 
 # Real distributions and prices (ElaadNL tables, Dutch day-ahead prices) from the ev2gym wheel.
 data: data/ev2gym/.done
