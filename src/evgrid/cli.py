@@ -5,6 +5,8 @@ Heavy imports stay inside the commands so ``evgrid --help`` answers at once.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +27,39 @@ console = Console() if Console().is_terminal else Console(width=160)
 err = Console(stderr=True)
 
 DEFAULT_POLICIES = ["uncontrolled", "fcfs", "round_robin", "edf", "llf", "coordinated"]
+
+
+PolicyOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--policy",
+        "-p",
+        help="policy to run; repeat for several (default: " + ", ".join(DEFAULT_POLICIES) + ")",
+    ),
+]
+
+
+@contextlib.contextmanager
+def progress_bar(quiet: bool) -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress bar with one row per named task; yields the runner's progress callback."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description:<16}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=quiet,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=done)
+
+        yield progress
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -71,8 +106,6 @@ def run_and_report(
 ) -> None:
     """Shared by ``run`` and ``replay``: validate policies, simulate with a progress bar,
     solve the bound, write the folder, print the KPI table."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from evgrid.agents.policies import check_policy_names
     from evgrid.evaluation.report import write_experiment
     from evgrid.evaluation.runner import run_experiment
@@ -82,22 +115,7 @@ def run_and_report(
         check_policy_names(policies)
     except ValueError as exc:
         raise fail(str(exc)) from None
-    with Progress(
-        TextColumn("{task.description:<16}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=err,
-        disable=quiet,
-        transient=False,
-    ) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(name: str, done: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(name, total=total)
-            bar.update(tasks[name], completed=done)
-
+    with progress_bar(quiet) as progress:
         try:
             exp = run_experiment(
                 scenario,
@@ -128,16 +146,7 @@ def run(
     scenario: Annotated[
         str, typer.Argument(help="bundled scenario name (see `evgrid scenarios`) or a YAML file")
     ] = "city",
-    policy: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--policy",
-            "-p",
-            help="policy to run; repeat for several (default: all baselines: "
-            + ", ".join(DEFAULT_POLICIES)
-            + ")",
-        ),
-    ] = None,
+    policy: PolicyOption = None,
     seed: Annotated[int | None, typer.Option(help="random seed (default: the scenario's)")] = None,
     out: Annotated[Path, typer.Option(help="output folder, written atomically")] = Path(
         "runs/latest"
@@ -275,16 +284,7 @@ def replay(
     station_col: Annotated[
         str, typer.Option(help="column holding the station id (optional in the file)")
     ] = "station_id",
-    policy: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--policy",
-            "-p",
-            help="policy to run; repeat for several (default: all baselines: "
-            + ", ".join(DEFAULT_POLICIES)
-            + ")",
-        ),
-    ] = None,
+    policy: PolicyOption = None,
     out: Annotated[Path, typer.Option(help="output folder, written atomically")] = Path(
         "runs/replay"
     ),

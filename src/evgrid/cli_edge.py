@@ -74,10 +74,9 @@ def coordinator(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
 ) -> None:
     """Serve edge stations over gRPC and run the scenario's coordinated day with them."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from evgrid.agents.coordinated import CoordinatedPolicy
-    from evgrid.cli import console, err, fail, kpi_table
+    from evgrid.cli import console, err, fail, kpi_table, progress_bar
     from evgrid.envs.world import build_world
     from evgrid.evaluation.report import write_experiment
     from evgrid.evaluation.runner import run_experiment
@@ -120,21 +119,7 @@ def coordinator(
             f"{', '.join(f for f in world.facility_ids if f not in edge) or 'none'}",
             highlight=False,
         )
-        with Progress(
-            TextColumn("{task.description:<16}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            console=err,
-            disable=quiet,
-        ) as bar:
-            tasks: dict[str, int] = {}
-
-            def progress(name: str, done: int, total: int) -> None:
-                if name not in tasks:
-                    tasks[name] = bar.add_task(name, total=total)
-                bar.update(tasks[name], completed=done)
-
+        with progress_bar(quiet) as progress:
             exp = run_experiment(
                 sc, [policy], seed=seed, world=world, with_offline=offline, progress=progress
             )
