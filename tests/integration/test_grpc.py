@@ -175,7 +175,7 @@ def toy_coordinator(
     return coord, np.full((h, 1), limit_kw), np.full(h, limit_kw)
 
 
-def echo_proposal(sid: str, msg: pb.CoordinatorMessage) -> pb.Proposal:
+def echo_proposal(sid: str, msg: pb.ExchangeResponse) -> pb.Proposal:
     """A well-formed answer to a target: zero power for every step."""
     t = msg.period.target if msg.WhichOneof("body") == "period" else msg.target
     h = len(t.z_kw)
@@ -190,7 +190,7 @@ def echo_proposal(sid: str, msg: pb.CoordinatorMessage) -> pb.Proposal:
     )
 
 
-Script = Callable[[int, pb.CoordinatorMessage], pb.Proposal]
+Script = Callable[[int, pb.ExchangeResponse], pb.Proposal]
 
 
 async def rogue(port: int, sid: str, script: Script, cap: float = 20.0) -> grpc.StatusCode:
@@ -206,14 +206,14 @@ async def rogue(port: int, sid: str, script: Script, cap: float = 20.0) -> grpc.
             timeout=5,
         )
         call = stub.Exchange(metadata=MD, timeout=20)
-        await call.write(pb.StationMessage(hello=pb.Hello(agent_id=sid)))
+        await call.write(pb.ExchangeRequest(hello=pb.Hello(agent_id=sid)))
         k = 0
         try:
             while True:
                 msg = await call.read()
                 if msg is grpc.aio.EOF:
                     return grpc.StatusCode.OK
-                await call.write(pb.StationMessage(proposal=script(k, msg)))
+                await call.write(pb.ExchangeRequest(proposal=script(k, msg)))
                 k += 1
         except grpc.aio.AioRpcError as exc:
             return exc.code()
@@ -277,7 +277,7 @@ def test_missing_token_and_unregistered_agent_are_unauthenticated(serve, edges) 
         assert hub.registrations() == []
         # A registered-looking Hello from an agent that never registered.
         replies = stub.Exchange(
-            iter([pb.StationMessage(hello=pb.Hello(agent_id="ghost"))]), metadata=MD, timeout=5
+            iter([pb.ExchangeRequest(hello=pb.Hello(agent_id="ghost"))]), metadata=MD, timeout=5
         )
         with pytest.raises(grpc.RpcError) as info:
             next(replies)
@@ -308,13 +308,13 @@ def test_stale_round_is_failed_precondition_and_impersonation_denied(serve, edge
     _, port, hub = serve(["z1"])
     good = edges.station(port, "good", "z1", 33.0)
 
-    def stale(k: int, msg: pb.CoordinatorMessage) -> pb.Proposal:
+    def stale(k: int, msg: pb.ExchangeResponse) -> pb.Proposal:
         p = echo_proposal("stale", msg)
         if k == 1:
             p.round -= 1  # answers round 1 with its round-0 proposal again
         return p
 
-    def imposter(k: int, msg: pb.CoordinatorMessage) -> pb.Proposal:
+    def imposter(k: int, msg: pb.ExchangeResponse) -> pb.Proposal:
         p = echo_proposal("imposter", msg)
         p.agent_id = "good"
         return p
@@ -346,7 +346,7 @@ def test_malformed_proposals_are_invalid_argument_and_others_keep_going(serve, e
     cap = 20.0
 
     def corrupt(how: str) -> Script:
-        def script(k: int, msg: pb.CoordinatorMessage) -> pb.Proposal:
+        def script(k: int, msg: pb.ExchangeResponse) -> pb.Proposal:
             p = echo_proposal(how, msg)
             if how == "nan":
                 p.power_kw[3] = float("nan")

@@ -1,4 +1,4 @@
-"""One station agent as an edge node runs it: a ``StationPack`` of one, plus its fallback.
+"""One station agent as an edge node runs it: a ``StationAgent`` (a pack of one) plus its fallback.
 
 Pure numpy (no grpc): ``evgrid.transport.grpc_station`` feeds it the coordinator's messages,
 and ``evgrid.transport.grpc_server`` uses :func:`fallback_schedule` to reproduce, on the
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evgrid.agents.station import StationConfig, StationPack, StationState, setpoints_within
+from evgrid.agents.station import StationAgent, StationConfig, StationState, setpoints_within
 from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
 
 
@@ -38,7 +38,7 @@ def fallback_schedule(
 class EdgeStation:
     """A single station agent driven by coordinator messages (see module docstring).
 
-    It wraps a ``StationPack`` of one station, so its proposals are bit-for-bit those of the
+    It wraps a ``StationAgent`` (a ``StationPack`` of one), so its proposals are bit-for-bit those of the
     same station inside an in-process pack; it adds the memory of the last agreed envelope
     that the fallback needs.
     """
@@ -51,7 +51,7 @@ class EdgeStation:
         config: StationConfig | None = None,
     ) -> None:
         self.station_id = station_id
-        self.pack = StationPack([station_id], [grid_zone], [max_power_kw], config)
+        self.pack = StationAgent(station_id, grid_zone, max_power_kw, config)
         self.envelope_kw: np.ndarray = np.zeros(0)  # last agreed z [kW per step]
         self.envelope_start = -1  # simulation step of envelope_kw[0]; -1 before any agreement
         self.state: StationState | None = None  # this period's local state

@@ -250,3 +250,13 @@ def setpoints_within(state: StationState, budget_kw: float) -> tuple[np.ndarray,
     rate = np.maximum(st.upper_kw[:, 0] * st.eta, 1e-12)
     laxity = (st.departure_step - st.horizon_start) * st.dt_h - st.owed_kwh / rate
     return st.charger, llf_within(budget_kw, want, laxity)
+
+
+class StationAgent(StationPack):
+    """One facility's agent: a pack of one station (what an edge node runs)."""
+
+    def __init__(
+        self, station_id: str, grid_zone: str, max_power_kw: float,
+        config: StationConfig | None = None,
+    ) -> None:
+        super().__init__([station_id], [grid_zone], [max_power_kw], config)

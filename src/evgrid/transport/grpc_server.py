@@ -142,7 +142,7 @@ def _refusal(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
 
 # -- the hub ------------------------------------------------------------------------------------
 #: Outbox items: a message to write, an error to abort with, or None to end the stream (OK).
-_Outgoing = pb.CoordinatorMessage | MessageError | None
+_Outgoing = pb.ExchangeResponse | MessageError | None
 
 
 @dataclass(eq=False)
@@ -390,7 +390,7 @@ class GrpcStations:
         self._close(session)
         session.outbox.put_nowait(None)
 
-    def _dispatch(self, session: _Session, msg: pb.StationMessage) -> None:
+    def _dispatch(self, session: _Session, msg: pb.ExchangeRequest) -> None:
         kind = msg.WhichOneof("body")
         body = getattr(msg, kind) if kind else None
         if kind in ("proposal", "executed", "telemetry") and body.agent_id != session.agent_id:
@@ -466,7 +466,7 @@ class GrpcStations:
                 continue
             target = codec.target_to_proto(targets, i)
             if session.period != self._period:
-                msg = pb.CoordinatorMessage(
+                msg = pb.ExchangeResponse(
                     period=pb.PeriodStart(
                         horizon_start=targets.horizon_start,
                         horizon_steps=self._horizon,
@@ -479,7 +479,7 @@ class GrpcStations:
                 session.unanswered = {k for k in session.unanswered if k[0] == session.start}
                 session.period, session.start = self._period, targets.horizon_start
             else:
-                msg = pb.CoordinatorMessage(target=target)
+                msg = pb.ExchangeResponse(target=target)
             session.proposal = self.loop.create_future()
             session.unanswered.add((targets.horizon_start, targets.round))
             session.outbox.put_nowait(msg)
@@ -529,7 +529,7 @@ class GrpcStations:
             env = np.array(z, dtype=float) if z is not None and z.size == h else np.zeros(h)
             if h:
                 env[0] = agreed  # the executed power is what agreed_kw says, whatever z[0] was
-            msg = pb.CoordinatorMessage(
+            msg = pb.ExchangeResponse(
                 target=pb.ConsensusTarget(
                     round=round,
                     agent_id=agent,

@@ -260,11 +260,11 @@ async def _serve_once(
         call = stub.Exchange(metadata=md, timeout=stream_timeout_s)
         watcher = asyncio.create_task(_cancel_on(stop, call))
         try:
-            await call.write(pb.StationMessage(hello=pb.Hello(agent_id=edge.station_id)))
+            await call.write(pb.ExchangeRequest(hello=pb.Hello(agent_id=edge.station_id)))
             link.connected, link.connects = True, link.connects + 1
             on_connected()
             if link.fallback:
-                await call.write(pb.StationMessage(telemetry=_telemetry(edge, link, fallback=True)))
+                await call.write(pb.ExchangeRequest(telemetry=_telemetry(edge, link, fallback=True)))
             link.fallback = False
             delays.reset()
             while True:
@@ -289,10 +289,10 @@ async def _cancel_on(stop: asyncio.Event, call: grpc.aio.StreamStreamCall) -> No
 def _answer(
     edge: EdgeStation,
     link: LinkState,
-    msg: pb.CoordinatorMessage,
+    msg: pb.ExchangeResponse,
     read_state: StateReader | None,
     sink: SetpointSink,
-) -> list[pb.StationMessage]:
+) -> list[pb.ExchangeRequest]:
     """The station's reply to one coordinator message (pure apart from the agent's state)."""
     kind = msg.WhichOneof("body")
     if kind == "period":
@@ -304,7 +304,7 @@ def _answer(
         else:
             raise ValueError("PeriodStart without a state and no read_state to read the chargers")
         p = edge.on_period(state, codec.targets_from_proto([ps.target]))
-        return [pb.StationMessage(proposal=codec.proposal_to_proto(p, 0))]
+        return [pb.ExchangeRequest(proposal=codec.proposal_to_proto(p, 0))]
     if kind != "target":
         return []
     targets = codec.targets_from_proto([msg.target])
@@ -312,16 +312,16 @@ def _answer(
         raise ValueError(f"target for {targets.agent_ids[0]!r} sent to {edge.station_id!r}")
     if not targets.done:
         p = edge.on_target(targets)
-        return [pb.StationMessage(proposal=codec.proposal_to_proto(p, 0))]
+        return [pb.ExchangeRequest(proposal=codec.proposal_to_proto(p, 0))]
     chargers, kw, env = edge.on_done(targets)
     step = targets.horizon_start
     sink(step, chargers, kw, False)
     link.executed_step = step
     return [
-        pb.StationMessage(
+        pb.ExchangeRequest(
             executed=codec.executed_to_proto(edge.station_id, step, chargers, kw, env)
         ),
-        pb.StationMessage(
+        pb.ExchangeRequest(
             telemetry=_telemetry(edge, link, fallback=False, power_kw=float(kw.sum()))
         ),
     ]

@@ -176,7 +176,7 @@ class Hello(_message.Message):
     agent_id: str
     def __init__(self, agent_id: _Optional[str] = ...) -> None: ...
 
-class StationMessage(_message.Message):
+class ExchangeRequest(_message.Message):
     __slots__ = ("hello", "proposal", "telemetry", "executed")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     PROPOSAL_FIELD_NUMBER: _ClassVar[int]
@@ -188,22 +188,10 @@ class StationMessage(_message.Message):
     executed: SetpointSchedule
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., proposal: _Optional[_Union[Proposal, _Mapping]] = ..., telemetry: _Optional[_Union[Telemetry, _Mapping]] = ..., executed: _Optional[_Union[SetpointSchedule, _Mapping]] = ...) -> None: ...
 
-class CoordinatorMessage(_message.Message):
+class ExchangeResponse(_message.Message):
     __slots__ = ("period", "target")
     PERIOD_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     period: PeriodStart
     target: ConsensusTarget
     def __init__(self, period: _Optional[_Union[PeriodStart, _Mapping]] = ..., target: _Optional[_Union[ConsensusTarget, _Mapping]] = ...) -> None: ...
-
-class ExchangeRoundRequest(_message.Message):
-    __slots__ = ("proposals",)
-    PROPOSALS_FIELD_NUMBER: _ClassVar[int]
-    proposals: ProposalBatch
-    def __init__(self, proposals: _Optional[_Union[ProposalBatch, _Mapping]] = ...) -> None: ...
-
-class ExchangeRoundResponse(_message.Message):
-    __slots__ = ("targets",)
-    TARGETS_FIELD_NUMBER: _ClassVar[int]
-    targets: TargetBatch
-    def __init__(self, targets: _Optional[_Union[TargetBatch, _Mapping]] = ...) -> None: ...

@@ -41,8 +41,8 @@ class CoordinatorServiceStub:
                 _registered_method=True)
         self.Exchange = channel.stream_stream(
                 '/evgrid.v1.CoordinatorService/Exchange',
-                request_serializer=evgrid_dot_v1_dot_coordinator__pb2.StationMessage.SerializeToString,
-                response_deserializer=evgrid_dot_v1_dot_coordinator__pb2.CoordinatorMessage.FromString,
+                request_serializer=evgrid_dot_v1_dot_coordinator__pb2.ExchangeRequest.SerializeToString,
+                response_deserializer=evgrid_dot_v1_dot_coordinator__pb2.ExchangeResponse.FromString,
                 _registered_method=True)
 
 
@@ -73,8 +73,8 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
             ),
             'Exchange': grpc.stream_stream_rpc_method_handler(
                     servicer.Exchange,
-                    request_deserializer=evgrid_dot_v1_dot_coordinator__pb2.StationMessage.FromString,
-                    response_serializer=evgrid_dot_v1_dot_coordinator__pb2.CoordinatorMessage.SerializeToString,
+                    request_deserializer=evgrid_dot_v1_dot_coordinator__pb2.ExchangeRequest.FromString,
+                    response_serializer=evgrid_dot_v1_dot_coordinator__pb2.ExchangeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,8 +129,8 @@ class CoordinatorService:
             request_iterator,
             target,
             '/evgrid.v1.CoordinatorService/Exchange',
-            evgrid_dot_v1_dot_coordinator__pb2.StationMessage.SerializeToString,
-            evgrid_dot_v1_dot_coordinator__pb2.CoordinatorMessage.FromString,
+            evgrid_dot_v1_dot_coordinator__pb2.ExchangeRequest.SerializeToString,
+            evgrid_dot_v1_dot_coordinator__pb2.ExchangeResponse.FromString,
             options,
             channel_credentials,
             insecure,
