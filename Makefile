@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/evgrid run city --out runs/city
+	$(BIN)/evgrid run city --routing cohorts --out runs/city
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

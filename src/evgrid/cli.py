@@ -103,6 +103,7 @@ def run_and_report(
     world=None,
     factory=None,
     routing: str = "nearest",
+    cohort_host=None,
 ) -> None:
     """Shared by ``run`` and ``replay``: validate policies, simulate with a progress bar,
     solve the bound, write the folder, print the KPI table."""
@@ -126,6 +127,7 @@ def run_and_report(
                 with_offline=offline,
                 progress=progress,
                 routing=routing,
+                cohort_host=cohort_host,
                 **({"factory": factory} if factory is not None else {}),
             )
         except RecordedDataError as exc:  # a sessions_csv / price_csv named by the scenario
@@ -186,8 +188,14 @@ def run(
         factory = ray_factory(address, stations_per_actor)
     if routing not in {"nearest", "cohorts"}:
         raise fail(f"unknown routing {routing!r}: choose from ['nearest', 'cohorts']")
+    cohort_host = None
+    if transport == "ray" and routing == "cohorts":
+        from evgrid.transport.ray_actors import ensure_ray, ray_cohort_host
+
+        ensure_ray(address)
+        cohort_host = ray_cohort_host
     run_and_report(sc, policies, seed=seed, out=out, offline=offline, quiet=quiet,
-                   factory=factory, routing=routing)
+                   factory=factory, routing=routing, cohort_host=cohort_host)
 
 
 def ray_factory(address: str | None, stations_per_actor: int | None):  # type: ignore[no-untyped-def]

@@ -80,3 +80,13 @@ def test_a_killed_station_actor_does_not_stop_the_run(ray_session, small_sim) ->
     # Ray restarted the actor and it took part again afterwards.
     assert ray.get(policy.transport.actors[0].pid.remote()) != wrapper.killed_pid
     assert k["demand_met_pct"] > 50
+
+
+def test_cohort_actors_agree_on_the_inprocess_claims(ray_session, small_sim) -> None:  # type: ignore[no-untyped-def]
+    from evgrid.agents.cohort import cohort_router
+    from evgrid.transport.ray_actors import ray_cohort_host
+
+    local, local_stats = cohort_router(small_sim.world)
+    remote, remote_stats = cohort_router(small_sim.world, host=ray_cohort_host)
+    assert remote_stats.iterations == local_stats.iterations and remote_stats.converged
+    np.testing.assert_allclose(remote.weights, local.weights, rtol=1e-9, atol=1e-12)

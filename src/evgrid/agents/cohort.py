@@ -11,7 +11,9 @@ zone s with probability ∝ x_{k,s}, among zones with a free charger when there 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +71,7 @@ class CohortAgent:
         return out
 
 
-def build_cohort_agents(world: World, *, seed: int = 0) -> list[CohortAgent]:
+def build_cohort_agents(world: World, *, seed: int = 0, alpha: float = 1.6) -> list[CohortAgent]:
     """Cohort agents for every cohort of the scenario, from Monte-Carlo expectations."""
     sc = world.scenario
     rng = np.random.default_rng(seed)
@@ -92,7 +94,8 @@ def build_cohort_agents(world: World, *, seed: int = 0) -> list[CohortAgent]:
         patterns, inverse = np.unique(cand, axis=0, return_inverse=True)
         share = np.bincount(inverse.ravel(), minlength=len(patterns)) / SAMPLES
         groups = [np.flatnonzero(p) for p in patterns]
-        agents.append(CohortAgent(name=c.name, cost=cost, groups=groups, demand=parked * share))
+        agents.append(CohortAgent(name=c.name, cost=cost, groups=groups, demand=parked * share,
+                                  alpha=alpha))
     return agents
 
 
@@ -116,13 +119,15 @@ class ClaimStats:
 
 
 def solve_claims(
-    agents: list[CohortAgent], capacity: np.ndarray, *, rho: float = 1.0, alpha: float = 1.6,
-    tol: float = 1e-3, max_iter: int = 300,
+    agents: list[Any], capacity: np.ndarray, *, rho: float = 1.0, tol: float = 1e-3, max_iter: int = 300,
+    gather: Callable[[list[Any]], list[tuple[np.ndarray, np.ndarray]]] = list,
 ) -> ClaimStats:
     """Sharing ADMM for Σ_k x_{k,s} ≤ capacity_s (one participant per cohort and slot).
 
     The z-update shifts every cohort's claim on an over-full zone by the same amount
-    λ_s = max(0, (Σ_k v_{k,s} − cap_s) / K), so u is one scaled price per zone.
+    λ_s = max(0, (Σ_k v_{k,s} − cap_s) / K), so u is one scaled price per zone. ``agents`` are
+    :class:`CohortAgent` objects or proxies whose ``propose`` returns futures that ``gather``
+    resolves (``ray.get`` for actors), so all cohorts answer a round in parallel.
     """
     k = len(agents)
     s = capacity.size
@@ -130,11 +135,9 @@ def solve_claims(
     z = np.zeros((k, s))
     r = viol = np.inf
     for it in range(1, max_iter + 1):
-        xh = np.zeros((k, s))
-        x = np.zeros((k, s))
-        for i, a in enumerate(agents):
-            a.alpha = alpha
-            xh[i], x[i] = a.propose(z[i], u, rho)
+        answers = gather([a.propose(z[i], u, rho) for i, a in enumerate(agents)])
+        xh = np.stack([a[0] for a in answers])
+        x = np.stack([a[1] for a in answers])
         v = xh + u[None, :]
         lam = np.maximum(0.0, (v.sum(0) - capacity) / k)
         z_new = v - lam[None, :]
@@ -179,8 +182,20 @@ class CohortRouter:
         return assign_by_preference(candidate_slots(sim.world, sim.sessions, evs), cost, free)
 
 
-def cohort_router(world: World, *, seed: int = 0) -> tuple[CohortRouter, ClaimStats]:
-    """Build the cohort agents, agree their claims on charger capacity, return the router."""
+def cohort_router(
+    world: World, *, seed: int = 0, host: Callable[[list[CohortAgent]], Any] | None = None,
+) -> tuple[CohortRouter, ClaimStats]:
+    """Build the cohort agents, agree their claims on charger capacity, return the router.
+
+    ``host`` moves the agents elsewhere for the negotiation (e.g. into Ray actors): it returns
+    (proxies, gather, fetch) where ``fetch()`` brings the agreed agents back.
+    """
     agents = build_cohort_agents(world, seed=seed)
-    stats = solve_claims(agents, world.slot_chargers.astype(float))
+    cap = world.slot_chargers.astype(float)
+    if host is None:
+        stats = solve_claims(agents, cap)
+    else:
+        proxies, gather, fetch = host(agents)
+        stats = solve_claims(proxies, cap, gather=gather)
+        agents = fetch()
     return CohortRouter(agents, seed=seed), stats

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from evgrid.agents.policies import make_policy
 from evgrid.envs.interface import Controller
@@ -84,6 +85,7 @@ def run_experiment(
     progress: Progress | None = None,
     factory: Callable[[str, World], Controller] = make_policy,
     routing: str = "nearest",
+    cohort_host: Callable[..., Any] | None = None,
 ) -> Experiment:
     """Run each policy over the horizon, then the offline-optimal bound on the same sessions."""
     if not policies:
@@ -96,7 +98,8 @@ def run_experiment(
     if routing == "cohorts":
         from evgrid.agents.cohort import cohort_router
 
-        router, claims = cohort_router(world, seed=scenario.seed if seed is None else seed)
+        router, claims = cohort_router(world, seed=scenario.seed if seed is None else seed,
+                                       host=cohort_host)
     sim = Simulator(scenario, seed=seed, sessions=sessions, world=world, router=router)
     controllers = [factory(p, sim.world) if isinstance(p, str) else p for p in policies]
     exp = Experiment(scenario=scenario, seed=sim.seed, routing=routing)

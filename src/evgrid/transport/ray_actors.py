@@ -23,6 +23,7 @@ import numpy as np
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
+from evgrid.agents.cohort import CohortAgent
 from evgrid.agents.coordinated import CoordinatedPolicy, station_specs
 from evgrid.agents.station import StationConfig, StationPack, StationState, setpoints_within
 from evgrid.coordinator.admm import AdmmConfig, AdmmStats, PowerCoordinator
@@ -261,3 +262,38 @@ def ray_coordinated_policy(
 
     return CoordinatedPolicy(world, admm=admm or AdmmConfig(), stations=stations,
                              coordinator_factory=RayCoordinator)
+
+
+@ray.remote(num_cpus=0)
+class CohortActor:
+    """A :class:`CohortAgent` behind an actor boundary (claims are a few dozen floats)."""
+
+    def __init__(self, agent: CohortAgent) -> None:
+        self.agent = agent
+
+    def propose(self, z: np.ndarray, u: np.ndarray, rho: float) -> tuple[np.ndarray, np.ndarray]:
+        return self.agent.propose(z, u, rho)
+
+    def get(self) -> CohortAgent:
+        return self.agent
+
+
+def ray_cohort_host(agents: list[CohortAgent]) -> tuple[list[Any], Any, Any]:
+    """``cohort_router(host=...)``: one actor per cohort; rounds gathered with ``ray.get``."""
+    actors = [CohortActor.options(runtime_env={"env_vars": SINGLE_THREAD_ENV}).remote(a)
+              for a in agents]
+
+    class Proxy:
+        def __init__(self, actor: Any) -> None:
+            self.actor = actor
+
+        def propose(self, z: np.ndarray, u: np.ndarray, rho: float) -> Any:
+            return self.actor.propose.remote(z, u, rho)
+
+    def fetch() -> list[CohortAgent]:
+        got = ray.get([a.get.remote() for a in actors])
+        for a in actors:
+            ray.kill(a)
+        return got
+
+    return [Proxy(a) for a in actors], ray.get, fetch
