@@ -68,7 +68,7 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def kpi_table(exp, title: str) -> Table:  # type: ignore[no-untyped-def]
-    from evgrid.evaluation.report import TABLE_KPIS, format_value
+    from evgrid.evaluation.report import TABLE_KPIS, format_gap, format_value
 
     table = Table(title=title, show_lines=False)
     table.add_column("KPI", style="bold", no_wrap=True)
@@ -85,7 +85,7 @@ def kpi_table(exp, title: str) -> Table:  # type: ignore[no-untyped-def]
     if gaps:
         table.add_row(
             "gap to optimum [%]",
-            *(f"{gaps[n]:.2f}" if n in gaps else "—" for n in names),
+            *(format_gap(gaps[n]) if n in gaps else "—" for n in names),
             style="bold",
         )
     return table

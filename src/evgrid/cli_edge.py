@@ -111,7 +111,7 @@ def coordinator(
                     f"{wait_s:g} s; the others run in-process",
                     highlight=False,
                 )
-        policy = CoordinatedPolicy(world, stations=edge_transport(hub), name="coordinated_grpc")
+        policy = CoordinatedPolicy(world, stations=edge_transport(hub), name="coordinated")
         hub.attach(policy.coordinator)
         edge = sorted(r.agent_id for r in hub.registrations())
         err.print(

@@ -617,7 +617,7 @@ def test_coordinator_and_station_commands_run_a_day_over_grpc(  # type: ignore[n
         assert "edge stations: depot, station; in-process: mall" in res.output
         assert "0 fallback schedules" in res.output
         results = json.loads((out / "results.json").read_text())
-        kpis = results["policies"]["coordinated_grpc"]
+        kpis = results["policies"]["coordinated"]
         assert kpis["limit_violations"] == 0 and kpis["admm_missing_proposals"] == 0
         assert kpis["energy_delivered_kwh"] > 0
     finally:

@@ -199,11 +199,16 @@ def write_plots(exp: Experiment, folder: Path) -> None:
 
 
 def format_value(v: float) -> str:
-    if isinstance(v, int) or float(v).is_integer():
-        return f"{int(v):,}"
+    if isinstance(v, int) or abs(v - round(v)) < 1e-9 * max(1.0, abs(v)):
+        return f"{round(v):,}"
     if abs(v) < 0.01:
         return f"{v:.2e}"
     return f"{v:,.2f}"
+
+
+def format_gap(pct: float) -> str:
+    """A gap in % with 2 decimals; solver noise below 0.005 % shows as 0.00, never -0.00."""
+    return f"{0.0 if abs(pct) < 0.005 else pct:.2f}"
 
 
 def render_html(exp: Experiment, folder: Path) -> str:
@@ -221,7 +226,7 @@ def render_html(exp: Experiment, folder: Path) -> str:
     )
     rows += (
         "<tr><td><b>gap to optimum [%]</b></td>"
-        + "".join(f"<td><b>{gaps[n]:.2f}</b></td>" if n in gaps else "<td>—</td>" for n in names)
+        + "".join(f"<td><b>{format_gap(gaps[n])}</b></td>" if n in gaps else "<td>—</td>" for n in names)
         + "</tr>"
     )
     imgs = "".join(

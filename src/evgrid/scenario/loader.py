@@ -45,7 +45,9 @@ def _message(err: dict[str, Any]) -> str:
     value = err.get("input")
     for key, op in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
         if key in ctx:
-            return f"{value!r} is not {op} {ctx[key]}"
+            bound = ctx[key]
+            return f"{value!r} is not {op} {bound:g}" if isinstance(bound, int | float) else (
+                f"{value!r} is not {op} {bound}")
     msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         return "unknown field (check the spelling; see `evgrid scenarios --schema`)"
