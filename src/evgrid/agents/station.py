@@ -37,7 +37,7 @@ class StationConfig:
     carbon_price_per_kg: float = 0.05
     wear_per_kw2h: float = 0.002  # κ: battery-wear cost of charging at p kW for 1 h is κ·p²
     urgency_per_h: float = 0.05  # a kWh delivered h hours later is worth (1 − urgency)^h as much
-    alpha: float = 1.6  # ADMM over-relaxation (must match the coordinator's)
+    alpha: float = 1.8  # ADMM over-relaxation (must match the coordinator's)
 
 
 @dataclass(frozen=True)
