@@ -1,8 +1,9 @@
 """One ADMM round over gRPC with N edge stations on loopback.
 
-The N edge stations run as asyncio tasks of `run_station` in one background event loop (N
-processes would not fit a 2-core machine), each with its own channel and bidirectional
-stream to a real `CoordinatorService` server on 127.0.0.1. Prints one JSON line in the
+The N edge stations run as asyncio tasks of `run_station` in one separate process (N
+processes would not fit a 2-core machine; one process keeps the server and the clients on
+different cores), each with its own channel and bidirectional stream to a real
+`CoordinatorService` server on 127.0.0.1. Prints one JSON line in the
 `benchmarks/admm.py` layout (transport "grpc"). Target (issue #3): ≤ 50 ms per round at N=100.
 Usage: python benchmarks/grpc_round.py [--n 100]
 """
@@ -12,8 +13,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing as mp
 import os
-import threading
 import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -37,17 +38,12 @@ def main() -> None:
     inst = random_instance(args.n, args.horizon, seed=1)
     server, port, hub = create_server("127.0.0.1:0", grid_zones=inst.zone_ids, dt_h=0.25,
                                       token=TOKEN, round_timeout_s=10.0)
-    loop = asyncio.new_event_loop()
-    threading.Thread(target=loop.run_forever, daemon=True).start()
-    stops = []
-    for sid, zone, cap in zip(inst.states, inst.grid_zones, inst.max_power_kw, strict=True):
-        stop = asyncio.Event()
-        stops.append(stop)
-        asyncio.run_coroutine_threadsafe(run_station(
-            f"127.0.0.1:{port}", token=TOKEN, station_id=sid, grid_zone=zone, max_power_kw=cap,
-            stop=stop, config=StationConfig(alpha=cfg.alpha)), loop)
+    stop_clients = mp.get_context("spawn").Event()
+    clients = mp.get_context("spawn").Process(
+        target=run_clients, args=(port, args.n, args.horizon, stop_clients), daemon=True)
+    clients.start()
     t = time.perf_counter()
-    joined = hub.wait_for_stations(args.n, 60)
+    joined = hub.wait_for_stations(args.n, 120)
     connect_s = time.perf_counter() - t
     coord = PowerCoordinator(inst.zone_ids, cfg)
     for reg in sorted(hub.registrations(), key=lambda r: list(inst.states).index(r.agent_id)):
@@ -67,10 +63,28 @@ def main() -> None:
         "wall_ms": round(1000 * wall, 1),
         "ms_per_round": round(1000 * wall / max(stats.iterations, 1), 2),
     }), flush=True)
-    for stop in stops:
-        loop.call_soon_threadsafe(stop.set)
-    server.stop(grace_s=0)
+    stop_clients.set()
+    clients.join(30)
+    server.stop(grace_s=1.0)
 
+
+def run_clients(port: int, n: int, horizon: int, stop_flag: object) -> None:
+    """The edge side: N `run_station` tasks in this process's event loop."""
+    inst = random_instance(n, horizon, seed=1)
+    config = StationConfig(alpha=AdmmConfig().alpha)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(run_station(
+            f"127.0.0.1:{port}", token=TOKEN, station_id=sid, grid_zone=zone, max_power_kw=cap,
+            stop=stop, config=config))
+            for sid, zone, cap in zip(inst.states, inst.grid_zones, inst.max_power_kw, strict=True)]
+        while not stop_flag.is_set():  # type: ignore[attr-defined]
+            await asyncio.sleep(0.1)
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(serve())
 
 if __name__ == "__main__":
     main()
