@@ -17,7 +17,6 @@ from evgrid.agents.station import StationConfig, StationPack, station_states
 from evgrid.coordinator.admm import AdmmConfig, AdmmStats, PowerCoordinator
 from evgrid.coordinator.driver import StationTransport, solve_period
 from evgrid.envs.interface import Observation
-from evgrid.envs.projection import project
 from evgrid.envs.world import World
 
 
@@ -77,27 +76,12 @@ class CoordinatedPolicy:
                              zone_limit_kw=obs.zone_limit_kw[:h], city_limit_kw=obs.city_limit_kw[:h])
         self.history.append(stats)
         # Execute the consensus share z (feasible for every zone and the city by construction),
-        # not the plan x, which may still exceed a limit by the ADMM tolerance.
-        agreed = self.agreed_kw(obs)
+        # not the plan x, which may still exceed a limit by the ADMM tolerance; unused room
+        # goes to stations that can use it now (PowerCoordinator.executable_now).
+        agreed = self.coordinator.executable_now()
         for chargers, kw in self.transport.finish_period(agreed).values():
             power[chargers] = kw
         return power
-
-    def agreed_kw(self, obs: Observation) -> dict[str, float]:
-        """Each station's power for this step: its consensus share z[0], made executable.
-
-        z meets every zone and city limit, but a participant's share may be negative; clipping
-        those to 0 can push a zone back over, so the clipped shares get the same per-zone then
-        city scaling as the simulator's projection (a station-level projection, no cut counted).
-        """
-        cons = self.coordinator.consensus()
-        ids = list(self.world.facility_ids)
-        z0 = np.array([max(float(cons[a][0]), 0.0) if a in cons else 0.0 for a in ids])
-        zone_of = np.array([self.world.grid_ids.index(self.world.scenario.facilities[i].grid_zone)
-                            for i in range(len(ids))])
-        safe, _ = project(z0, upper_kw=np.full(z0.size, np.inf), charger_grid=zone_of,
-                          zone_limit_kw=obs.zone_limit_kw[0], city_limit_kw=float(obs.city_limit_kw[0]))
-        return dict(zip(ids, safe.tolist(), strict=True))
 
     def summary(self) -> dict[str, float]:
         """ADMM figures over the run: iterations per period, final residuals, convergence."""

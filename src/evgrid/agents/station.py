@@ -172,6 +172,7 @@ class StationPack:
         self.xh = self.x.copy()
         self.u = np.zeros((len(sts), h))
         self.mu = np.zeros(self._rows)
+        self.want_now = np.array([setpoints_within(st, np.inf)[1].sum() for st in sts])
 
     def propose(self, targets: ConsensusTargets) -> PowerProposals:
         """One ADMM x-update for every EV of every targeted station (vectorised)."""
@@ -209,7 +210,7 @@ class StationPack:
             round=targets.round, horizon_start=targets.horizon_start,
             agent_ids=tuple(self.ids[i] for i in sel), power_kw=self.agg[sel] @ self.xh,
             plan_kw=self.agg[sel] @ self.x, participants=self.counts[sel],
-            objective=(self.agg @ row_obj + self.const)[sel],
+            objective=(self.agg @ row_obj + self.const)[sel], want_kw=self.want_now[sel],
         )
 
     def plans(self) -> dict[str, np.ndarray]:

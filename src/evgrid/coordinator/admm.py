@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
+from evgrid.envs.projection import project
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class _Period:
     x: np.ndarray  # [M, H] last plan per agent
     n: np.ndarray  # [M] participants
     obj: np.ndarray  # [M]
+    want: np.ndarray  # [M] most each station can use at the first step [kW]
     z_prev: np.ndarray | None = None
     round: int = 0
     last_rho_change: int = 0
@@ -181,7 +183,7 @@ class PowerCoordinator:
             city_limit=np.asarray(city_limit_kw, float).copy(),
             agents=agents, row={a: i for i, a in enumerate(agents)}, zone_of=zone_of,
             onehot=onehot, xh=np.zeros((m, h)), x=np.zeros((m, h)), n=np.zeros(m),
-            obj=np.zeros(m), t0=time.perf_counter(),
+            obj=np.zeros(m), want=np.zeros(m), t0=time.perf_counter(),
         )
         self.stats = AdmmStats(rho=self.rho)
         return self._targets(np.zeros((m, h)), False)
@@ -201,6 +203,7 @@ class PowerCoordinator:
         if rows.size:
             p.xh[rows], p.x[rows] = proposals.power_kw, proposals.plan_kw
             p.n[rows], p.obj[rows] = proposals.participants, proposals.objective
+            p.want[rows] = proposals.want
         missing = len(p.agents) - int(np.unique(rows).size)
         xh, x, n = p.xh, p.x, p.n
         n_g = p.onehot @ n
@@ -251,6 +254,29 @@ class PowerCoordinator:
         if p is None or p.z_prev is None:
             return {}
         return {a: p.z_prev[i] for i, a in enumerate(p.agents)}
+
+    def executable_now(self) -> dict[str, float]:
+        """Each station's power for the first step: its consensus share, made executable and
+        work-conserving.
+
+        z meets every limit, but a share may be negative; clipped to 0 the shares are scaled
+        per zone, then city, like the simulator's projection. Room the shares leave unused
+        (a station planning to charge later) is offered to stations that could use more right
+        now, in proportion to what they could use, within the same limits: the coordinator
+        never idles capacity an EV is waiting for, and still never sees an EV.
+        """
+        p = self._p
+        if p is None or p.z_prev is None:
+            return {}
+        zone_now, city_now = p.zone_limit[:, 0], float(p.city_limit[0])
+        inf = np.full(len(p.agents), np.inf)
+        share, _ = project(np.maximum(p.z_prev[:, 0], 0.0), upper_kw=inf, charger_grid=p.zone_of,
+                           zone_limit_kw=zone_now, city_limit_kw=city_now)
+        ask = np.maximum(p.want - share, 0.0)
+        extra, _ = project(ask, upper_kw=ask, charger_grid=p.zone_of,
+                           zone_limit_kw=np.maximum(zone_now - p.onehot @ share, 0.0),
+                           city_limit_kw=max(city_now - float(share.sum()), 0.0))
+        return dict(zip(p.agents, (share + extra).tolist(), strict=True))
 
     def plans(self) -> dict[str, np.ndarray]:
         """The last plan X_i [H] each station proposed this period."""

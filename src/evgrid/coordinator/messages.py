@@ -38,15 +38,21 @@ class PowerProposals:
     plan_kw: np.ndarray  # [M, H] the local minimiser x (what the station would execute)
     participants: np.ndarray  # [M] EV rows behind each profile (the sharing ADMM's N_i)
     objective: np.ndarray  # [M] local objective at x [currency]
+    want_kw: np.ndarray | None = None  # [M] most power each station can use right now [kW]
 
     def __len__(self) -> int:
         return len(self.agent_ids)
+
+    @property
+    def want(self) -> np.ndarray:
+        return self.want_kw if self.want_kw is not None else np.zeros(len(self.agent_ids))
 
     def take(self, rows: np.ndarray) -> PowerProposals:
         rows = np.asarray(rows, dtype=np.int64)
         return PowerProposals(self.round, self.horizon_start,
                               tuple(self.agent_ids[i] for i in rows), self.power_kw[rows],
-                              self.plan_kw[rows], self.participants[rows], self.objective[rows])
+                              self.plan_kw[rows], self.participants[rows], self.objective[rows],
+                              self.want[rows])
 
     @staticmethod
     def concat(parts: list[PowerProposals], *, round: int, horizon_start: int, horizon: int) -> PowerProposals:
@@ -59,6 +65,7 @@ class PowerProposals:
             np.concatenate([p.power_kw for p in parts]), np.concatenate([p.plan_kw for p in parts]),
             np.concatenate([p.participants for p in parts]),
             np.concatenate([p.objective for p in parts]),
+            np.concatenate([p.want for p in parts]),
         )
 
 

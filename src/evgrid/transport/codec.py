@@ -58,7 +58,8 @@ def registration_from_proto(msg: pb.RegisterRequest, grid_zones: list[str]) -> R
 def proposal_to_proto(p: PowerProposals, i: int) -> pb.Proposal:
     return pb.Proposal(round=p.round, agent_id=p.agent_ids[i], horizon_start=p.horizon_start,
                        power_kw=p.power_kw[i].tolist(), plan_kw=p.plan_kw[i].tolist(),
-                       participants=int(p.participants[i]), objective=float(p.objective[i]))
+                       participants=int(p.participants[i]), objective=float(p.objective[i]),
+                       want_now_kw=float(p.want[i]))
 
 
 def proposals_to_proto(p: PowerProposals) -> pb.ProposalBatch:
@@ -97,6 +98,12 @@ def check_proposal(
                 )
     if msg.participants < 0 or not np.isfinite(msg.objective):
         raise MessageError("INVALID_ARGUMENT", "participants < 0 or objective not finite")
+    if not (np.isfinite(msg.want_now_kw) and 0 <= msg.want_now_kw
+            <= reg.max_power_kw * (1 + LIMIT_RTOL) + 1e-9):
+        raise MessageError(
+            "INVALID_ARGUMENT",
+            f"want_now_kw {msg.want_now_kw} is outside [0, {reg.max_power_kw:g}] kW",
+        )
 
 
 def proposals_from_proto(
@@ -115,6 +122,7 @@ def proposals_from_proto(
         plan_kw=np.array([m.plan_kw for m in msgs], dtype=float).reshape(shape),
         participants=np.array([m.participants for m in msgs], dtype=np.int64),
         objective=np.array([m.objective for m in msgs], dtype=float),
+        want_kw=np.array([m.want_now_kw for m in msgs], dtype=float),
     )
 
 

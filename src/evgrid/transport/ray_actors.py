@@ -213,6 +213,9 @@ class CoordinatorActor:
     def consensus(self) -> dict[str, np.ndarray]:
         return self.c.consensus()
 
+    def executable_now(self) -> dict[str, float]:
+        return self.c.executable_now()
+
 
 class RayCoordinator:
     """A driver-side proxy with :class:`PowerCoordinator`'s interface, backed by an actor."""
@@ -239,6 +242,9 @@ class RayCoordinator:
 
     def consensus(self) -> dict[str, np.ndarray]:
         return ray.get(self.actor.consensus.remote())
+
+    def executable_now(self) -> dict[str, float]:
+        return ray.get(self.actor.executable_now.remote())
 
 
 def default_stations_per_actor(n_stations: int) -> int:

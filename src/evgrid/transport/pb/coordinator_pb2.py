@@ -24,41 +24,41 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65vgrid/v1/coordinator.proto\x12\tevgrid.v1\"\x7f\n\x0fRegisterRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\"\n\x04kind\x18\x02 \x01(\x0e\x32\x14.evgrid.v1.AgentKind\x12\x11\n\tgrid_zone\x18\x03 \x01(\t\x12\x14\n\x0cmax_power_kw\x18\x04 \x01(\x01\x12\r\n\x05slots\x18\x05 \x03(\t\"F\n\x10RegisterResponse\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\ngrid_zones\x18\x02 \x03(\t\x12\x0c\n\x04\x64t_h\x18\x03 \x01(\x01\"\x8e\x01\n\x08Proposal\x12\r\n\x05round\x18\x01 \x01(\x03\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x15\n\rhorizon_start\x18\x03 \x01(\x03\x12\x10\n\x08power_kw\x18\x04 \x03(\x01\x12\x0f\n\x07plan_kw\x18\x05 \x03(\x01\x12\x14\n\x0cparticipants\x18\x06 \x01(\x03\x12\x11\n\tobjective\x18\x07 \x01(\x01\"]\n\rProposalBatch\x12\r\n\x05round\x18\x01 \x01(\x03\x12\x15\n\rhorizon_start\x18\x02 \x01(\x03\x12&\n\tproposals\x18\x03 \x03(\x0b\x32\x13.evgrid.v1.Proposal\"\x93\x01\n\x0f\x43onsensusTarget\x12\r\n\x05round\x18\x01 \x01(\x03\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x15\n\rhorizon_start\x18\x03 \x01(\x03\x12\x0c\n\x04z_kw\x18\x04 \x03(\x01\x12\t\n\x01u\x18\x05 \x03(\x01\x12\x0b\n\x03rho\x18\x06 \x01(\x01\x12\x14\n\x0cprice_signal\x18\x07 \x03(\x01\x12\x0c\n\x04\x64one\x18\x08 \x01(\x08\"`\n\x0bTargetBatch\x12\r\n\x05round\x18\x01 \x01(\x03\x12\x15\n\rhorizon_start\x18\x02 \x01(\x03\x12+\n\x07targets\x18\x03 \x03(\x0b\x32\x1a.evgrid.v1.ConsensusTarget\"\xfe\x01\n\x0cStationState\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x15\n\rhorizon_start\x18\x02 \x01(\x03\x12\x0c\n\x04\x64t_h\x18\x03 \x01(\x01\x12\x0f\n\x07\x63harger\x18\x04 \x03(\x03\x12\x14\n\x0c\x61rrival_step\x18\x05 \x03(\x03\x12\x16\n\x0e\x64\x65parture_step\x18\x06 \x03(\x03\x12\x15\n\rhorizon_steps\x18\x07 \x01(\x03\x12\x10\n\x08upper_kw\x18\x08 \x03(\x01\x12\x0b\n\x03\x65ta\x18\t \x03(\x01\x12\x10\n\x08owed_kwh\x18\n \x03(\x01\x12\x15\n\rprice_per_kwh\x18\x0b \x03(\x01\x12\x19\n\x11\x63\x61rbon_kg_per_kwh\x18\x0c \x03(\x01\"\x8f\x01\n\x0bPeriodStart\x12\x15\n\rhorizon_start\x18\x01 \x01(\x03\x12\x15\n\rhorizon_steps\x18\x02 \x01(\x03\x12&\n\x05state\x18\x03 \x01(\x0b\x32\x17.evgrid.v1.StationState\x12*\n\x06target\x18\x04 \x01(\x0b\x32\x1a.evgrid.v1.ConsensusTarget\"}\n\x10SetpointSchedule\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x03\x12\x0f\n\x07\x63harger\x18\x03 \x03(\x03\x12\x10\n\x08power_kw\x18\x04 \x03(\x01\x12\x11\n\tagreed_kw\x18\x05 \x01(\x01\x12\x13\n\x0b\x65nvelope_kw\x18\x06 \x03(\x01\"\x7f\n\tTelemetry\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x03\x12\x10\n\x08power_kw\x18\x03 \x01(\x01\x12\x15\n\rconnected_evs\x18\x04 \x01(\x03\x12\x17\n\x0f\x65nergy_owed_kwh\x18\x05 \x01(\x01\x12\x10\n\x08\x66\x61llback\x18\x06 \x01(\x08\"\x19\n\x05Hello\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"\xc1\x01\n\x0f\x45xchangeRequest\x12!\n\x05hello\x18\x01 \x01(\x0b\x32\x10.evgrid.v1.HelloH\x00\x12\'\n\x08proposal\x18\x02 \x01(\x0b\x32\x13.evgrid.v1.ProposalH\x00\x12)\n\ttelemetry\x18\x03 \x01(\x0b\x32\x14.evgrid.v1.TelemetryH\x00\x12/\n\x08\x65xecuted\x18\x04 \x01(\x0b\x32\x1b.evgrid.v1.SetpointScheduleH\x00\x42\x06\n\x04\x62ody\"r\n\x10\x45xchangeResponse\x12(\n\x06period\x18\x01 \x01(\x0b\x32\x16.evgrid.v1.PeriodStartH\x00\x12,\n\x06target\x18\x02 \x01(\x0b\x32\x1a.evgrid.v1.ConsensusTargetH\x00\x42\x06\n\x04\x62ody*V\n\tAgentKind\x12\x1a\n\x16\x41GENT_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41GENT_KIND_STATION\x10\x01\x12\x15\n\x11\x41GENT_KIND_COHORT\x10\x02\x32\xa2\x01\n\x12\x43oordinatorService\x12\x43\n\x08Register\x12\x1a.evgrid.v1.RegisterRequest\x1a\x1b.evgrid.v1.RegisterResponse\x12G\n\x08\x45xchange\x12\x1a.evgrid.v1.ExchangeRequest\x1a\x1b.evgrid.v1.ExchangeResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65vgrid/v1/coordinator.proto\x12\tevgrid.v1\"\x7f\n\x0fRegisterRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\"\n\x04kind\x18\x02 \x01(\x0e\x32\x14.evgrid.v1.AgentKind\x12\x11\n\tgrid_zone\x18\x03 \x01(\t\x12\x14\n\x0cmax_power_kw\x18\x04 \x01(\x01\x12\r\n\x05slots\x18\x05 \x03(\t\"F\n\x10RegisterResponse\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\ngrid_zones\x18\x02 \x03(\t\x12\x0c\n\x04\x64t_h\x18\x03 \x01(\x01\"\xa3\x01\n\x08Proposal\x12\r\n\x05round\x18\x01 \x01(\x03\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x15\n\rhorizon_start\x18\x03 \x01(\x03\x12\x10\n\x08power_kw\x18\x04 \x03(\x01\x12\x0f\n\x07plan_kw\x18\x05 \x03(\x01\x12\x14\n\x0cparticipants\x18\x06 \x01(\x03\x12\x11\n\tobjective\x18\x07 \x01(\x01\x12\x13\n\x0bwant_now_kw\x18\x08 \x01(\x01\"]\n\rProposalBatch\x12\r\n\x05round\x18\x01 \x01(\x03\x12\x15\n\rhorizon_start\x18\x02 \x01(\x03\x12&\n\tproposals\x18\x03 \x03(\x0b\x32\x13.evgrid.v1.Proposal\"\x93\x01\n\x0f\x43onsensusTarget\x12\r\n\x05round\x18\x01 \x01(\x03\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x15\n\rhorizon_start\x18\x03 \x01(\x03\x12\x0c\n\x04z_kw\x18\x04 \x03(\x01\x12\t\n\x01u\x18\x05 \x03(\x01\x12\x0b\n\x03rho\x18\x06 \x01(\x01\x12\x14\n\x0cprice_signal\x18\x07 \x03(\x01\x12\x0c\n\x04\x64one\x18\x08 \x01(\x08\"`\n\x0bTargetBatch\x12\r\n\x05round\x18\x01 \x01(\x03\x12\x15\n\rhorizon_start\x18\x02 \x01(\x03\x12+\n\x07targets\x18\x03 \x03(\x0b\x32\x1a.evgrid.v1.ConsensusTarget\"\xfe\x01\n\x0cStationState\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x15\n\rhorizon_start\x18\x02 \x01(\x03\x12\x0c\n\x04\x64t_h\x18\x03 \x01(\x01\x12\x0f\n\x07\x63harger\x18\x04 \x03(\x03\x12\x14\n\x0c\x61rrival_step\x18\x05 \x03(\x03\x12\x16\n\x0e\x64\x65parture_step\x18\x06 \x03(\x03\x12\x15\n\rhorizon_steps\x18\x07 \x01(\x03\x12\x10\n\x08upper_kw\x18\x08 \x03(\x01\x12\x0b\n\x03\x65ta\x18\t \x03(\x01\x12\x10\n\x08owed_kwh\x18\n \x03(\x01\x12\x15\n\rprice_per_kwh\x18\x0b \x03(\x01\x12\x19\n\x11\x63\x61rbon_kg_per_kwh\x18\x0c \x03(\x01\"\x8f\x01\n\x0bPeriodStart\x12\x15\n\rhorizon_start\x18\x01 \x01(\x03\x12\x15\n\rhorizon_steps\x18\x02 \x01(\x03\x12&\n\x05state\x18\x03 \x01(\x0b\x32\x17.evgrid.v1.StationState\x12*\n\x06target\x18\x04 \x01(\x0b\x32\x1a.evgrid.v1.ConsensusTarget\"}\n\x10SetpointSchedule\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x03\x12\x0f\n\x07\x63harger\x18\x03 \x03(\x03\x12\x10\n\x08power_kw\x18\x04 \x03(\x01\x12\x11\n\tagreed_kw\x18\x05 \x01(\x01\x12\x13\n\x0b\x65nvelope_kw\x18\x06 \x03(\x01\"\x7f\n\tTelemetry\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x03\x12\x10\n\x08power_kw\x18\x03 \x01(\x01\x12\x15\n\rconnected_evs\x18\x04 \x01(\x03\x12\x17\n\x0f\x65nergy_owed_kwh\x18\x05 \x01(\x01\x12\x10\n\x08\x66\x61llback\x18\x06 \x01(\x08\"\x19\n\x05Hello\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"\xc1\x01\n\x0f\x45xchangeRequest\x12!\n\x05hello\x18\x01 \x01(\x0b\x32\x10.evgrid.v1.HelloH\x00\x12\'\n\x08proposal\x18\x02 \x01(\x0b\x32\x13.evgrid.v1.ProposalH\x00\x12)\n\ttelemetry\x18\x03 \x01(\x0b\x32\x14.evgrid.v1.TelemetryH\x00\x12/\n\x08\x65xecuted\x18\x04 \x01(\x0b\x32\x1b.evgrid.v1.SetpointScheduleH\x00\x42\x06\n\x04\x62ody\"r\n\x10\x45xchangeResponse\x12(\n\x06period\x18\x01 \x01(\x0b\x32\x16.evgrid.v1.PeriodStartH\x00\x12,\n\x06target\x18\x02 \x01(\x0b\x32\x1a.evgrid.v1.ConsensusTargetH\x00\x42\x06\n\x04\x62ody*V\n\tAgentKind\x12\x1a\n\x16\x41GENT_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41GENT_KIND_STATION\x10\x01\x12\x15\n\x11\x41GENT_KIND_COHORT\x10\x02\x32\xa2\x01\n\x12\x43oordinatorService\x12\x43\n\x08Register\x12\x1a.evgrid.v1.RegisterRequest\x1a\x1b.evgrid.v1.RegisterResponse\x12G\n\x08\x45xchange\x12\x1a.evgrid.v1.ExchangeRequest\x1a\x1b.evgrid.v1.ExchangeResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'evgrid.v1.coordinator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AGENTKIND']._serialized_start=1729
-  _globals['_AGENTKIND']._serialized_end=1815
+  _globals['_AGENTKIND']._serialized_start=1750
+  _globals['_AGENTKIND']._serialized_end=1836
   _globals['_REGISTERREQUEST']._serialized_start=42
   _globals['_REGISTERREQUEST']._serialized_end=169
   _globals['_REGISTERRESPONSE']._serialized_start=171
   _globals['_REGISTERRESPONSE']._serialized_end=241
   _globals['_PROPOSAL']._serialized_start=244
-  _globals['_PROPOSAL']._serialized_end=386
-  _globals['_PROPOSALBATCH']._serialized_start=388
-  _globals['_PROPOSALBATCH']._serialized_end=481
-  _globals['_CONSENSUSTARGET']._serialized_start=484
-  _globals['_CONSENSUSTARGET']._serialized_end=631
-  _globals['_TARGETBATCH']._serialized_start=633
-  _globals['_TARGETBATCH']._serialized_end=729
-  _globals['_STATIONSTATE']._serialized_start=732
-  _globals['_STATIONSTATE']._serialized_end=986
-  _globals['_PERIODSTART']._serialized_start=989
-  _globals['_PERIODSTART']._serialized_end=1132
-  _globals['_SETPOINTSCHEDULE']._serialized_start=1134
-  _globals['_SETPOINTSCHEDULE']._serialized_end=1259
-  _globals['_TELEMETRY']._serialized_start=1261
-  _globals['_TELEMETRY']._serialized_end=1388
-  _globals['_HELLO']._serialized_start=1390
-  _globals['_HELLO']._serialized_end=1415
-  _globals['_EXCHANGEREQUEST']._serialized_start=1418
-  _globals['_EXCHANGEREQUEST']._serialized_end=1611
-  _globals['_EXCHANGERESPONSE']._serialized_start=1613
-  _globals['_EXCHANGERESPONSE']._serialized_end=1727
-  _globals['_COORDINATORSERVICE']._serialized_start=1818
-  _globals['_COORDINATORSERVICE']._serialized_end=1980
+  _globals['_PROPOSAL']._serialized_end=407
+  _globals['_PROPOSALBATCH']._serialized_start=409
+  _globals['_PROPOSALBATCH']._serialized_end=502
+  _globals['_CONSENSUSTARGET']._serialized_start=505
+  _globals['_CONSENSUSTARGET']._serialized_end=652
+  _globals['_TARGETBATCH']._serialized_start=654
+  _globals['_TARGETBATCH']._serialized_end=750
+  _globals['_STATIONSTATE']._serialized_start=753
+  _globals['_STATIONSTATE']._serialized_end=1007
+  _globals['_PERIODSTART']._serialized_start=1010
+  _globals['_PERIODSTART']._serialized_end=1153
+  _globals['_SETPOINTSCHEDULE']._serialized_start=1155
+  _globals['_SETPOINTSCHEDULE']._serialized_end=1280
+  _globals['_TELEMETRY']._serialized_start=1282
+  _globals['_TELEMETRY']._serialized_end=1409
+  _globals['_HELLO']._serialized_start=1411
+  _globals['_HELLO']._serialized_end=1436
+  _globals['_EXCHANGEREQUEST']._serialized_start=1439
+  _globals['_EXCHANGEREQUEST']._serialized_end=1632
+  _globals['_EXCHANGERESPONSE']._serialized_start=1634
+  _globals['_EXCHANGERESPONSE']._serialized_end=1748
+  _globals['_COORDINATORSERVICE']._serialized_start=1839
+  _globals['_COORDINATORSERVICE']._serialized_end=2001
 # @@protoc_insertion_point(module_scope)

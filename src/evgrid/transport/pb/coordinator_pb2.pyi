@@ -41,7 +41,7 @@ class RegisterResponse(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., grid_zones: _Optional[_Iterable[str]] = ..., dt_h: _Optional[float] = ...) -> None: ...
 
 class Proposal(_message.Message):
-    __slots__ = ("round", "agent_id", "horizon_start", "power_kw", "plan_kw", "participants", "objective")
+    __slots__ = ("round", "agent_id", "horizon_start", "power_kw", "plan_kw", "participants", "objective", "want_now_kw")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     HORIZON_START_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class Proposal(_message.Message):
     PLAN_KW_FIELD_NUMBER: _ClassVar[int]
     PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
     OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
+    WANT_NOW_KW_FIELD_NUMBER: _ClassVar[int]
     round: int
     agent_id: str
     horizon_start: int
@@ -56,7 +57,8 @@ class Proposal(_message.Message):
     plan_kw: _containers.RepeatedScalarFieldContainer[float]
     participants: int
     objective: float
-    def __init__(self, round: _Optional[int] = ..., agent_id: _Optional[str] = ..., horizon_start: _Optional[int] = ..., power_kw: _Optional[_Iterable[float]] = ..., plan_kw: _Optional[_Iterable[float]] = ..., participants: _Optional[int] = ..., objective: _Optional[float] = ...) -> None: ...
+    want_now_kw: float
+    def __init__(self, round: _Optional[int] = ..., agent_id: _Optional[str] = ..., horizon_start: _Optional[int] = ..., power_kw: _Optional[_Iterable[float]] = ..., plan_kw: _Optional[_Iterable[float]] = ..., participants: _Optional[int] = ..., objective: _Optional[float] = ..., want_now_kw: _Optional[float] = ...) -> None: ...
 
 class ProposalBatch(_message.Message):
     __slots__ = ("round", "horizon_start", "proposals")
