@@ -211,14 +211,19 @@ class PowerCoordinator:
         pi = zone_city_prices(s, n_g, p.zone_limit, p.city_limit)
         shift = self.u - pi  # [G, H]: z_v = x̂_v + shift for every participant of zone g
         z = xh + n[:, None] * shift[p.zone_of]
-        r = float(np.linalg.norm(x - z))
+        # Residuals per participant (Boyd §3.3): a station's aggregate over n EVs is divided by
+        # √n, i.e. each of its EVs is taken to carry an equal share, a lower bound on the EV-level
+        # norm that is exact for the zone-price part. Aggregates alone would make a 200-EV
+        # station's tolerance √200 times stricter than ten 20-EV stations'.
+        w = 1.0 / np.sqrt(np.maximum(n, 1.0))[:, None]
+        r = float(np.linalg.norm(w * (x - z)))
         z_prev = p.z_prev if p.z_prev is not None else xh
-        sres = float(self.rho * np.linalg.norm(z - z_prev))
+        sres = float(self.rho * np.linalg.norm(w * (z - z_prev)))
         p.z_prev = z
-        size = math.sqrt(max(x.size, 1))
-        eps_pri = size * cfg.eps_abs + cfg.eps_rel * max(np.linalg.norm(x), np.linalg.norm(z))
+        size = math.sqrt(max(float(np.maximum(n, 1.0).sum()) * x.shape[1], 1.0))
+        eps_pri = size * cfg.eps_abs + cfg.eps_rel * max(np.linalg.norm(w * x), np.linalg.norm(w * z))
         eps_dual = size * cfg.eps_abs + cfg.eps_rel * self.rho * float(
-            np.linalg.norm(n[:, None] * pi[p.zone_of]))
+            np.linalg.norm(np.sqrt(n)[:, None] * pi[p.zone_of]))
         over_zone = np.maximum(p.onehot @ x - p.zone_limit, 0) / np.maximum(p.zone_limit, 1e-9)
         over_city = np.maximum(x.sum(0) - p.city_limit, 0) / np.maximum(p.city_limit, 1e-9)
         viol = max(float(over_zone.max(initial=0.0)), float(over_city.max(initial=0.0)))
