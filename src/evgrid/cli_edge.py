@@ -72,6 +72,10 @@ def coordinator(
     offline: Annotated[bool, typer.Option(help="solve the offline-optimal LP bound")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
+    transport: Annotated[str, typer.Option(
+        help="where the facilities without an edge node run: 'inprocess' or 'ray' (one Ray "
+        "actor per station: a coordinator serving Ray actors and gRPC edge nodes at once)",
+    )] = "inprocess",
 ) -> None:
     """Serve edge stations over gRPC and run the scenario's coordinated day with them."""
 
@@ -111,11 +115,19 @@ def coordinator(
                     f"{wait_s:g} s; the others run in-process",
                     highlight=False,
                 )
-        policy = CoordinatedPolicy(world, stations=edge_transport(hub), name="coordinated")
+        local = None
+        if transport == "ray":
+            from evgrid.transport.ray_actors import RayStations, ensure_ray
+
+            ensure_ray()
+            local = RayStations
+        elif transport != "inprocess":
+            raise fail(f"unknown transport {transport!r}: choose from ['inprocess', 'ray']")
+        policy = CoordinatedPolicy(world, stations=edge_transport(hub, local), name="coordinated")
         hub.attach(policy.coordinator)
         edge = sorted(r.agent_id for r in hub.registrations())
         err.print(
-            f"edge stations: {', '.join(edge) or 'none'}; in-process: "
+            f"edge stations: {', '.join(edge) or 'none'}; {transport}: "
             f"{', '.join(f for f in world.facility_ids if f not in edge) or 'none'}",
             highlight=False,
         )

@@ -684,9 +684,15 @@ def create_server(
     return EdgeServer(loop, thread, server, health), port, hub
 
 
-def edge_transport(hub: GrpcStations) -> Callable[[World, StationConfig], StationTransport]:
-    """A ``CoordinatedPolicy(stations=...)`` factory: the hub's registered edge stations plus an
-    in-process ``StationPack`` for every other facility of the world, as one transport.
+def edge_transport(
+    hub: GrpcStations,
+    local: Callable[[list[str], list[str], list[float], StationConfig], StationTransport]
+    | None = None,
+) -> Callable[[World, StationConfig], StationTransport]:
+    """A ``CoordinatedPolicy(stations=...)`` factory: the hub's registered edge stations plus
+    ``local(ids, zones, caps, config)`` for every other facility of the world (default: an
+    in-process ``StationPack``; ``RayStations`` gives the Ray-actors + gRPC-edge mix), as one
+    transport.
 
     Building it closes the hub's registrations, so the split cannot change under the run.
     Edge nodes solve with their own ``StationConfig`` (built from the same scenario); the
@@ -696,17 +702,11 @@ def edge_transport(hub: GrpcStations) -> Callable[[World, StationConfig], Statio
     def build(world: World, config: StationConfig) -> StationTransport:
         ids, zones, caps = station_specs(world)
         edge = {r.agent_id for r in hub.close_registrations()}
-        local = [i for i, sid in enumerate(ids) if sid not in edge]
         parts: list[StationTransport] = [hub] if edge else []
-        if local:
-            parts.append(
-                StationPack(
-                    [ids[i] for i in local],
-                    [zones[i] for i in local],
-                    [caps[i] for i in local],
-                    config,
-                )
-            )
+        rest = [i for i, sid in enumerate(ids) if sid not in edge]
+        if rest:
+            parts.append((local or StationPack)(
+                [ids[i] for i in rest], [zones[i] for i in rest], [caps[i] for i in rest], config))
         return MixedStations(parts)
 
     return build
