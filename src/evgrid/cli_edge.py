@@ -127,7 +127,8 @@ def coordinator(
         hub.attach(policy.coordinator)
         edge = sorted(r.agent_id for r in hub.registrations())
         err.print(
-            f"edge stations: {', '.join(edge) or 'none'}; {transport}: "
+            f"edge stations: {', '.join(edge) or 'none'}; "
+            f"{'Ray actors' if transport == 'ray' else 'in-process'}: "
             f"{', '.join(f for f in world.facility_ids if f not in edge) or 'none'}",
             highlight=False,
         )
