@@ -57,3 +57,11 @@ def test_cohort_routing_is_deterministic_and_valid() -> None:
     arrived = runs[0].slot >= 0
     cand = candidate_slots(sim.world, s, np.flatnonzero(arrived))
     assert cand[np.arange(cand.shape[0]), runs[0].slot[arrived]].all(), "routed outside SoC zone"
+
+
+def test_erlang_c_matches_a_textbook_value() -> None:
+    from evgrid.agents.cohort import erlang_c_wait_h
+
+    # c = 2 servers, a = 1 Erlang: P(wait) = 1/3, W_q = P·h/(c − a) = h/3.
+    w = erlang_c_wait_h(np.array([2, 5, 3]), np.array([1.0, 6.0, 0.0]), service_h=1.5)
+    np.testing.assert_allclose(w, [0.5, 1.5, 0.0], atol=1e-12)

@@ -3,7 +3,9 @@
 A cohort k expects, over the horizon, D_k vehicles parked at once (Little's law: arrival rate ×
 mean dwell), split by the SoC zone class each vehicle may use (000 §3.1). It claims x_{k,s}
 vehicles at each facility zone s of the right class, minimising seed 003's assignment cost
-(drive distance + walking distance + charging fee, priced with the cohort's value of time)
+(drive distance + walking distance + charging fee, priced with the cohort's value of time) plus
+the expected wait for a charger (an M/M/c queue per zone, Erlang C, at the city's average
+utilisation — the queueing view of 003 and 004)
 subject to Σ_s∈class x_{k,s} = D_{k,class}; the coupling Σ_k x_{k,s} ≤ chargers_s is shared
 by ADMM (one scaled price per facility zone). Arriving drivers of cohort k are then routed to
 zone s with probability ∝ x_{k,s}, among zones with a free charger when there is one.
@@ -25,6 +27,24 @@ DRIVE_KMH = 30.0  # urban driving speed for the time cost of a detour
 WALK_KMH = 5.0
 DRIVE_COST_PER_KM = 0.2  # running cost of a detour [currency/km]
 SAMPLES = 4000  # Monte-Carlo draws per cohort for expected distances and class shares
+
+
+def erlang_c_wait_h(servers: np.ndarray, load_erlang: np.ndarray, service_h: float) -> np.ndarray:
+    """Mean wait in queue W_q [h] of an M/M/c queue (Erlang C), per zone.
+
+    Erlang B by its stable recursion, then C = c·B / (c − a·(1 − B)) and W_q = C·h / (c − a)
+    for mean service time h; a zone at or over capacity (a ≥ c) waits a whole service time.
+    """
+    out = np.full(servers.shape, service_h, dtype=float)
+    for i, (c, a) in enumerate(zip(servers.astype(int), load_erlang, strict=True)):
+        if c <= 0 or a >= c:
+            continue
+        b = 1.0
+        for k in range(1, c + 1):
+            b = a * b / (k + a * b)
+        prob_wait = c * b / (c - a * (1 - b))
+        out[i] = prob_wait * service_h / (c - a)
+    return out
 
 
 def project_simplex(v: np.ndarray, total: float) -> np.ndarray:
@@ -76,6 +96,15 @@ def build_cohort_agents(world: World, *, seed: int = 0, alpha: float = 1.6) -> l
     sc = world.scenario
     rng = np.random.default_rng(seed)
     xs, ys = world.slot_xy_km[:, 0], world.slot_xy_km[:, 1]
+    # Expected wait per zone at the city's average utilisation (the claims ADMM then moves
+    # drivers away from zones that would overfill; this prices the queue below that).
+    dwell_h = [float(draw_truncated(c.dwell_h, SAMPLES, rng).mean()) for c in sc.cohorts]
+    parked_total = sum(sc.arrivals_per_day * c.share / 24 * d
+                       for c, d in zip(sc.cohorts, dwell_h, strict=True))
+    chargers = world.slot_chargers.astype(float)
+    mean_dwell = parked_total / max(sum(sc.arrivals_per_day * c.share / 24 for c in sc.cohorts), 1e-9)
+    load = parked_total * chargers / max(chargers.sum(), 1.0)
+    wait_h = erlang_c_wait_h(world.slot_chargers, load, mean_dwell)
     agents = []
     for c in sc.cohorts:
         dwell = draw_truncated(c.dwell_h, SAMPLES, rng)
@@ -87,7 +116,8 @@ def build_cohort_agents(world: World, *, seed: int = 0, alpha: float = 1.6) -> l
         energy = max(c.target_soc - float(soc.mean()), 0.0) * c.battery_kwh
         cost = (drive * (DRIVE_COST_PER_KM + c.value_of_time_per_h / DRIVE_KMH)
                 + world.slot_walk_km * c.value_of_time_per_h / WALK_KMH
-                + world.slot_fee_per_kwh * energy)
+                + world.slot_fee_per_kwh * energy
+                + wait_h * c.value_of_time_per_h)
         # SoC classes: the set of zones a driver may use depends only on its arrival SoC.
         fake = _SocOnly(soc)
         cand = candidate_slots(world, fake, np.arange(SAMPLES))  # type: ignore[arg-type]
@@ -119,7 +149,8 @@ class ClaimStats:
 
 
 def solve_claims(
-    agents: list[Any], capacity: np.ndarray, *, rho: float = 1.0, tol: float = 1e-3, max_iter: int = 300,
+    agents: list[Any], capacity: np.ndarray, *, rho: float = 1.0, tol: float = 1e-3,
+    max_iter: int = 1000,
     gather: Callable[[list[Any]], list[tuple[np.ndarray, np.ndarray]]] = list,
 ) -> ClaimStats:
     """Sharing ADMM for Σ_k x_{k,s} ≤ capacity_s (one participant per cohort and slot).
@@ -127,7 +158,8 @@ def solve_claims(
     The z-update shifts every cohort's claim on an over-full zone by the same amount
     λ_s = max(0, (Σ_k v_{k,s} − cap_s) / K), so u is one scaled price per zone. ``agents`` are
     :class:`CohortAgent` objects or proxies whose ``propose`` returns futures that ``gather``
-    resolves (``ray.get`` for actors), so all cohorts answer a round in parallel.
+    resolves (``ray.get`` for actors), so all cohorts answer a round in parallel. ρ is
+    balanced against the residuals (Boyd §3.4.1) every 10 rounds during the first 200.
     """
     k = len(agents)
     s = capacity.size
@@ -150,6 +182,10 @@ def solve_claims(
         scale = max(1.0, float(np.abs(x).max(initial=0.0)))
         if r <= tol * scale and dual <= tol * scale and viol <= tol:
             return ClaimStats(it, viol, r, True)
+        if it % 10 == 0 and it <= 200 and (r > 10 * dual or dual > 10 * r):
+            step = 2.0 if r > 10 * dual else 0.5
+            rho *= step
+            u = u / step
     return ClaimStats(max_iter, viol, r, False)
 
 
