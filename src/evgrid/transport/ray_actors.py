@@ -44,6 +44,10 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> No
     kwargs: dict[str, Any] = {"runtime_env": {"env_vars": SINGLE_THREAD_ENV},
                               "include_dashboard": False, "log_to_driver": False,
                               "logging_level": logging.WARNING}
+    # Ray warns at every start that its token auth is on (it is; that is fine): keep the
+    # user's terminal for the progress bar and the KPI table.
+    quiet = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    quiet.setLevel(logging.ERROR)
     if address:
         ray.init(address=address, **kwargs)
     else:
