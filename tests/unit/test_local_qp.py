@@ -36,3 +36,20 @@ def test_matches_cvxpy(seed: int, n: int, h: int, rho: float, wear: float) -> No
         # The objective is strictly convex: equal optimal values mean equal minimisers.
         assert obj <= ref_obj + 1e-6 * max(1.0, abs(ref_obj)), (obj, ref_obj)
         np.testing.assert_allclose(p[i], ref, rtol=1e-6, atol=1e-5 * max(1.0, upper[i].max()))
+
+
+def test_width_buckets_give_the_dense_answer() -> None:
+    """Working on each block's leading columns only changes nothing (zeros stay zeros)."""
+    from evgrid.agents.local_qp import width_buckets
+
+    rng = np.random.default_rng(7)
+    n, h = 40, 50
+    width = np.sort(rng.integers(1, h + 1, n))
+    upper = np.where(np.arange(h)[None, :] < width[:, None], rng.uniform(3, 22, (n, h)), 0.0)
+    w, q = rng.normal(5, 8, (n, h)), rng.normal(-1, 2, (n, h))
+    budget = rng.uniform(0, 1, n) * upper.sum(1)
+    dense, mu = solve_local(w, q, upper, budget, rho=0.3, wear=0.01)
+    blocked, mu_b = solve_local(w, q, upper, budget, rho=0.3, wear=0.01,
+                                buckets=width_buckets(width, h))
+    np.testing.assert_allclose(blocked, dense, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(mu_b, mu, rtol=1e-12, atol=1e-12)

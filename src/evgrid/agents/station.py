@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from evgrid.agents.local_qp import solve_local
+from evgrid.agents.local_qp import solve_local, width_buckets
 from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
 from evgrid.envs.interface import Observation
 
@@ -134,10 +134,6 @@ class StationPack:
         self.counts = counts
         self._rows = int(counts.sum())
         self.row_station = np.repeat(np.arange(len(sts)), counts)
-        self.agg = sp.csr_matrix(
-            (np.ones(self._rows), (self.row_station, np.arange(self._rows))),
-            shape=(len(sts), self._rows),
-        )
         cfg = self.config
         cat = (lambda f: np.concatenate([f(st) for st in sts])) if sts else (lambda f: np.zeros(0))
         self.upper = np.concatenate([st.upper_kw for st in sts]) if self._rows else np.zeros((0, h))
@@ -167,7 +163,19 @@ class StationPack:
                     m = min(h, tail.size)
                     x[r, :m] = tail[:m]
                 r += 1
-        self.keys = keys
+        # Rows sorted by how many steps each EV stays, so the solver can work on each block's
+        # leading columns only (evgrid.agents.local_qp.width_buckets).
+        width = np.minimum((cat(lambda st: st.departure_step) - (sts[0].horizon_start if sts else 0)
+                            ).astype(np.int64), h) if self._rows else np.zeros(0, np.int64)
+        perm = np.argsort(width, kind="stable")
+        self.buckets = width_buckets(width[perm], h)
+        self.row_station, self.upper, self.q = self.row_station[perm], self.upper[perm], self.q[perm]
+        self.budget, x = self.budget[perm], x[perm]
+        self.keys = [keys[i] for i in perm]
+        self.agg = sp.csr_matrix(
+            (np.ones(self._rows), (self.row_station, np.arange(self._rows))),
+            shape=(len(sts), self._rows),
+        )
         self.x = np.minimum(x, self.upper)
         self.xh = self.x.copy()
         self.u = np.zeros((len(sts), h))
@@ -191,7 +199,8 @@ class StationPack:
         alpha = self.config.alpha
         if sel.size == len(self.ids):  # everyone answers: no row selection, no copies
             x, self.mu = solve_local(z - self.u[self.row_station], self.q, self.upper, self.budget,
-                                     rho=targets.rho, wear=self.wear, mu0=self.mu)
+                                     rho=targets.rho, wear=self.wear, mu0=self.mu,
+                                     buckets=self.buckets)
             self.x = x
             self.xh = alpha * x + (1 - alpha) * z
         else:
