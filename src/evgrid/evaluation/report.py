@@ -176,7 +176,7 @@ def write_plots(exp: Experiment, folder: Path) -> None:
         )
     ax.set_xticks(x, names, rotation=20, fontsize=8)
     ax.set_ylabel("kWh")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # clear of the bars
     fig.tight_layout()
     fig.savefig(folder / "energy.png", dpi=90)
     plt.close(fig)
