@@ -38,7 +38,9 @@ def policy_names() -> list[str]:
 
 
 def check_policy_names(names: list[str]) -> None:
-    """Raise ValueError listing the valid names if any of ``names`` is unknown."""
+    """Raise ValueError listing the valid names if any of ``names`` is unknown or repeated."""
+    if len(set(names)) != len(names):
+        raise ValueError(f"policy given twice: {names}")
     for name in names:
         if name not in BASELINES and name not in WORLD_POLICIES:
             raise ValueError(f"unknown policy {name!r}: choose from {policy_names()}")

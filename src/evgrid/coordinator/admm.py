@@ -128,7 +128,9 @@ class PowerCoordinator:
     ``begin(...)`` opens a control period and returns round-0 targets; each
     ``update(proposals)`` consumes one round of proposals and returns the next targets, with
     ``done`` set once the solve has converged or hit a deadline. Warm start: the scaled duals
-    of the previous period, shifted to the new start, and its ρ.
+    of the previous period, shifted to the new start, and its ρ. Proposals are kept only
+    within a period: a station silent for a whole period counts as asking for nothing (its
+    EVs and horizon have changed since its last word).
     """
 
     def __init__(self, grid_ids: list[str], config: AdmmConfig | None = None) -> None:
@@ -275,8 +277,8 @@ class PowerCoordinator:
             return {}
         zone_now, city_now = p.zone_limit[:, 0], float(p.city_limit[0])
         inf = np.full(len(p.agents), np.inf)
-        share, _ = project(np.maximum(p.z_prev[:, 0], 0.0), upper_kw=inf, charger_grid=p.zone_of,
-                           zone_limit_kw=zone_now, city_limit_kw=city_now)
+        share, _ = project(np.clip(p.z_prev[:, 0], 0.0, p.want), upper_kw=inf,
+                           charger_grid=p.zone_of, zone_limit_kw=zone_now, city_limit_kw=city_now)
         ask = np.maximum(p.want - share, 0.0)
         extra, _ = project(ask, upper_kw=ask, charger_grid=p.zone_of,
                            zone_limit_kw=np.maximum(zone_now - p.onehot @ share, 0.0),

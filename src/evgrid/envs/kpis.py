@@ -123,7 +123,9 @@ def breakdown(result: SimResult) -> dict[str, dict[str, dict[str, float]]]:
         zones[gid] = {
             "energy_kwh": float(load.sum() * w.dt_h),
             "peak_kw": float(load.max(initial=0.0)),
-            "peak_utilisation_pct": float(100 * (load / limit).max(initial=0.0)),
+            # A limit dropped to 0 carries nothing (the projection saw to it): 0 %, not 0/0.
+            "peak_utilisation_pct": float(100 * np.divide(
+                load, limit, out=np.zeros_like(load), where=limit > 0).max(initial=0.0)),
             "max_excess_kw": float(np.maximum(load - limit, 0).max(initial=0.0)),
         }
     return {"facilities": facilities, "grid_zones": zones}

@@ -43,12 +43,12 @@ def project(
         raise ValueError(f"controller returned shape {p.shape}, expected {upper_kw.shape}")
     clipped = np.clip(p, 0.0, upper_kw)
     over = p - clipped
-    rate_cuts = int(np.count_nonzero(over > 1e-9))
+    rate_cuts = int(np.count_nonzero(np.abs(over) > 1e-9))  # above a bound, or negative
     rate_cut_kw = float(np.abs(over).sum())
 
     zone_load = np.bincount(charger_grid, weights=clipped, minlength=zone_limit_kw.size)
     over_zone = zone_load > zone_limit_kw * (1 + LIMIT_RTOL) + 1e-9
-    scale = np.where(over_zone, zone_limit_kw / np.where(zone_load > 0, zone_load, 1.0), 1.0)
+    scale = np.divide(zone_limit_kw, zone_load, out=np.ones_like(zone_load), where=over_zone)
     projected = clipped * scale[charger_grid]
     total = projected.sum()
     city_over = bool(total > city_limit_kw * (1 + LIMIT_RTOL) + 1e-9)

@@ -116,7 +116,9 @@ def build_world(scenario: Scenario, *, price_per_kwh: np.ndarray | None = None) 
     city_limit = hourly_to_steps(as_hourly(scenario.city_limit_kw), steps, dt_h)
     t_h = np.arange(steps) * dt_h
     for ev in scenario.events:
-        during = (t_h >= ev.start_h) & (t_h < ev.end_h)
+        # A step that overlaps the event at all takes it for the whole step (conservative for
+        # limit drops and outages alike; an event shorter than a step is never lost).
+        during = (t_h < ev.end_h) & (t_h + dt_h > ev.start_h)
         if isinstance(ev, ChargerOutage):
             fi = fac_ids.index(ev.facility)
             for s, name in enumerate(names):

@@ -5,7 +5,8 @@ controller, see ``evgrid.envs.simulator``), choose every charger's power at ever
 
     minimise   Σ_t Σ_c p[t,c]·Δt·(price[t] + carbon_price·carbon[t]) + penalty · Σ_v unmet_v
     subject to 0 ≤ p[t,c] ≤ min(charger rating, EV limit)           (Eq. 12–13 of 000)
-               Σ_t η·p[t,c(v)]·Δt ≤ requested_v,  unmet_v = requested_v − that sum  (Eq. 14–16)
+               Σ_t η·p[t,c(v)]·Δt ≤ battery room_v                    (Eq. 15)
+               unmet_v ≥ requested_v − Σ_t η·p[t,c(v)]·Δt, unmet_v ≥ 0   (Eq. 16, softened)
                Σ_{c in zone g} p[t,c] ≤ C_g[t],   Σ_c p[t,c] ≤ P_city[t]  (Eq. 11, per feeder)
 
 No controller that sees the same arrivals can beat it, so its gap is the honest score. The LP
@@ -64,34 +65,39 @@ def solve_offline(result: SimResult, *, solver: str | None = None) -> OfflineSol
     ev = result.ev_at_charger
     t_idx, c_idx = np.nonzero(ev >= 0)
     v_idx = ev[t_idx, c_idx]
-    active = s.requested_kwh[v_idx] > 0
-    t_idx, c_idx, v_idx = t_idx[active], c_idx[active], v_idx[active]
     n = t_idx.size
     scen = w.scenario
     upper = np.minimum(w.charger_max_kw[c_idx], s.max_kw[v_idx])
     eta_dt = w.charger_eta[c_idx] * w.dt_h
-    # Objective: energy cost + carbon cost − penalty for every kWh that reaches a battery
-    # (penalty · unmet = penalty · requested − penalty · delivered; the constant is added back).
+    # Charging past the request is allowed (the simulator allows it up to the battery room,
+    # and with a negative price it pays), so the request enters only through the unmet slack.
     unit = w.price_per_kwh + scen.prices.carbon_price_per_kg * w.carbon_kg_per_kwh
-    coef = w.dt_h * unit[t_idx] - scen.unmet_penalty_per_kwh * eta_dt
-    const = scen.unmet_penalty_per_kwh * float(s.requested_kwh.sum())
+    coef = w.dt_h * unit[t_idx]
+    penalty = scen.unmet_penalty_per_kwh
 
     sessions_used, v_row = np.unique(v_idx, return_inverse=True)
     energy = sp.csr_matrix((eta_dt, (v_row, np.arange(n))), shape=(sessions_used.size, n))
     zone_row = t_idx * w.n_grid + w.charger_grid[c_idx]
     zone = sp.csr_matrix((np.ones(n), (zone_row, np.arange(n))), shape=(w.steps * w.n_grid, n))
     city = sp.csr_matrix((np.ones(n), (t_idx, np.arange(n))), shape=(w.steps, n))
+    # Sessions that never sit on a charger (or ask for nothing) add their whole request.
+    unserved = np.ones(len(s), dtype=bool)
+    unserved[sessions_used] = False
+    const = penalty * float(s.requested_kwh[unserved].sum())
 
     if n == 0:  # nothing can charge: the bound is every request unmet
         return OfflineSolution(np.zeros((w.steps, w.n_chargers)), const, 0.0, 0.0, 0, "none")
+    room = s.battery_kwh[sessions_used] * (1 - s.arrival_soc[sessions_used])
     x = cp.Variable(n, nonneg=True)
+    unmet = cp.Variable(sessions_used.size, nonneg=True)
     constraints = [
         x <= upper,
-        energy @ x <= s.requested_kwh[sessions_used],
+        energy @ x <= room,
+        energy @ x + unmet >= s.requested_kwh[sessions_used],
         zone @ x <= w.zone_limit_kw.reshape(-1),
         city @ x <= w.city_limit_kw,
     ]
-    problem = cp.Problem(cp.Minimize(coef @ x), constraints)
+    problem = cp.Problem(cp.Minimize(coef @ x + penalty * cp.sum(unmet)), constraints)
     build_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     chosen = solver or ("HIGHS" if "HIGHS" in cp.installed_solvers() else "CLARABEL")

@@ -102,6 +102,9 @@ def run_experiment(
                                        host=cohort_host)
     sim = Simulator(scenario, seed=seed, sessions=sessions, world=world, router=router)
     controllers = [factory(p, sim.world) if isinstance(p, str) else p for p in policies]
+    names = [c.name for c in controllers]
+    if len(set(names)) != len(names) or OFFLINE in names:
+        raise ValueError(f"policy names must be unique and not {OFFLINE!r}: got {names}")
     exp = Experiment(scenario=scenario, seed=sim.seed, routing=routing)
     if claims is not None:
         exp.claims = {"claims_iterations": claims.iterations, "claims_converged": claims.converged,

@@ -250,8 +250,15 @@ class Scenario(_Model):
 
     @model_validator(mode="after")
     def _references(self) -> Scenario:
-        if (24 * 60) % self.dt_min:
-            raise ValueError(f"dt_min {self.dt_min} does not divide a day (1440 min)")
+        if 60 % self.dt_min:
+            raise ValueError(
+                f"dt_min {self.dt_min} does not divide an hour (hourly profiles must not change "
+                "inside a step): use 1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60"
+            )
+        if self.steps < 1:
+            raise ValueError(
+                f"horizon_days {self.horizon_days:g} is shorter than one step of {self.dt_min} min"
+            )
         zones = [g.id for g in self.grid_zones]
         if len(set(zones)) != len(zones):
             raise ValueError(f"grid_zones: duplicate ids in {zones}")
