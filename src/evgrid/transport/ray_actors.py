@@ -51,6 +51,9 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> No
     if address:
         ray.init(address=address, **kwargs)
     else:
+        # One actor per station means more worker processes than cores by design; let the
+        # local raylet start them together instead of warning about each doubling.
+        os.environ.setdefault("RAY_worker_maximum_startup_concurrency", "64")
         ray.init(num_cpus=num_cpus, **kwargs)
 
 
