@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from evgrid.envs.interface import Observation
+from evgrid.envs.simulator import run_start
 
 
 def grouped_exclusive_cumsum(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -21,10 +22,8 @@ def grouped_exclusive_cumsum(values: np.ndarray, groups: np.ndarray) -> np.ndarr
     order = np.argsort(groups, kind="stable")
     v, g = values[order], groups[order]
     cum = np.cumsum(v) - v
-    start = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]
-    offset = np.repeat(cum[start], np.diff(np.r_[start, g.size]))
     out = np.empty_like(values)
-    out[order] = cum - offset
+    out[order] = cum - cum[run_start(g)]
     return out
 
 

@@ -28,16 +28,23 @@ FUTURE, QUEUED, CONNECTED, GONE = 0, 1, 2, 3
 Router = Callable[["Simulator", np.ndarray, np.ndarray], np.ndarray]
 
 
+def run_start(sorted_groups: np.ndarray) -> np.ndarray:
+    """For a sorted array, the index where each element's run of equal values starts."""
+    g = sorted_groups
+    change = np.empty(g.size, dtype=bool)
+    change[:1] = True
+    np.not_equal(g[1:], g[:-1], out=change[1:])
+    return np.maximum.accumulate(np.where(change, np.arange(g.size), 0))
+
+
 def rank_within_groups(groups: np.ndarray) -> np.ndarray:
     """Position of each element among the elements of its group, in array order."""
     if groups.size == 0:
         return np.zeros(0, dtype=np.int64)
     order = np.argsort(groups, kind="stable")
     g = groups[order]
-    start = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]
-    run_start = np.repeat(start, np.diff(np.r_[start, g.size]))
     rank = np.empty(groups.size, dtype=np.int64)
-    rank[order] = np.arange(g.size) - run_start
+    rank[order] = np.arange(g.size) - run_start(g)
     return rank
 
 
@@ -256,7 +263,7 @@ class Simulator:
             return
         free = free[np.argsort(w.charger_slot[free], kind="stable")]
         free_count = np.bincount(w.charger_slot[free], minlength=w.n_slots)
-        free_start = np.r_[0, np.cumsum(free_count)[:-1]]
+        free_start = np.cumsum(free_count) - free_count
         q_slot = self.ev_slot[queued]
         rank = rank_within_groups(q_slot)
         ok = rank < free_count[q_slot]
