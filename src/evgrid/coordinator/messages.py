@@ -98,24 +98,3 @@ class ConsensusTargets:
     def select(self, agent_ids: list[str]) -> ConsensusTargets:
         pos = {a: i for i, a in enumerate(self.agent_ids)}
         return self.take(np.array([pos[a] for a in agent_ids if a in pos], dtype=np.int64))
-
-
-@dataclass(frozen=True)
-class ClaimProposal:
-    """A cohort's claims on facility-zone capacity [expected vehicles parked at once]."""
-
-    round: int
-    agent_id: str
-    claims: np.ndarray  # [S] relaxed claims per slot
-    plan: np.ndarray  # [S] plain claims
-    objective: float
-
-
-@dataclass(frozen=True)
-class ClaimTarget:
-    round: int
-    agent_id: str
-    z: np.ndarray  # [S]
-    u: np.ndarray  # [S] scaled dual per slot
-    rho: float
-    done: bool = False
