@@ -37,7 +37,6 @@ from evgrid.agents.station import StationConfig, StationPack, StationState, stat
 from evgrid.coordinator.admm import AdmmConfig, PowerCoordinator
 from evgrid.coordinator.driver import MixedStations, solve_period
 from evgrid.envs import Simulator
-from evgrid.scenario import load_scenario
 from evgrid.transport import codec
 from evgrid.transport.grpc_server import SERVICE_NAME, EdgeServer, GrpcStations, create_server
 from evgrid.transport.grpc_station import (
@@ -49,6 +48,7 @@ from evgrid.transport.grpc_station import (
 )
 from evgrid.transport.pb import coordinator_pb2 as pb
 from evgrid.transport.pb import coordinator_pb2_grpc as pb_grpc
+from tests.worlds import busy_period
 
 pytestmark = pytest.mark.grpc
 
@@ -222,12 +222,8 @@ async def rogue(port: int, sid: str, script: Script, cap: float = 20.0) -> grpc.
 @pytest.fixture(scope="module")
 def small() -> dict[str, Any]:
     """One control period of the bundled ``small`` city with EVs at every facility."""
-    sc = load_scenario("small")
-    sim = Simulator(sc)
-    llf = LeastLaxityFirst()
-    obs = sim.reset()
-    while obs.connected.sum() < 5:
-        obs = sim.step(llf.schedule(obs), obs)
+    sim, obs = busy_period()
+    sc = sim.scenario
     world = sim.world
     ids, zones, caps = station_specs(world)
     left = int((obs.ev_departure_step[obs.connected] - obs.t).max())

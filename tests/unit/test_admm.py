@@ -36,7 +36,8 @@ def test_zone_city_projection_matches_cvxpy(seed: int, g: int, h: int) -> None:
     assert (pi >= 0).all()
 
 
-def run_admm(n_stations: int, seed: int, config: AdmmConfig | None = None):  # type: ignore[no-untyped-def]
+def wired(n_stations: int, seed: int, config: AdmmConfig | None = None):  # type: ignore[no-untyped-def]
+    """A random 24-step instance, its stations in one pack, registered with a coordinator."""
     inst = random_instance(n_stations, 24, seed=seed, dt_h=1.0)
     cfg = config or AdmmConfig()
     pack = StationPack(list(inst.states), inst.grid_zones, inst.max_power_kw,
@@ -45,6 +46,11 @@ def run_admm(n_stations: int, seed: int, config: AdmmConfig | None = None):  # t
     for reg in pack.registrations():
         coord.register(reg)
     pack.begin_period(inst.states)
+    return inst, pack, coord
+
+
+def run_admm(n_stations: int, seed: int, config: AdmmConfig | None = None):  # type: ignore[no-untyped-def]
+    inst, pack, coord = wired(n_stations, seed, config)
     zone_of = np.array([inst.zone_ids.index(z) for z in inst.grid_zones])
     opt, _ = centralised_optimum(pack, zone_of, inst.zone_limit_kw, inst.city_limit_kw)
     stats = solve_period(coord, pack, horizon_start=0, zone_limit_kw=inst.zone_limit_kw,
@@ -69,12 +75,7 @@ def test_admm_matches_the_centralised_optimum(seed: int, n: int) -> None:
 
 def test_missing_proposals_keep_the_last_one() -> None:
     """Partial participation: a station that misses rounds does not stop the solve."""
-    inst = random_instance(6, 24, seed=3, dt_h=1.0)
-    pack = StationPack(list(inst.states), inst.grid_zones, inst.max_power_kw)
-    coord = PowerCoordinator(inst.zone_ids)
-    for reg in pack.registrations():
-        coord.register(reg)
-    pack.begin_period(inst.states)
+    inst, pack, coord = wired(6, seed=3)
     targets = coord.begin(0, inst.zone_limit_kw, inst.city_limit_kw)
     silent = targets.agent_ids[0]
     for _ in range(200):
@@ -91,13 +92,8 @@ def test_missing_proposals_keep_the_last_one() -> None:
 
 
 def test_warm_start_takes_fewer_rounds() -> None:
-    inst = random_instance(10, 24, seed=5, dt_h=1.0)
-    pack = StationPack(list(inst.states), inst.grid_zones, inst.max_power_kw)
-    coord = PowerCoordinator(inst.zone_ids)
-    for reg in pack.registrations():
-        coord.register(reg)
+    inst, pack, coord = wired(10, seed=5)
     kw = dict(horizon_start=0, zone_limit_kw=inst.zone_limit_kw, city_limit_kw=inst.city_limit_kw)
-    pack.begin_period(inst.states)
     cold = solve_period(coord, pack, **kw).iterations
     pack.finish_period()
     pack.begin_period(inst.states)  # same period again: warm x, warm duals, adapted ρ

@@ -7,14 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evgrid.agents.baselines import LeastLaxityFirst
 from evgrid.agents.coordinated import station_config, station_specs
 from evgrid.agents.edge import EdgeStation, envelope_budget_kw, fallback_schedule
 from evgrid.agents.station import StationPack, StationState, station_states
 from evgrid.coordinator.admm import AdmmConfig, PowerCoordinator
 from evgrid.coordinator.messages import ConsensusTargets
-from evgrid.envs import Simulator
-from evgrid.scenario import load_scenario
+from tests.worlds import busy_period
 
 
 def random_state(seed: int, n: int, h: int, start: int = 10) -> StationState:
@@ -104,12 +102,7 @@ def test_done_schedule_is_the_fallback_at_the_envelope_start() -> None:
 
 @pytest.fixture(scope="module")
 def small_period():  # type: ignore[no-untyped-def]
-    sc = load_scenario("small")
-    sim = Simulator(sc)
-    llf = LeastLaxityFirst()
-    obs = sim.reset()
-    while obs.connected.sum() < 5:
-        obs = sim.step(llf.schedule(obs), obs)
+    sim, obs = busy_period()
     ids, zones, caps = station_specs(sim.world)
     h = 32
     return sim.world, obs, (ids, zones, caps), station_states(obs, ids, h), h

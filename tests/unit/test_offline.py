@@ -28,17 +28,21 @@ def one_charger_world(price: list[float]) -> dict:
     }
 
 
-def test_bound_charges_in_the_cheapest_hours() -> None:
-    price = [1.0] * 24
-    price[3] = price[5] = 0.1  # two cheap hours inside the stay
-    sc = parse_scenario(one_charger_world(price))
-    sessions = make_sessions(
+def one_ev():  # type: ignore[no-untyped-def]
+    """One EV from 2:00 to 8:00 asking 20 kWh of its 50 kWh battery room, at 10 kW."""
+    return make_sessions(
         arrival_h=np.array([2.0]), departure_h=np.array([8.0]), dt_h=1.0, steps=24,
         cohort=np.array([0]), origin_xy_km=np.zeros((1, 2)), battery_kwh=np.array([100.0]),
         max_kw=np.array([10.0]), arrival_soc=np.array([0.5]), requested_kwh=np.array([20.0]),
         floor_kwh=np.array([10.0]), facility=np.array([0]),
     )
-    sim = Simulator(sc, sessions=sessions)
+
+
+def test_bound_charges_in_the_cheapest_hours() -> None:
+    price = [1.0] * 24
+    price[3] = price[5] = 0.1  # two cheap hours inside the stay
+    sc = parse_scenario(one_charger_world(price))
+    sim = Simulator(sc, sessions=one_ev())
     llf = sim.run(make_policy("llf"))
     bound, sol = offline_optimal_run(sim, llf)
     np.testing.assert_allclose(bound.power_kw[:, 0][[3, 5]], [10.0, 10.0], atol=1e-6)
@@ -63,13 +67,7 @@ def test_bound_holds_with_negative_prices_and_charging_past_the_request() -> Non
     data = one_charger_world([-0.5] * 24)
     data["cohorts"][0]["target_soc"] = 0.7  # request (0.2 x 100 kWh) < battery room (50 kWh)
     sc = parse_scenario(data)
-    sessions = make_sessions(
-        arrival_h=np.array([2.0]), departure_h=np.array([8.0]), dt_h=1.0, steps=24,
-        cohort=np.array([0]), origin_xy_km=np.zeros((1, 2)), battery_kwh=np.array([100.0]),
-        max_kw=np.array([10.0]), arrival_soc=np.array([0.5]), requested_kwh=np.array([20.0]),
-        floor_kwh=np.array([10.0]), facility=np.array([0]),
-    )
-    sim = Simulator(sc, sessions=sessions)
+    sim = Simulator(sc, sessions=one_ev())
     greedy = compute_kpis(sim.run(FillToCapacity()))
     bound, sol = offline_optimal_run(sim, sim.run(make_policy("llf")))
     k = compute_kpis(bound)
