@@ -185,7 +185,7 @@ def echo_proposal(sid: str, msg: pb.ExchangeResponse) -> pb.Proposal:
         horizon_start=t.horizon_start,
         power_kw=[0.0] * h,
         plan_kw=[0.0] * h,
-        participants=0,
+        participants=[0] * h,
         objective=0.0,
     )
 
@@ -373,7 +373,7 @@ def test_malformed_proposals_are_invalid_argument_and_others_keep_going(serve, e
         targets = coord.update(props)
         props = hub.propose(targets)
         assert props.agent_ids == ("good",) and props.round == targets.round
-        assert props.participants[0] == 3 and np.isfinite(props.plan_kw).all()
+        assert props.participants[0].max() == 3 and np.isfinite(props.plan_kw).all()
     assert hub.stats.refused == {"INVALID_ARGUMENT": 3}
     # The refused answers count as missing in round 0 only: an aborted stream is not asked again.
     assert hub.stats.missing_proposals == 3

@@ -17,8 +17,8 @@ from evgrid.coordinator import AdmmConfig, PowerCoordinator, solve_period, zone_
 @given(seed=st.integers(0, 2**31), g=st.integers(1, 4), h=st.integers(1, 6))
 def test_zone_city_projection_matches_cvxpy(seed: int, g: int, h: int) -> None:
     rng = np.random.default_rng(seed)
-    n = rng.integers(0, 4, g).astype(float)
-    s = rng.uniform(0, 100, (g, h)) * (n[:, None] > 0)
+    n = rng.integers(0, 4, (g, h)).astype(float)  # EVs plugged in per zone and step
+    s = rng.uniform(0, 100, (g, h)) * (n > 0)
     zone = rng.uniform(1, 60, (g, h))
     city = rng.uniform(1, 150, h)
     pi = zone_city_prices(s, n, zone, city)
@@ -26,12 +26,12 @@ def test_zone_city_projection_matches_cvxpy(seed: int, g: int, h: int) -> None:
     for t in range(h):
         y = cp.Variable(g)  # zone totals Σ z
         # min Σ_g ||z_g − v_g||² with n_g equal members ⇔ min Σ_g (y_g − s_g)² / n_g
-        active = n > 0
-        obj = cp.sum(cp.multiply(1 / np.where(active, n, 1), cp.square(y - s[:, t])))
+        active = n[:, t] > 0
+        obj = cp.sum(cp.multiply(1 / np.where(active, n[:, t], 1), cp.square(y - s[:, t])))
         cons = [y <= zone[:, t], cp.sum(y) <= city[t], y[~active] == 0] if (~active).any() else [
             y <= zone[:, t], cp.sum(y) <= city[t]]
         cp.Problem(cp.Minimize(obj), cons).solve(solver="CLARABEL")
-        got = np.where(n > 0, s[:, t] - n * pi[:, t], 0.0)
+        got = np.where(active, s[:, t] - n[:, t] * pi[:, t], 0.0)
         np.testing.assert_allclose(got, y.value, atol=1e-5 * max(1.0, s.max()))
     assert (pi >= 0).all()
 

@@ -38,18 +38,15 @@ def test_matches_cvxpy(seed: int, n: int, h: int, rho: float, wear: float) -> No
         np.testing.assert_allclose(p[i], ref, rtol=1e-6, atol=1e-5 * max(1.0, upper[i].max()))
 
 
-def test_width_buckets_give_the_dense_answer() -> None:
-    """Working on each block's leading columns only changes nothing (zeros stay zeros)."""
-    from evgrid.agents.local_qp import width_buckets
-
+def test_width_skips_only_zeros() -> None:
+    """Not searching the columns after an EV's departure changes nothing (they stay 0)."""
     rng = np.random.default_rng(7)
     n, h = 40, 50
-    width = np.sort(rng.integers(1, h + 1, n))
+    width = rng.integers(0, h + 1, n)
     upper = np.where(np.arange(h)[None, :] < width[:, None], rng.uniform(3, 22, (n, h)), 0.0)
     w, q = rng.normal(5, 8, (n, h)), rng.normal(-1, 2, (n, h))
     budget = rng.uniform(0, 1, n) * upper.sum(1)
     dense, mu = solve_local(w, q, upper, budget, rho=0.3, wear=0.01)
-    blocked, mu_b = solve_local(w, q, upper, budget, rho=0.3, wear=0.01,
-                                buckets=width_buckets(width, h))
-    np.testing.assert_allclose(blocked, dense, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(mu_b, mu, rtol=1e-12, atol=1e-12)
+    short, mu_s = solve_local(w, q, upper, budget, rho=0.3, wear=0.01, width=width)
+    np.testing.assert_allclose(short, dense, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(mu_s, mu, rtol=1e-12, atol=1e-12)

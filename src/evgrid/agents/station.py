@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from evgrid.agents.local_qp import solve_local, width_buckets
+from evgrid.agents.local_qp import admm_round, warm_up
 from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
 from evgrid.envs.interface import Observation
 
@@ -115,6 +115,7 @@ class StationPack:
         self._warm: dict[tuple[int, int, int], tuple[int, np.ndarray]] = {}
         self.states: dict[str, StationState] = {}
         self._rows = 0
+        warm_up()
 
     def registrations(self) -> list[Registration]:
         return [Registration(agent_id=a, kind="station", grid_zone=g, max_power_kw=m)
@@ -163,15 +164,16 @@ class StationPack:
                     m = min(h, tail.size)
                     x[r, :m] = tail[:m]
                 r += 1
-        # Rows sorted by how many steps each EV stays, so the solver can work on each block's
-        # leading columns only (evgrid.agents.local_qp.width_buckets).
-        width = np.minimum((cat(lambda st: st.departure_step) - (sts[0].horizon_start if sts else 0)
-                            ).astype(np.int64), h) if self._rows else np.zeros(0, np.int64)
-        perm = np.argsort(width, kind="stable")
-        self.buckets = width_buckets(width[perm], h)
-        self.row_station, self.upper, self.q = self.row_station[perm], self.upper[perm], self.q[perm]
-        self.budget, x = self.budget[perm], x[perm]
-        self.keys = [keys[i] for i in perm]
+        # Entries from an EV's departure on are 0: the kernel does not search them.
+        start = sts[0].horizon_start if sts else 0
+        self.width = (np.clip(cat(lambda st: st.departure_step) - start, 0, h).astype(np.int64)
+                      if self._rows else np.zeros(0, np.int64))
+        self.keys = keys
+        # The sharing ADMM's N_i per step: EVs of each station still plugged in at that step.
+        self.present = np.zeros((len(sts), h))
+        np.add.at(self.present, (self.row_station, slice(None)),
+                  (np.arange(h)[None, :] < self.width[:, None]).astype(float))
+        self.row_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.agg = sp.csr_matrix(
             (np.ones(self._rows), (self.row_station, np.arange(self._rows))),
             shape=(len(sts), self._rows),
@@ -180,52 +182,38 @@ class StationPack:
         self.xh = self.x.copy()
         self.u = np.zeros((len(sts), h))
         self.mu = np.zeros(self._rows)
+        self.xh_sum = self.agg @ self.xh
+        self.x_sum = self.xh_sum.copy()
+        self.cost = np.zeros(len(sts))
         self.want_now = np.array([setpoints_within(st, np.inf)[1].sum() for st in sts])
 
     def propose(self, targets: ConsensusTargets) -> PowerProposals:
-        """One ADMM x-update for every EV of every targeted station (vectorised)."""
+        """One ADMM x-update for every EV of every targeted station (one compiled pass)."""
         sel = np.array([self.index[a] for a in targets.agent_ids if a in self.index], dtype=np.int64)
         if sel.size != len(targets):
             unknown = [a for a in targets.agent_ids if a not in self.index]
             raise KeyError(f"targets for stations this pack does not host: {unknown}")
         self.u[sel] = targets.u
-        z = self.xh
+        shift = np.zeros_like(self.u)
         if targets.round > 0:
             # z_v = x̂_v + (u_old − π_new): the station's share of its zone's correction,
             # recovered from its aggregate target (see evgrid.coordinator.admm).
-            shift = np.zeros_like(self.u)
-            shift[sel] = (targets.z_kw - self.agg[sel] @ self.xh) / np.maximum(self.counts[sel], 1)[:, None]
-            z = self.xh + shift[self.row_station]
-        alpha = self.config.alpha
-        if sel.size == len(self.ids):  # everyone answers: no row selection, no copies
-            x, self.mu = solve_local(z - self.u[self.row_station], self.q, self.upper, self.budget,
-                                     rho=targets.rho, wear=self.wear, mu0=self.mu,
-                                     buckets=self.buckets)
-            self.x = x
-            self.xh = alpha * x + (1 - alpha) * z
-        else:
-            on = np.zeros(len(self.ids), dtype=bool)
-            on[sel] = True
-            rows = on[self.row_station]
-            zr = z[rows]
-            x, self.mu[rows] = solve_local(
-                zr - self.u[self.row_station[rows]], self.q[rows], self.upper[rows],
-                self.budget[rows], rho=targets.rho, wear=self.wear, mu0=self.mu[rows])
-            self.x[rows] = x
-            self.xh = self.xh.copy()
-            self.xh[rows] = alpha * x + (1 - alpha) * zr
-        row_obj = (self.q * self.x).sum(axis=1) + self.wear * (self.x**2).sum(axis=1)
+            shift[sel] = (targets.z_kw - self.xh_sum[sel]) / np.maximum(self.present[sel], 1.0)
+        active = np.zeros(len(self.ids), dtype=np.bool_)
+        active[sel] = True
+        admm_round(self.xh, self.x, self.mu, shift, self.u, self.row_ptr, active, self.q,
+                   self.upper, self.budget, self.width, float(targets.rho), float(self.wear),
+                   float(self.config.alpha), self.xh_sum, self.x_sum, self.cost)
         return PowerProposals(
             round=targets.round, horizon_start=targets.horizon_start,
-            agent_ids=tuple(self.ids[i] for i in sel), power_kw=self.agg[sel] @ self.xh,
-            plan_kw=self.agg[sel] @ self.x, participants=self.counts[sel],
-            objective=(self.agg @ row_obj + self.const)[sel], want_kw=self.want_now[sel],
+            agent_ids=tuple(self.ids[i] for i in sel), power_kw=self.xh_sum[sel],
+            plan_kw=self.x_sum[sel], participants=self.present[sel],
+            objective=self.cost[sel] + self.const[sel], want_kw=self.want_now[sel],
         )
 
     def plans(self) -> dict[str, np.ndarray]:
         """Each station's current plan X_i [H] (sum of its EVs' profiles)."""
-        plan = self.agg @ self.x
-        return {s: plan[i] for i, s in enumerate(self.ids)}
+        return {s: self.x_sum[i].copy() for i, s in enumerate(self.ids)}
 
     def finish_period(self, agreed_kw: dict[str, float] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Remember plans for the warm start; return (charger indices, kW) per station.

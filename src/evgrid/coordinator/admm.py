@@ -44,7 +44,7 @@ class AdmmConfig:
     adapt_mu: float = 10.0  # residual balancing: adapt when one residual is μ× the other
     adapt_tau: float = 2.0  # ... by this factor
     adapt_until: int = 60  # stop adapting ρ after this round (guarantees convergence)
-    freeze: int = 2  # rounds after a ρ change before convergence may be declared
+    freeze: int = 3  # rounds after a ρ change before convergence may be declared
 
 
 def zone_city_prices(
@@ -53,21 +53,22 @@ def zone_city_prices(
     """The z-update's multipliers π[g, t] = λ_g[t] + μ[t] (exact, vectorised over t).
 
     Minimises Σ_v ||z_v − v_v||² subject to the zone and city sums, given the zone sums
-    ``s`` [G, H] of v and participant counts ``n`` [G]. For a given city multiplier μ the zone
-    total is min(s_g − n_g μ, C_g); that is concave and piecewise linear in μ, with breakpoints
-    μ_g = (s_g − C_g)/n_g, so μ is found exactly by checking the G + 1 segments.
+    ``s`` [G, H] of v and the participant counts ``n`` [G, H] (EVs plugged in at each step).
+    For a given city multiplier μ the zone total is min(s_g − n_g μ, C_g); that is concave and
+    piecewise linear in μ, with breakpoints μ_g = (s_g − C_g)/n_g, so μ is found exactly by
+    checking the G + 1 segments. A zone with no participant at a step draws nothing then.
     """
-    g_count, _ = s.shape
+    g_count = s.shape[0]
     has = n > 0
-    nn = np.where(has, n, 1.0)[:, None]
+    nn = np.where(has, n, 1.0)
 
     def totals(mu: np.ndarray) -> np.ndarray:  # mu [..., H] -> city total [..., H]
-        return np.where(has[:, None], np.minimum(s - nn * mu[..., None, :], zone_limit), 0.0).sum(-2)
+        return np.where(has, np.minimum(s - nn * mu[..., None, :], zone_limit), 0.0).sum(-2)
 
     mu = np.zeros(s.shape[1])
     over = totals(mu) > city_limit
     if over.any():
-        bp = np.where(has[:, None], (s - zone_limit) / nn, -np.inf)  # [G, H]
+        bp = np.where(has, (s - zone_limit) / nn, -np.inf)  # [G, H]
         cands = np.sort(np.concatenate([np.zeros((1, s.shape[1])), np.maximum(bp, 0.0)]), axis=0)
         tot = totals(cands)  # [G+1, H], non-increasing down the rows
         # Segment [cands[k], cands[k+1]] contains the root: last k with tot ≥ P.
@@ -77,12 +78,12 @@ def zone_city_prices(
         # Zones still capped just right of mu_k contribute no slope; a zone exactly at its
         # breakpoint is on its linear part there.
         gap = s - nn * mu_k[None, :] - zone_limit
-        capped = has[:, None] & (gap > 1e-12 * np.maximum(np.abs(zone_limit), 1.0))
-        slope = np.where(has[:, None] & ~capped, nn, 0.0).sum(axis=0)
+        capped = has & (gap > 1e-12 * np.maximum(np.abs(zone_limit), 1.0))
+        slope = np.where(has & ~capped, nn, 0.0).sum(axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
             root = mu_k + (tot[k, cols] - city_limit) / slope
         mu = np.where(over, np.where(slope > 0, root, mu_k), 0.0)
-    lam = np.where(has[:, None], np.maximum(0.0, (s - nn * mu[None, :] - zone_limit) / nn), 0.0)
+    lam = np.where(has, np.maximum(0.0, (s - nn * mu[None, :] - zone_limit) / nn), 0.0)
     return lam + mu[None, :]
 
 
@@ -113,7 +114,7 @@ class _Period:
     onehot: np.ndarray  # [G, M]
     xh: np.ndarray  # [M, H] last relaxed proposal per agent (kept when one is missing)
     x: np.ndarray  # [M, H] last plan per agent
-    n: np.ndarray  # [M] participants
+    n: np.ndarray  # [M, H] participants (EVs plugged in at each step)
     obj: np.ndarray  # [M]
     want: np.ndarray  # [M] most each station can use at the first step [kW]
     z_prev: np.ndarray | None = None
@@ -184,7 +185,7 @@ class PowerCoordinator:
             zone_limit=np.asarray(zone_limit_kw, float).T.copy(),
             city_limit=np.asarray(city_limit_kw, float).copy(),
             agents=agents, row={a: i for i, a in enumerate(agents)}, zone_of=zone_of,
-            onehot=onehot, xh=np.zeros((m, h)), x=np.zeros((m, h)), n=np.zeros(m),
+            onehot=onehot, xh=np.zeros((m, h)), x=np.zeros((m, h)), n=np.zeros((m, h)),
             obj=np.zeros(m), want=np.zeros(m), t0=time.perf_counter(),
         )
         self.stats = AdmmStats(rho=self.rho)
@@ -209,23 +210,23 @@ class PowerCoordinator:
         missing = len(p.agents) - int(np.unique(rows).size)
         xh, x, n = p.xh, p.x, p.n
         n_g = p.onehot @ n
-        s = p.onehot @ xh + n_g[:, None] * self.u
+        s = p.onehot @ xh + n_g * self.u
         pi = zone_city_prices(s, n_g, p.zone_limit, p.city_limit)
         shift = self.u - pi  # [G, H]: z_v = x̂_v + shift for every participant of zone g
-        z = xh + n[:, None] * shift[p.zone_of]
+        z = xh + n * shift[p.zone_of]
         # Residuals per participant (Boyd §3.3): a station's aggregate over n EVs is divided by
         # √n, i.e. each of its EVs is taken to carry an equal share, a lower bound on the EV-level
         # norm that is exact for the zone-price part. Aggregates alone would make a 200-EV
         # station's tolerance √200 times stricter than ten 20-EV stations'.
-        w = 1.0 / np.sqrt(np.maximum(n, 1.0))[:, None]
+        w = 1.0 / np.sqrt(np.maximum(n, 1.0))
         r = float(np.linalg.norm(w * (x - z)))
         z_prev = p.z_prev if p.z_prev is not None else xh
         sres = float(self.rho * np.linalg.norm(w * (z - z_prev)))
         p.z_prev = z
-        size = math.sqrt(max(float(np.maximum(n, 1.0).sum()) * x.shape[1], 1.0))
+        size = math.sqrt(max(float(n.sum()), 1.0))
         eps_pri = size * cfg.eps_abs + cfg.eps_rel * max(np.linalg.norm(w * x), np.linalg.norm(w * z))
         eps_dual = size * cfg.eps_abs + cfg.eps_rel * self.rho * float(
-            np.linalg.norm(np.sqrt(n)[:, None] * pi[p.zone_of]))
+            np.linalg.norm(np.sqrt(n) * pi[p.zone_of]))
         over_zone = np.maximum(p.onehot @ x - p.zone_limit, 0) / np.maximum(p.zone_limit, 1e-9)
         over_city = np.maximum(x.sum(0) - p.city_limit, 0) / np.maximum(p.city_limit, 1e-9)
         viol = max(float(over_zone.max(initial=0.0)), float(over_city.max(initial=0.0)))

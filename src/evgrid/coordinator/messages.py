@@ -36,7 +36,7 @@ class PowerProposals:
     agent_ids: tuple[str, ...]
     power_kw: np.ndarray  # [M, H] over-relaxed profile x̂ (what the coordinator averages)
     plan_kw: np.ndarray  # [M, H] the local minimiser x (what the station would execute)
-    participants: np.ndarray  # [M] EV rows behind each profile (the sharing ADMM's N_i)
+    participants: np.ndarray  # [M, H] EVs plugged in at each step (the sharing ADMM's N_i)
     objective: np.ndarray  # [M] local objective at x [currency]
     want_kw: np.ndarray | None = None  # [M] most power each station can use right now [kW]
 
@@ -59,7 +59,7 @@ class PowerProposals:
         parts = [p for p in parts if len(p)]
         if not parts:
             z = np.zeros((0, horizon))
-            return PowerProposals(round, horizon_start, (), z, z, np.zeros(0, np.int64), np.zeros(0))
+            return PowerProposals(round, horizon_start, (), z, z, z, np.zeros(0))
         return PowerProposals(
             round, horizon_start, tuple(a for p in parts for a in p.agent_ids),
             np.concatenate([p.power_kw for p in parts]), np.concatenate([p.plan_kw for p in parts]),

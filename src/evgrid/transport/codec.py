@@ -56,102 +56,157 @@ def registration_from_proto(msg: pb.RegisterRequest, grid_zones: list[str]) -> R
 
 # -- proposals ----------------------------------------------------------------------------------
 def proposal_to_proto(p: PowerProposals, i: int) -> pb.Proposal:
+    """One station's proposal (what an edge node sends on its stream)."""
     return pb.Proposal(round=p.round, agent_id=p.agent_ids[i], horizon_start=p.horizon_start,
                        power_kw=p.power_kw[i].tolist(), plan_kw=p.plan_kw[i].tolist(),
-                       participants=int(p.participants[i]), objective=float(p.objective[i]),
-                       want_now_kw=float(p.want[i]))
+                       participants=p.participants[i].astype(np.int64).tolist(),
+                       objective=float(p.objective[i]), want_now_kw=float(p.want[i]))
 
 
 def proposals_to_proto(p: PowerProposals) -> pb.ProposalBatch:
-    return pb.ProposalBatch(round=p.round, horizon_start=p.horizon_start,
-                            proposals=[proposal_to_proto(p, i) for i in range(len(p))])
+    """Many stations' proposals in columns (what a Ray pack sends)."""
+    return pb.ProposalBatch(
+        round=p.round, horizon_start=p.horizon_start, horizon_steps=p.power_kw.shape[1],
+        agent_ids=list(p.agent_ids), power_kw=p.power_kw.ravel().tolist(),
+        plan_kw=p.plan_kw.ravel().tolist(),
+        participants=p.participants.astype(np.int64).ravel().tolist(),
+        objective=p.objective.tolist(), want_now_kw=p.want.tolist())
+
+
+def _check_sender(
+    agent_ids: list[str], msg_round: int, msg_start: int, *, registry: Mapping[str, Registration],
+    round: int, horizon_start: int,
+) -> np.ndarray:
+    """Registered stations (UNAUTHENTICATED) answering the current round (FAILED_PRECONDITION);
+    returns their registered power limits [kW]."""
+    caps = np.empty(len(agent_ids))
+    for k, a in enumerate(agent_ids):
+        reg = registry.get(a)
+        if reg is None or reg.kind != "station":
+            raise MessageError("UNAUTHENTICATED", f"agent {a!r} is not a registered station")
+        caps[k] = reg.max_power_kw
+    if msg_round != round or msg_start != horizon_start:
+        raise MessageError(
+            "FAILED_PRECONDITION",
+            f"proposal for round {msg_round} at step {msg_start} is stale: the "
+            f"coordinator is at round {round}, step {horizon_start}",
+        )
+    return caps
+
+
+def _decode_proposals(
+    agent_ids: tuple[str, ...], caps: np.ndarray, *, round: int, horizon_start: int,
+    horizon: int, power: object, plan: object, participants: object, objective: object,
+    want: object,
+) -> PowerProposals:
+    """Check the values of M proposals at once (INVALID_ARGUMENT) and decode them."""
+    m = len(agent_ids)
+    cols = {}
+    for name, raw, per_step in (("power_kw", power, True), ("plan_kw", plan, True),
+                                ("participants", participants, True),
+                                ("objective", objective, False), ("want_now_kw", want, False)):
+        size = m * horizon if per_step else m
+        values = np.asarray(raw, dtype=float)
+        if values.size != size:
+            raise MessageError("INVALID_ARGUMENT",
+                               f"{name} has {values.size} values, {m} station(s) over a "
+                               f"horizon of {horizon} need {size}")
+        bad = ~np.isfinite(values)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0]) // (horizon if per_step else 1)
+            raise MessageError("INVALID_ARGUMENT",
+                               f"{name} of {agent_ids[row]!r} holds NaN or infinite values")
+        cols[name] = values.reshape(m, horizon) if per_step else values
+    top = caps * (1 + LIMIT_RTOL) + 1e-9
+    plan_kw = cols["plan_kw"]  # x̂ is a relaxation and may leave the box; x may not
+    out = (plan_kw.min(axis=1, initial=0.0) < -1e-9) | (plan_kw.max(axis=1, initial=0.0) > top)
+    if out.any():
+        k = int(np.flatnonzero(out)[0])
+        raise MessageError(
+            "INVALID_ARGUMENT",
+            f"plan_kw spans [{plan_kw[k].min():.3f}, {plan_kw[k].max():.3f}] kW, outside the "
+            f"registered [0, {caps[k]:g}] kW of {agent_ids[k]!r}",
+        )
+    neg = (cols["participants"] < 0).any(axis=1)
+    if neg.any():
+        raise MessageError("INVALID_ARGUMENT",
+                           f"participants of {agent_ids[int(np.flatnonzero(neg)[0])]!r} < 0")
+    want_kw = cols["want_now_kw"]
+    out = (want_kw < 0) | (want_kw > top)
+    if out.any():
+        k = int(np.flatnonzero(out)[0])
+        raise MessageError("INVALID_ARGUMENT",
+                           f"want_now_kw {want_kw[k]} is outside [0, {caps[k]:g}] kW")
+    return PowerProposals(
+        round=round, horizon_start=horizon_start, agent_ids=agent_ids, power_kw=cols["power_kw"],
+        plan_kw=plan_kw, participants=cols["participants"], objective=cols["objective"],
+        want_kw=want_kw,
+    )
 
 
 def check_proposal(
     msg: pb.Proposal, *, registry: Mapping[str, Registration], round: int, horizon_start: int,
     horizon: int,
-) -> None:
-    """Refuse a proposal that is unregistered, stale, malformed or beyond the agent's limit."""
-    reg = registry.get(msg.agent_id)
-    if reg is None or reg.kind != "station":
-        raise MessageError("UNAUTHENTICATED", f"agent {msg.agent_id!r} is not a registered station")
-    if msg.round != round or msg.horizon_start != horizon_start:
-        raise MessageError(
-            "FAILED_PRECONDITION",
-            f"proposal for round {msg.round} at step {msg.horizon_start} is stale: the "
-            f"coordinator is at round {round}, step {horizon_start}",
-        )
-    for name in ("power_kw", "plan_kw"):
-        values = np.asarray(getattr(msg, name), dtype=float)
-        if values.size != horizon:
-            raise MessageError("INVALID_ARGUMENT",
-                               f"{name} has {values.size} values, the horizon has {horizon}")
-        if not np.isfinite(values).all():
-            raise MessageError("INVALID_ARGUMENT", f"{name} holds NaN or infinite values")
-        if name == "plan_kw":  # x̂ is a relaxation and may leave the box; x may not
-            top = reg.max_power_kw * (1 + LIMIT_RTOL) + 1e-9
-            if values.min(initial=0.0) < -1e-9 or values.max(initial=0.0) > top:
-                raise MessageError(
-                    "INVALID_ARGUMENT",
-                    f"{name} spans [{values.min():.3f}, {values.max():.3f}] kW, outside the "
-                    f"registered [0, {reg.max_power_kw:g}] kW of {msg.agent_id!r}",
-                )
-    if msg.participants < 0 or not np.isfinite(msg.objective):
-        raise MessageError("INVALID_ARGUMENT", "participants < 0 or objective not finite")
-    if not (np.isfinite(msg.want_now_kw) and 0 <= msg.want_now_kw
-            <= reg.max_power_kw * (1 + LIMIT_RTOL) + 1e-9):
-        raise MessageError(
-            "INVALID_ARGUMENT",
-            f"want_now_kw {msg.want_now_kw} is outside [0, {reg.max_power_kw:g}] kW",
-        )
+) -> PowerProposals:
+    """Refuse a proposal that is unregistered, stale, malformed or beyond the agent's limit;
+    return it decoded (one row)."""
+    caps = _check_sender([msg.agent_id], msg.round, msg.horizon_start, registry=registry,
+                         round=round, horizon_start=horizon_start)
+    return _decode_proposals(
+        (msg.agent_id,), caps, round=round, horizon_start=horizon_start, horizon=horizon,
+        power=msg.power_kw, plan=msg.plan_kw, participants=msg.participants,
+        objective=[msg.objective], want=[msg.want_now_kw])
 
 
 def proposals_from_proto(
     batch: pb.ProposalBatch, *, registry: Mapping[str, Registration], round: int,
     horizon_start: int, horizon: int,
 ) -> PowerProposals:
-    """Decode and check every proposal of a batch (the first bad one raises)."""
-    for msg in batch.proposals:
-        check_proposal(msg, registry=registry, round=round, horizon_start=horizon_start,
-                       horizon=horizon)
-    msgs = list(batch.proposals)
-    shape = (len(msgs), horizon)
-    return PowerProposals(
-        round=round, horizon_start=horizon_start, agent_ids=tuple(m.agent_id for m in msgs),
-        power_kw=np.array([m.power_kw for m in msgs], dtype=float).reshape(shape),
-        plan_kw=np.array([m.plan_kw for m in msgs], dtype=float).reshape(shape),
-        participants=np.array([m.participants for m in msgs], dtype=np.int64),
-        objective=np.array([m.objective for m in msgs], dtype=float),
-        want_kw=np.array([m.want_now_kw for m in msgs], dtype=float),
-    )
+    """Decode and check a batch of proposals (the first bad station raises)."""
+    ids = tuple(batch.agent_ids)
+    caps = _check_sender(list(ids), batch.round, batch.horizon_start, registry=registry,
+                         round=round, horizon_start=horizon_start)
+    if len(set(ids)) != len(ids):
+        raise MessageError("INVALID_ARGUMENT", "a station appears twice in one batch")
+    return _decode_proposals(
+        ids, caps, round=round, horizon_start=horizon_start, horizon=horizon,
+        power=batch.power_kw, plan=batch.plan_kw, participants=batch.participants,
+        objective=batch.objective, want=batch.want_now_kw)
 
 
 # -- targets ------------------------------------------------------------------------------------
 def target_to_proto(t: ConsensusTargets, i: int) -> pb.ConsensusTarget:
+    """One station's target (what an edge node receives)."""
     return pb.ConsensusTarget(round=t.round, agent_id=t.agent_ids[i], horizon_start=t.horizon_start,
                               z_kw=t.z_kw[i].tolist(), u=t.u[i].tolist(), rho=t.rho,
                               price_signal=(t.rho * t.u[i]).tolist(), done=t.done)
 
 
 def targets_to_proto(t: ConsensusTargets) -> pb.TargetBatch:
+    """Many stations' targets in columns (what a Ray pack receives)."""
     return pb.TargetBatch(round=t.round, horizon_start=t.horizon_start,
-                          targets=[target_to_proto(t, i) for i in range(len(t))])
+                          horizon_steps=t.z_kw.shape[1], agent_ids=list(t.agent_ids),
+                          z_kw=t.z_kw.ravel().tolist(), u=t.u.ravel().tolist(), rho=t.rho,
+                          done=t.done)
 
 
 def targets_from_proto(batch: pb.TargetBatch | list[pb.ConsensusTarget]) -> ConsensusTargets:
     """Decode targets (from the trusted coordinator: shapes checked, values finite)."""
-    msgs = list(batch.targets) if isinstance(batch, pb.TargetBatch) else list(batch)
-    if not msgs:
-        raise MessageError("INVALID_ARGUMENT", "empty target batch")
-    h = len(msgs[0].z_kw)
-    z = np.array([m.z_kw for m in msgs], dtype=float)
-    u = np.array([m.u for m in msgs], dtype=float)
-    if z.shape != (len(msgs), h) or u.shape != z.shape or not np.isfinite(z).all() or not np.isfinite(u).all():
-        raise MessageError("INVALID_ARGUMENT", "targets of unequal length or not finite")
-    first = msgs[0]
-    return ConsensusTargets(round=first.round, horizon_start=first.horizon_start,
-                            agent_ids=tuple(m.agent_id for m in msgs), z_kw=z, u=u, rho=first.rho,
-                            done=first.done)
+    if isinstance(batch, pb.TargetBatch):
+        ids, h, first = tuple(batch.agent_ids), int(batch.horizon_steps), batch
+        z, u = np.asarray(batch.z_kw, dtype=float), np.asarray(batch.u, dtype=float)
+    else:
+        if not batch:
+            raise MessageError("INVALID_ARGUMENT", "empty target batch")
+        first, ids, h = batch[0], tuple(m.agent_id for m in batch), len(batch[0].z_kw)
+        z = np.asarray([x for m in batch for x in m.z_kw], dtype=float)
+        u = np.asarray([x for m in batch for x in m.u], dtype=float)
+    if not ids or z.size != len(ids) * h or u.size != z.size or not (
+            np.isfinite(z).all() and np.isfinite(u).all()):
+        raise MessageError("INVALID_ARGUMENT", "targets empty, of unequal length or not finite")
+    return ConsensusTargets(round=first.round, horizon_start=first.horizon_start, agent_ids=ids,
+                            z_kw=z.reshape(len(ids), h), u=u.reshape(len(ids), h),
+                            rho=first.rho, done=first.done)
 
 
 # -- station state (sim-in-the-loop) ------------------------------------------------------------

@@ -154,7 +154,7 @@ class _Session:
     period: int = -1  # id of the last period whose PeriodStart this stream received
     start: int = -1  # horizon start of that period
     unanswered: set[tuple[int, int]] = field(default_factory=set)  # asked (start, round)
-    proposal: asyncio.Future[pb.Proposal | None] | None = None  # this round's answer
+    proposal: asyncio.Future[PowerProposals | None] | None = None  # this round's answer, checked
     executed: asyncio.Future[np.ndarray | None] | None = None  # this period's set-points
     done_step: int = -1  # step of the last done target sent
     agreed_kw: float = 0.0  # agreed power of that done target
@@ -418,7 +418,7 @@ class GrpcStations:
             session.unanswered.discard(key)
             self.stats.late_proposals += 1
             return
-        codec.check_proposal(
+        decoded = codec.check_proposal(
             msg,
             registry=self._registry,
             round=self._round,
@@ -432,7 +432,7 @@ class GrpcStations:
                 "was already answered",
             )
         session.unanswered.discard(key)
-        session.proposal.set_result(msg)
+        session.proposal.set_result(decoded)
 
     def _on_executed(self, session: _Session, msg: pb.SetpointSchedule) -> None:
         fut = session.executed
@@ -496,15 +496,8 @@ class GrpcStations:
             else:
                 fut.cancel()
                 self.stats.missing_proposals += 1
-        props = codec.proposals_from_proto(
-            pb.ProposalBatch(
-                round=targets.round, horizon_start=targets.horizon_start, proposals=answers
-            ),
-            registry=self._registry,
-            round=targets.round,
-            horizon_start=targets.horizon_start,
-            horizon=self._horizon,
-        )
+        props = PowerProposals.concat(answers, round=targets.round,
+                                      horizon_start=targets.horizon_start, horizon=self._horizon)
         for i, agent in enumerate(props.agent_ids):
             self._plans[agent] = props.plan_kw[i]
         return props

@@ -3,7 +3,8 @@
 One actor per station by default; ``stations_per_actor`` packs many stations into one actor
 (each pack solves all its EVs in one vectorised call), which is what a 2-core machine needs
 for a large city. The coordinator is an actor too. Every actor gets
-``OPENBLAS_NUM_THREADS=1`` so many processes on few cores do not fight over BLAS threads.
+``OPENBLAS_NUM_THREADS=1`` and ``NUMBA_NUM_THREADS=1`` so many processes on few cores do not
+fight over BLAS or kernel threads (the actors are the parallelism).
 
 Partial participation: a round waits for the packs until ``round_timeout_s``; a pack that is
 late or dead is simply missing from that round (the coordinator keeps its last proposal), and
@@ -33,7 +34,8 @@ from evgrid.transport.pb import coordinator_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                     "NUMBA_NUM_THREADS": "1"}
 
 
 def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
