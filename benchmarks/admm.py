@@ -19,6 +19,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
+import ray
 
 from evgrid.agents.centralised import centralised_optimum
 from evgrid.agents.station import StationConfig, StationPack
@@ -44,6 +45,24 @@ def solve(inst, transport, coordinator, repeats: int = 3):  # type: ignore[no-un
     return best
 
 
+def row(n: int, inst, transport: str, wall: float, stats, opt: float | None,  # type: ignore[no-untyped-def]
+        central_s: float | None) -> str:
+    return json.dumps({
+        "benchmark": "admm",
+        "n_stations": n,
+        "n_evs": int(sum(s.charger.size for s in inst.states.values())),
+        "horizon_steps": int(inst.city_limit_kw.size),
+        "transport": transport,
+        "iterations": stats.iterations,
+        "converged": bool(stats.converged),
+        "rel_gap": None if opt is None else (stats.objective - opt) / abs(opt),
+        "coupling_violation_rel": stats.violation_rel,
+        "wall_ms": round(1000 * wall, 2),
+        "ms_per_round": round(1000 * wall / max(stats.iterations, 1), 3),
+        "centralised_s": None if central_s is None else round(central_s, 2),
+    })
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, action="append", default=None)
@@ -52,58 +71,51 @@ def main() -> None:
     ap.add_argument("--no-central", action="store_true", help="skip the centralised solve")
     args = ap.parse_args()
     cfg = AdmmConfig()
-    for n in args.n or [10, 100, 1000]:
+    sizes = args.n or [10, 100, 1000]
+    optima: dict[int, tuple[float | None, float | None]] = {}
+    # In-process first, before Ray's workers or a solver's threads share the cores.
+    for n in sizes:
         inst = random_instance(n, args.horizon, seed=1)
         pack = StationPack(list(inst.states), inst.grid_zones, inst.max_power_kw,
                            StationConfig(alpha=cfg.alpha))
-        pack.begin_period(inst.states)
+        wall, stats = solve(inst, pack, PowerCoordinator(inst.zone_ids, cfg))
         opt = central_s = None
         if not args.no_central:
             zone_of = np.array([inst.zone_ids.index(z) for z in inst.grid_zones])
+            pack.begin_period(inst.states)
             t = time.perf_counter()
             opt, _ = centralised_optimum(pack, zone_of, inst.zone_limit_kw, inst.city_limit_kw)
             central_s = time.perf_counter() - t
-        runs = [("inprocess", pack, PowerCoordinator(inst.zone_ids, cfg))]
-        if args.ray:
-            from evgrid.transport.ray_actors import (
-                RayCoordinator,
-                RayStations,
-                default_stations_per_actor,
-                ensure_ray,
-            )
+        optima[n] = (opt, central_s)
+        print(row(n, inst, "inprocess", wall, stats, opt, central_s), flush=True)
+    if not args.ray:
+        return
+    from evgrid.transport.ray_actors import (
+        RayCoordinator,
+        RayStations,
+        default_stations_per_actor,
+        ensure_ray,
+    )
 
-            ensure_ray(num_cpus=os.cpu_count())
-            spa = default_stations_per_actor(n)
-            runs.append(("ray", RayStations(list(inst.states), inst.grid_zones, inst.max_power_kw,
-                                            StationConfig(alpha=cfg.alpha), stations_per_actor=spa),
-                         PowerCoordinator(inst.zone_ids, cfg)))
-            runs.append(("ray+coordinator_actor", runs[-1][1], RayCoordinator(inst.zone_ids, cfg)))
-        for name, transport, coordinator in runs:
-            if name == "ray+coordinator_actor":
-                for reg in transport.registrations():
-                    coordinator.register(reg)
-                transport.begin_period(inst.states)
-                t = time.perf_counter()
-                stats = solve_period(coordinator, transport, horizon_start=0,
-                                     zone_limit_kw=inst.zone_limit_kw,
-                                     city_limit_kw=inst.city_limit_kw)
-                wall = time.perf_counter() - t
-            else:
-                wall, stats = solve(inst, transport, coordinator)
-            print(json.dumps({
-                "benchmark": "admm",
-                "n_stations": n,
-                "n_evs": int(sum(s.charger.size for s in inst.states.values())),
-                "horizon_steps": args.horizon,
-                "transport": name,
-                "iterations": stats.iterations,
-                "converged": bool(stats.converged),
-                "rel_gap": None if opt is None else (stats.objective - opt) / abs(opt),
-                "coupling_violation_rel": stats.violation_rel,
-                "wall_ms": round(1000 * wall, 2),
-                "ms_per_round": round(1000 * wall / max(stats.iterations, 1), 3),
-                "centralised_s": None if central_s is None else round(central_s, 2),
-            }), flush=True)
+    ensure_ray(num_cpus=os.cpu_count())
+    for n in sizes:
+        inst = random_instance(n, args.horizon, seed=1)
+        stations = RayStations(list(inst.states), inst.grid_zones, inst.max_power_kw,
+                               StationConfig(alpha=cfg.alpha),
+                               stations_per_actor=default_stations_per_actor(n))
+        wall, stats = solve(inst, stations, PowerCoordinator(inst.zone_ids, cfg))
+        print(row(n, inst, "ray", wall, stats, *optima[n]), flush=True)
+        coordinator = RayCoordinator(inst.zone_ids, cfg)
+        for reg in stations.registrations():
+            coordinator.register(reg)
+        stations.begin_period(inst.states)
+        t = time.perf_counter()
+        stats = solve_period(coordinator, stations, horizon_start=0,
+                             zone_limit_kw=inst.zone_limit_kw, city_limit_kw=inst.city_limit_kw)
+        print(row(n, inst, "ray+coordinator_actor", time.perf_counter() - t, stats, *optima[n]),
+              flush=True)
+        for actor in stations.actors:
+            ray.kill(actor)
 
 
 if __name__ == "__main__":

@@ -67,10 +67,21 @@ def proposals_to_proto(p: PowerProposals) -> pb.ProposalBatch:
     """Many stations' proposals in columns (what a Ray pack sends)."""
     return pb.ProposalBatch(
         round=p.round, horizon_start=p.horizon_start, horizon_steps=p.power_kw.shape[1],
-        agent_ids=list(p.agent_ids), power_kw=p.power_kw.ravel().tolist(),
-        plan_kw=p.plan_kw.ravel().tolist(),
-        participants=p.participants.astype(np.int64).ravel().tolist(),
+        agent_ids=list(p.agent_ids), power_kw_f64=_f64(p.power_kw), plan_kw_f64=_f64(p.plan_kw),
+        participants_i32=np.ascontiguousarray(p.participants, dtype="<i4").tobytes(),
         objective=p.objective.tolist(), want_now_kw=p.want.tolist())
+
+
+def _f64(a: np.ndarray) -> bytes:
+    return np.ascontiguousarray(a, dtype="<f8").tobytes()
+
+
+def _array(raw: bytes, dtype: str, name: str) -> np.ndarray:
+    """A little-endian array field; a byte count that is not whole values is refused."""
+    size = np.dtype(dtype).itemsize
+    if len(raw) % size:
+        raise MessageError("INVALID_ARGUMENT", f"{name} has {len(raw)} bytes, not whole {dtype}")
+    return np.frombuffer(raw, dtype=dtype)
 
 
 def _check_sender(
@@ -170,7 +181,9 @@ def proposals_from_proto(
         raise MessageError("INVALID_ARGUMENT", "a station appears twice in one batch")
     return _decode_proposals(
         ids, caps, round=round, horizon_start=horizon_start, horizon=horizon,
-        power=batch.power_kw, plan=batch.plan_kw, participants=batch.participants,
+        power=_array(batch.power_kw_f64, "<f8", "power_kw"),
+        plan=_array(batch.plan_kw_f64, "<f8", "plan_kw"),
+        participants=_array(batch.participants_i32, "<i4", "participants"),
         objective=batch.objective, want=batch.want_now_kw)
 
 
@@ -186,15 +199,14 @@ def targets_to_proto(t: ConsensusTargets) -> pb.TargetBatch:
     """Many stations' targets in columns (what a Ray pack receives)."""
     return pb.TargetBatch(round=t.round, horizon_start=t.horizon_start,
                           horizon_steps=t.z_kw.shape[1], agent_ids=list(t.agent_ids),
-                          z_kw=t.z_kw.ravel().tolist(), u=t.u.ravel().tolist(), rho=t.rho,
-                          done=t.done)
+                          z_kw_f64=_f64(t.z_kw), u_f64=_f64(t.u), rho=t.rho, done=t.done)
 
 
 def targets_from_proto(batch: pb.TargetBatch | list[pb.ConsensusTarget]) -> ConsensusTargets:
     """Decode targets (from the trusted coordinator: shapes checked, values finite)."""
     if isinstance(batch, pb.TargetBatch):
         ids, h, first = tuple(batch.agent_ids), int(batch.horizon_steps), batch
-        z, u = np.asarray(batch.z_kw, dtype=float), np.asarray(batch.u, dtype=float)
+        z, u = _array(batch.z_kw_f64, "<f8", "z_kw"), _array(batch.u_f64, "<f8", "u")
     else:
         if not batch:
             raise MessageError("INVALID_ARGUMENT", "empty target batch")
