@@ -27,9 +27,12 @@ import numpy as np
 from numba import njit
 
 _MAX_NEWTON = 60
+# Let the compiler reorder sums and fuse multiply-adds (vectorised loops), but not assume away
+# infinities or NaN: the bracket starts at +inf.
+_FAST = {"reassoc", "contract", "arcp", "nsz"}
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", fastmath=_FAST)
 def _excess(a: np.ndarray, upper: np.ndarray, b: float, mu: float, budget: float,
             width: int) -> tuple[float, float]:
     """g(μ) = Σ_t clip(a_t − μ·b, 0, U_t) − B and its slope's magnitude (b × free entries)."""
@@ -45,35 +48,44 @@ def _excess(a: np.ndarray, upper: np.ndarray, b: float, mu: float, budget: float
     return g, free * b
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FAST)
 def _multiplier(a: np.ndarray, upper: np.ndarray, b: float, budget: float, width: int,
                 mu0: float) -> float:
     """Smallest μ ≥ 0 with g(μ) ≤ 0 (see module docstring). g is piecewise linear and
     non-increasing, so a Newton step from a point on the root's piece lands on the root; a step
-    that leaves the bracket is replaced by bisection. ``mu0`` (last round's μ) warm-starts it."""
-    g, _ = _excess(a, upper, b, 0.0, budget, width)
-    if g <= 0.0:
-        return 0.0
-    lo, hi = 0.0, 0.0
-    for t in range(width):
-        if upper[t] > 0.0 and a[t] / b > hi:
-            hi = a[t] / b
-    mu = min(max(mu0, lo), hi)
+    that leaves the bracket is replaced by bisection. Started at ``mu0`` (last round's μ), an
+    ADMM round usually needs two evaluations of g: the start and the root one step away."""
     tol = 1e-12 * max(budget, 1.0)
-    for _ in range(_MAX_NEWTON):
+    lo, hi = 0.0, np.inf
+    mu = max(mu0, 0.0)
+    g, slope = _excess(a, upper, b, mu, budget, width)
+    if mu > 0.0 and g < -tol:  # the budget may have stopped binding: is μ = 0 the answer?
+        hi = mu
+        mu = 0.0
         g, slope = _excess(a, upper, b, mu, budget, width)
-        if abs(g) <= tol or (g < 0.0 and mu == lo):
+    if g <= tol and mu == 0.0:
+        return 0.0
+    for _ in range(_MAX_NEWTON):
+        if abs(g) <= tol:
             return mu
         if g > 0.0:
             lo = mu
         else:
             hi = mu
-        step = mu + g / slope if slope > 0.0 else lo - 1.0
-        mu = step if lo < step < hi else 0.5 * (lo + hi)
+        step = mu + g / slope if slope > 0.0 else -1.0
+        if not lo < step < hi:
+            if hi == np.inf:  # the bracket's top, needed only now: every entry at 0
+                hi = 0.0
+                for t in range(width):
+                    if upper[t] > 0.0 and a[t] / b > hi:
+                        hi = a[t] / b
+            step = 0.5 * (lo + hi)
+        mu = step
+        g, slope = _excess(a, upper, b, mu, budget, width)
     return mu
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FAST)
 def _solve_rows(w: np.ndarray, q: np.ndarray, upper: np.ndarray, budget: np.ndarray,
                 width: np.ndarray, rho: float, wear: np.ndarray, mu0: np.ndarray,
                 p: np.ndarray, mu: np.ndarray) -> None:
@@ -118,7 +130,7 @@ def solve_local(
     return p, mu
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FAST)
 def admm_round(
     xh: np.ndarray, x: np.ndarray, mu: np.ndarray, shift: np.ndarray, u: np.ndarray,
     row_ptr: np.ndarray, active: np.ndarray, q: np.ndarray, upper: np.ndarray,

@@ -108,6 +108,7 @@ class StationPack:
         config: StationConfig | None = None,
     ) -> None:
         self.ids = list(station_ids)
+        self.id_tuple = tuple(self.ids)
         self.index = {a: i for i, a in enumerate(self.ids)}
         self.grid_zones = list(grid_zones)
         self.max_power_kw = list(max_power_kw)
@@ -189,10 +190,14 @@ class StationPack:
 
     def propose(self, targets: ConsensusTargets) -> PowerProposals:
         """One ADMM x-update for every EV of every targeted station (one compiled pass)."""
-        sel = np.array([self.index[a] for a in targets.agent_ids if a in self.index], dtype=np.int64)
-        if sel.size != len(targets):
+        everyone = targets.agent_ids == self.id_tuple
+        if everyone:  # the common case: no index arrays, no gathers
+            sel: slice | np.ndarray = slice(None)
+        else:
             unknown = [a for a in targets.agent_ids if a not in self.index]
-            raise KeyError(f"targets for stations this pack does not host: {unknown}")
+            if unknown:
+                raise KeyError(f"targets for stations this pack does not host: {unknown}")
+            sel = np.array([self.index[a] for a in targets.agent_ids], dtype=np.int64)
         self.u[sel] = targets.u
         shift = np.zeros_like(self.u)
         if targets.round > 0:
@@ -206,8 +211,8 @@ class StationPack:
                    float(self.config.alpha), self.xh_sum, self.x_sum, self.cost)
         return PowerProposals(
             round=targets.round, horizon_start=targets.horizon_start,
-            agent_ids=tuple(self.ids[i] for i in sel), power_kw=self.xh_sum[sel],
-            plan_kw=self.x_sum[sel], participants=self.present[sel],
+            agent_ids=targets.agent_ids, power_kw=self.xh_sum[sel].copy(),
+            plan_kw=self.x_sum[sel].copy(), participants=self.present[sel],
             objective=self.cost[sel] + self.const[sel], want_kw=self.want_now[sel],
         )
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evgrid.coordinator.kernels import consensus_and_norms, zone_sums
 from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
 from evgrid.envs.projection import project
 
@@ -202,33 +203,34 @@ class PowerCoordinator:
         p, cfg = self._p, self.config
         if p is None:
             raise RuntimeError("begin() a period first")
-        rows = np.array([p.row[a] for a in proposals.agent_ids], dtype=np.int64)
-        if rows.size:
+        if proposals.agent_ids == p.agents:  # everyone answered, in order
+            rows: slice | np.ndarray = slice(None)
+            missing = 0
+        else:
+            rows = np.array([p.row[a] for a in proposals.agent_ids], dtype=np.int64)
+            missing = len(p.agents) - int(np.unique(rows).size)
+        if len(proposals):
             p.xh[rows], p.x[rows] = proposals.power_kw, proposals.plan_kw
             p.n[rows], p.obj[rows] = proposals.participants, proposals.objective
             p.want[rows] = proposals.want
-        missing = len(p.agents) - int(np.unique(rows).size)
         xh, x, n = p.xh, p.x, p.n
-        n_g = p.onehot @ n
-        s = p.onehot @ xh + n_g * self.u
-        pi = zone_city_prices(s, n_g, p.zone_limit, p.city_limit)
+        xh_g, x_g, n_g = zone_sums(xh, x, n, p.zone_of, len(self.grid_ids))
+        pi = zone_city_prices(xh_g + n_g * self.u, n_g, p.zone_limit, p.city_limit)
         shift = self.u - pi  # [G, H]: z_v = x̂_v + shift for every participant of zone g
-        z = xh + n * shift[p.zone_of]
         # Residuals per participant (Boyd §3.3): a station's aggregate over n EVs is divided by
         # √n, i.e. each of its EVs is taken to carry an equal share, a lower bound on the EV-level
         # norm that is exact for the zone-price part. Aggregates alone would make a 200-EV
         # station's tolerance √200 times stricter than ten 20-EV stations'.
-        w = 1.0 / np.sqrt(np.maximum(n, 1.0))
-        r = float(np.linalg.norm(w * (x - z)))
-        z_prev = p.z_prev if p.z_prev is not None else xh
-        sres = float(self.rho * np.linalg.norm(w * (z - z_prev)))
+        z = np.empty_like(xh)
+        r2, s2, x2, z2, d2 = consensus_and_norms(
+            xh, x, n, p.zone_of, shift, pi, p.z_prev if p.z_prev is not None else xh, z)
+        r, sres = math.sqrt(r2), self.rho * math.sqrt(s2)
         p.z_prev = z
-        size = math.sqrt(max(float(n.sum()), 1.0))
-        eps_pri = size * cfg.eps_abs + cfg.eps_rel * max(np.linalg.norm(w * x), np.linalg.norm(w * z))
-        eps_dual = size * cfg.eps_abs + cfg.eps_rel * self.rho * float(
-            np.linalg.norm(np.sqrt(n) * pi[p.zone_of]))
-        over_zone = np.maximum(p.onehot @ x - p.zone_limit, 0) / np.maximum(p.zone_limit, 1e-9)
-        over_city = np.maximum(x.sum(0) - p.city_limit, 0) / np.maximum(p.city_limit, 1e-9)
+        size = math.sqrt(max(float(n_g.sum()), 1.0))
+        eps_pri = size * cfg.eps_abs + cfg.eps_rel * math.sqrt(max(x2, z2))
+        eps_dual = size * cfg.eps_abs + cfg.eps_rel * self.rho * math.sqrt(d2)
+        over_zone = np.maximum(x_g - p.zone_limit, 0) / np.maximum(p.zone_limit, 1e-9)
+        over_city = np.maximum(x_g.sum(0) - p.city_limit, 0) / np.maximum(p.city_limit, 1e-9)
         viol = max(float(over_zone.max(initial=0.0)), float(over_city.max(initial=0.0)))
         self.u = pi
         p.round += 1

@@ -1,0 +1,53 @@
+"""The coordinator's per-round passes over every station's profile, compiled (numba).
+
+At 1,000 stations × 96 steps a round touches four [M, H] arrays; numpy spent ≈2 ms on the
+twenty-odd temporaries of the z-update and the residual norms. These two passes do the same
+arithmetic as the formulas in ``evgrid.coordinator.admm`` (which documents them), once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# Reordered sums and fused multiply-adds are fine; infinities and NaN must stay meaningful.
+_FAST = {"reassoc", "contract", "arcp", "nsz"}
+
+
+@njit(cache=True, fastmath=_FAST)
+def zone_sums(xh: np.ndarray, x: np.ndarray, n: np.ndarray, zone_of: np.ndarray,
+              zones: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Σ over each grid zone's stations of x̂, x and the participant counts, [G, H] each."""
+    m_count, h = xh.shape
+    xh_g, x_g, n_g = np.zeros((zones, h)), np.zeros((zones, h)), np.zeros((zones, h))
+    for m in range(m_count):
+        g = zone_of[m]
+        for t in range(h):
+            xh_g[g, t] += xh[m, t]
+            x_g[g, t] += x[m, t]
+            n_g[g, t] += n[m, t]
+    return xh_g, x_g, n_g
+
+
+@njit(cache=True, fastmath=_FAST)
+def consensus_and_norms(
+    xh: np.ndarray, x: np.ndarray, n: np.ndarray, zone_of: np.ndarray, shift: np.ndarray,
+    pi: np.ndarray, z_prev: np.ndarray, z: np.ndarray,
+) -> tuple[float, float, float, float, float]:
+    """z = x̂ + n·shift_zone (into ``z``) and, weighting each station by 1/n (one EV's share),
+    the squared norms ||x − z||², ||z − z_prev||², ||x||², ||z||² and Σ n·π²."""
+    m_count, h = xh.shape
+    r2 = s2 = x2 = z2 = d2 = 0.0
+    for m in range(m_count):
+        g = zone_of[m]
+        for t in range(h):
+            nn = n[m, t]
+            w2 = 1.0 / max(nn, 1.0)
+            zz = xh[m, t] + nn * shift[g, t]
+            z[m, t] = zz
+            r2 += w2 * (x[m, t] - zz) ** 2
+            s2 += w2 * (zz - z_prev[m, t]) ** 2
+            x2 += w2 * x[m, t] ** 2
+            z2 += w2 * zz**2
+            d2 += nn * pi[g, t] ** 2
+    return r2, s2, x2, z2, d2
