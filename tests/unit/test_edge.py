@@ -37,15 +37,8 @@ def random_state(seed: int, n: int, h: int, start: int = 10) -> StationState:
 
 
 def done_targets(z: np.ndarray, start: int) -> ConsensusTargets:
-    return ConsensusTargets(
-        round=9,
-        horizon_start=start,
-        agent_ids=("s",),
-        z_kw=z[None, :],
-        u=np.zeros((1, z.size)),
-        rho=0.05,
-        done=True,
-    )
+    return ConsensusTargets.per_station(9, start, ("s",), z[None, :], np.zeros((1, z.size)), 0.05,
+                                        done=True)
 
 
 @settings(max_examples=150, deadline=None)
@@ -77,7 +70,7 @@ def test_fallback_after_the_envelope_ends_is_zero() -> None:
     edge = EdgeStation("s", "g", 100.0)
     state = random_state(3, 5, 6, start=10)
     assert edge.fallback(10, state)[1].sum() == 0.0, "no agreement yet: nothing to spend"
-    edge.on_period(state, ConsensusTargets(0, 10, ("s",), np.zeros((1, 6)), np.zeros((1, 6)), 0.05))
+    edge.on_period(state, ConsensusTargets.per_station(0, 10, ("s",), np.zeros((1, 6)), np.zeros((1, 6)), 0.05))
     _, _, env = edge.on_done(done_targets(np.full(6, 30.0), 10))
     assert np.array_equal(env, np.full(6, 30.0)) and edge.envelope_start == 10
     assert 0 < edge.fallback(15, random_state(4, 5, 6, start=15))[1].sum() <= 30.0 + 1e-9
@@ -89,7 +82,7 @@ def test_done_schedule_is_the_fallback_at_the_envelope_start() -> None:
     """Executed and fallback schedules share one rule; only the budget's source differs."""
     edge = EdgeStation("s", "g", 100.0)
     state = random_state(7, 6, 8, start=10)
-    edge.on_period(state, ConsensusTargets(0, 10, ("s",), np.zeros((1, 8)), np.zeros((1, 8)), 0.05))
+    edge.on_period(state, ConsensusTargets.per_station(0, 10, ("s",), np.zeros((1, 8)), np.zeros((1, 8)), 0.05))
     z = np.array([-1.0, 12.0, 5.0, 0, 0, 0, 0, 0])
     chargers, kw, _ = edge.on_done(done_targets(z, 10))
     assert kw.sum() == 0.0, "agreed = max(z[0], 0)"

@@ -133,24 +133,26 @@ def solve_local(
 @njit(cache=True, fastmath=_FAST)
 def admm_round(
     xh: np.ndarray, x: np.ndarray, mu: np.ndarray, shift: np.ndarray, u: np.ndarray,
-    row_ptr: np.ndarray, active: np.ndarray, q: np.ndarray, upper: np.ndarray,
+    src: np.ndarray, row_ptr: np.ndarray, q: np.ndarray, upper: np.ndarray,
     budget: np.ndarray, width: np.ndarray, rho: float, wear: float, alpha: float,
     xh_sum: np.ndarray, x_sum: np.ndarray, cost: np.ndarray,
 ) -> None:
-    """One ADMM x-update for every EV of every active station, in place (Boyd §7.3, §3.4.3).
+    """One ADMM x-update for every EV of every targeted station, in place (Boyd §7.3, §3.4.3).
 
-    Station s owns rows ``row_ptr[s]:row_ptr[s+1]``. An EV is a participant only while it is
-    plugged in (its first ``width`` steps; after that it has no variable, and x = x̂ = 0 there).
-    Its target is its last relaxed plan moved by its station's share of the zone correction,
-    z = x̂ + shift_s, minus the scaled dual u_s; the EV solves its local problem (``x``), over-relaxes (x̂ = αx + (1−α)z), and the
-    station's sums of x̂ and x and its cost Σ q·x + κΔt·x² are accumulated. Stations are
-    independent, so they run in parallel.
+    Station s owns rows ``row_ptr[s]:row_ptr[s+1]`` and follows row k = ``src[s]`` of ``shift``
+    and ``u`` (its grid zone's row, or its own; −1: not asked this round). An EV takes part
+    only while plugged in (its first ``width`` steps; after that it has no variable and
+    x = x̂ = 0). Its target is its last relaxed plan moved by the zone's correction,
+    z = x̂ + shift_k, minus the scaled dual u_k; it solves its local problem (``x``) and
+    over-relaxes (x̂ = αx + (1−α)z), and the station's sums of x̂ and x and its cost
+    Σ q·x + κΔt·x² are accumulated.
     """
-    n_st, h = shift.shape
+    n_st, h = src.size, shift.shape[1]
     d = rho + 2.0 * wear
     b = 1.0 / d
     for s in range(n_st):
-        if not active[s]:
+        k = src[s]
+        if k < 0:
             continue
         a = np.empty(h)
         z = np.empty(h)
@@ -161,8 +163,8 @@ def admm_round(
         for r in range(row_ptr[s], row_ptr[s + 1]):
             wr = width[r]
             for t in range(wr):
-                z[t] = xh[r, t] + shift[s, t]
-                a[t] = (rho * (z[t] - u[s, t]) - q[r, t]) * b
+                z[t] = xh[r, t] + shift[k, t]
+                a[t] = (rho * (z[t] - u[k, t]) - q[r, t]) * b
             m = _multiplier(a, upper[r], b, budget[r], wr, mu[r])
             mu[r] = m
             for t in range(wr):
@@ -180,6 +182,6 @@ def warm_up() -> None:
     """Load (or, the first time on a machine, compile) the kernels now, not in round 0: an edge
     node or actor that compiled during its first round would miss that round's deadline."""
     one, z = np.ones((1, 1)), np.zeros((1, 1))
-    admm_round(z.copy(), z.copy(), np.zeros(1), z, z, np.array([0, 1]), np.ones(1, np.bool_), z,
+    admm_round(z.copy(), z.copy(), np.zeros(1), z, z, np.zeros(1, np.int64), np.array([0, 1]), z,
                one, np.ones(1), np.ones(1, np.int64), 1.0, 0.0, 1.5, z.copy(), z.copy(), np.zeros(1))
     solve_local(z, z, one, np.ones(1), rho=1.0, wear=0.0)

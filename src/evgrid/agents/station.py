@@ -181,7 +181,6 @@ class StationPack:
         )
         self.x = np.minimum(x, self.upper)
         self.xh = self.x.copy()
-        self.u = np.zeros((len(sts), h))
         self.mu = np.zeros(self._rows)
         self.xh_sum = self.agg @ self.xh
         self.x_sum = self.xh_sum.copy()
@@ -198,16 +197,21 @@ class StationPack:
             if unknown:
                 raise KeyError(f"targets for stations this pack does not host: {unknown}")
             sel = np.array([self.index[a] for a in targets.agent_ids], dtype=np.int64)
-        self.u[sel] = targets.u
-        shift = np.zeros_like(self.u)
-        if targets.round > 0:
-            # z_v = x̂_v + (u_old − π_new): the station's share of its zone's correction,
-            # recovered from its aggregate target (see evgrid.coordinator.admm).
-            shift[sel] = (targets.z_kw - self.xh_sum[sel]) / np.maximum(self.present[sel], 1.0)
-        active = np.zeros(len(self.ids), dtype=np.bool_)
-        active[sel] = True
-        admm_round(self.xh, self.x, self.mu, shift, self.u, self.row_ptr, active, self.q,
-                   self.upper, self.budget, self.width, float(targets.rho), float(self.wear),
+        # src[s]: the row of (shift, u) station s follows this round; −1: not targeted.
+        src = np.full(len(self.ids), -1, dtype=np.int64)
+        src[sel] = targets.agent_zone
+        u = targets.zone_u
+        if targets.zone_shift is not None:  # zone rows: every EV of the zone moves alike
+            shift = targets.zone_shift
+        elif targets.round > 0 and targets.z_kw is not None:
+            # One row per station (an edge node): z_v = x̂_v + shift, so the station's share
+            # of its zone's correction is recovered from its aggregate target Z_i.
+            shift = (targets.z_kw - self.xh_sum[sel]) / np.maximum(self.present[sel], 1.0)
+        else:
+            shift = np.zeros_like(u)
+        admm_round(self.xh, self.x, self.mu, np.ascontiguousarray(shift, dtype=float),
+                   np.ascontiguousarray(u, dtype=float), src, self.row_ptr, self.q, self.upper,
+                   self.budget, self.width, float(targets.rho), float(self.wear),
                    float(self.config.alpha), self.xh_sum, self.x_sum, self.cost)
         return PowerProposals(
             round=targets.round, horizon_start=targets.horizon_start,

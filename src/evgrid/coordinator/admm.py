@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evgrid.coordinator.kernels import consensus_and_norms, zone_sums
+from evgrid.coordinator.kernels import consensus_and_norms, warm_up, zone_sums
 from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
 from evgrid.envs.projection import project
 
@@ -143,6 +143,7 @@ class PowerCoordinator:
         self.u = np.zeros((len(grid_ids), 0))  # [G, H] scaled duals (warm start)
         self.stats = AdmmStats()
         self._p: _Period | None = None
+        warm_up()
 
     def register(self, reg: Registration) -> None:
         if reg.kind == "station" and reg.grid_zone not in self.grid_ids:
@@ -190,13 +191,14 @@ class PowerCoordinator:
             obj=np.zeros(m), want=np.zeros(m), t0=time.perf_counter(),
         )
         self.stats = AdmmStats(rho=self.rho)
-        return self._targets(np.zeros((m, h)), False)
+        return self._targets(np.zeros((m, h)), np.zeros((g, h)), False)
 
-    def _targets(self, z: np.ndarray, done: bool) -> ConsensusTargets:
+    def _targets(self, z: np.ndarray, shift: np.ndarray, done: bool) -> ConsensusTargets:
         p = self._p
         assert p is not None
         return ConsensusTargets(round=p.round, horizon_start=p.start, agent_ids=p.agents,
-                                z_kw=z, u=self.u[p.zone_of], rho=self.rho, done=done)
+                                agent_zone=p.zone_of, zone_u=self.u, rho=self.rho, done=done,
+                                zone_shift=shift, z_kw=z)
 
     def update(self, proposals: PowerProposals) -> ConsensusTargets:
         """Consume one round; return the next round's targets (``done`` when finished)."""
@@ -255,7 +257,7 @@ class PowerCoordinator:
                                violation_rel=viol, objective=float(p.obj.sum()), rho=self.rho,
                                converged=converged, stopped_by=stop, wall_s=wall,
                                missing=self.stats.missing + missing)
-        return self._targets(z, bool(stop))
+        return self._targets(z, shift, bool(stop))
 
     def consensus(self) -> dict[str, np.ndarray]:
         """Each station's consensus share Z_i [H] after the last round: the zone and city sums

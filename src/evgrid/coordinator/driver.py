@@ -76,7 +76,7 @@ class MixedStations:
                 answers.append(part.propose(targets.select(mine)))
         return PowerProposals.concat(answers, round=targets.round,
                                      horizon_start=targets.horizon_start,
-                                     horizon=targets.z_kw.shape[1])
+                                     horizon=targets.horizon)
 
     def finish_period(
         self, agreed_kw: dict[str, float] | None = None

@@ -7,6 +7,8 @@ arithmetic as the formulas in ``evgrid.coordinator.admm`` (which documents them)
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import njit
 
@@ -51,3 +53,12 @@ def consensus_and_norms(
             z2 += w2 * zz**2
             d2 += nn * pi[g, t] ** 2
     return r2, s2, x2, z2, d2
+
+
+@functools.cache
+def warm_up() -> None:
+    """Load (or compile, the first time on a machine) the kernels before round 0's deadline."""
+    z, n = np.zeros((1, 1)), np.ones((1, 1))
+    zone = np.zeros(1, np.int64)
+    zone_sums(z, z, n, zone, 1)
+    consensus_and_norms(z, z, n, zone, z, z, z, np.empty((1, 1)))

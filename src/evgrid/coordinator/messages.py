@@ -7,7 +7,7 @@ horizon step [kW], starting at step ``horizon_start`` of the simulation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -71,18 +71,44 @@ class PowerProposals:
 
 @dataclass(frozen=True)
 class ConsensusTargets:
-    """The coordinator's broadcast for the next round, one row per station."""
+    """The coordinator's broadcast for the next round.
+
+    Sharing ADMM moves every participant of a grid zone by the same correction (Boyd §7.3),
+    so a station needs only its zone's rows: ``zone_shift`` (z_v − x̂_v for each of its EVs)
+    and ``zone_u`` (the scaled dual). That is what a Ray pack receives, [zones × H] whatever
+    the number of stations. ``z_kw``, each station's consensus share, is what an edge node
+    receives (and keeps as its fallback envelope); it derives its shift from it.
+    """
 
     round: int
     horizon_start: int
     agent_ids: tuple[str, ...]
-    z_kw: np.ndarray  # [M, H] each station's consensus share Z_i of the coupled resource
-    u: np.ndarray  # [M, H] scaled dual of its grid zone + city (ρ-scaled price) [kW]
+    agent_zone: np.ndarray  # [M] row of zone_u / zone_shift that applies to each station
+    zone_u: np.ndarray  # [K, H] scaled dual of a grid zone + the city (ρ-scaled price) [kW]
     rho: float  # ADMM penalty [currency/kW²]
     done: bool = False  # converged or out of time: execute the plan
+    zone_shift: np.ndarray | None = None  # [K, H] z_v − x̂_v per participant [kW]
+    z_kw: np.ndarray | None = None  # [M, H] each station's consensus share Z_i [kW]
+
+    @staticmethod
+    def per_station(round: int, horizon_start: int, agent_ids: tuple[str, ...], z_kw: np.ndarray,
+                    u: np.ndarray, rho: float, done: bool = False) -> ConsensusTargets:
+        """Targets as an edge node receives them: one z and u row per station, no zone rows."""
+        return ConsensusTargets(round, horizon_start, agent_ids, np.arange(len(agent_ids)),
+                                np.asarray(u, dtype=float), rho, done, None,
+                                np.asarray(z_kw, dtype=float))
 
     def __len__(self) -> int:
         return len(self.agent_ids)
+
+    @property
+    def horizon(self) -> int:
+        return int(self.zone_u.shape[1])
+
+    @property
+    def u(self) -> np.ndarray:
+        """[M, H] each station's scaled dual."""
+        return self.zone_u[self.agent_zone]
 
     @property
     def price_signal(self) -> np.ndarray:
@@ -91,9 +117,9 @@ class ConsensusTargets:
 
     def take(self, rows: np.ndarray) -> ConsensusTargets:
         rows = np.asarray(rows, dtype=np.int64)
-        return ConsensusTargets(self.round, self.horizon_start,
-                                tuple(self.agent_ids[i] for i in rows), self.z_kw[rows],
-                                self.u[rows], self.rho, self.done)
+        return replace(self, agent_ids=tuple(self.agent_ids[i] for i in rows),
+                       agent_zone=self.agent_zone[rows],
+                       z_kw=None if self.z_kw is None else self.z_kw[rows])
 
     def select(self, agent_ids: list[str]) -> ConsensusTargets:
         pos = {a: i for i, a in enumerate(self.agent_ids)}

@@ -189,36 +189,53 @@ def proposals_from_proto(
 
 # -- targets ------------------------------------------------------------------------------------
 def target_to_proto(t: ConsensusTargets, i: int) -> pb.ConsensusTarget:
-    """One station's target (what an edge node receives)."""
+    """One station's target (what an edge node receives): its share z and its zone's u."""
+    if t.z_kw is None:
+        raise ValueError("these targets carry no per-station z (encode them with with_z=True)")
+    u = t.zone_u[t.agent_zone[i]]
     return pb.ConsensusTarget(round=t.round, agent_id=t.agent_ids[i], horizon_start=t.horizon_start,
-                              z_kw=t.z_kw[i].tolist(), u=t.u[i].tolist(), rho=t.rho,
-                              price_signal=(t.rho * t.u[i]).tolist(), done=t.done)
+                              z_kw=t.z_kw[i].tolist(), u=u.tolist(), rho=t.rho,
+                              price_signal=(t.rho * u).tolist(), done=t.done)
 
 
-def targets_to_proto(t: ConsensusTargets) -> pb.TargetBatch:
-    """Many stations' targets in columns (what a Ray pack receives)."""
-    return pb.TargetBatch(round=t.round, horizon_start=t.horizon_start,
-                          horizon_steps=t.z_kw.shape[1], agent_ids=list(t.agent_ids),
-                          z_kw_f64=_f64(t.z_kw), u_f64=_f64(t.u), rho=t.rho, done=t.done)
+def targets_to_proto(t: ConsensusTargets, *, with_z: bool = False) -> pb.TargetBatch:
+    """Many stations' targets: zone rows only, plus every z when ``with_z``."""
+    if t.zone_shift is None or (with_z and t.z_kw is None):
+        raise ValueError("a target batch needs zone rows (and z_kw when with_z)")
+    return pb.TargetBatch(
+        round=t.round, horizon_start=t.horizon_start, horizon_steps=t.horizon,
+        agent_ids=list(t.agent_ids), agent_zone=t.agent_zone.tolist(),
+        zone_u_f64=_f64(t.zone_u), zone_shift_f64=_f64(t.zone_shift), rho=t.rho, done=t.done,
+        z_kw_f64=_f64(t.z_kw) if with_z and t.z_kw is not None else b"")
 
 
 def targets_from_proto(batch: pb.TargetBatch | list[pb.ConsensusTarget]) -> ConsensusTargets:
     """Decode targets (from the trusted coordinator: shapes checked, values finite)."""
-    if isinstance(batch, pb.TargetBatch):
-        ids, h, first = tuple(batch.agent_ids), int(batch.horizon_steps), batch
-        z, u = _array(batch.z_kw_f64, "<f8", "z_kw"), _array(batch.u_f64, "<f8", "u")
-    else:
+    if isinstance(batch, list):  # an edge node's own target(s)
         if not batch:
             raise MessageError("INVALID_ARGUMENT", "empty target batch")
         first, ids, h = batch[0], tuple(m.agent_id for m in batch), len(batch[0].z_kw)
         z = np.asarray([x for m in batch for x in m.z_kw], dtype=float)
         u = np.asarray([x for m in batch for x in m.u], dtype=float)
-    if not ids or z.size != len(ids) * h or u.size != z.size or not (
-            np.isfinite(z).all() and np.isfinite(u).all()):
-        raise MessageError("INVALID_ARGUMENT", "targets empty, of unequal length or not finite")
-    return ConsensusTargets(round=first.round, horizon_start=first.horizon_start, agent_ids=ids,
-                            z_kw=z.reshape(len(ids), h), u=u.reshape(len(ids), h),
-                            rho=first.rho, done=first.done)
+        if z.size != len(ids) * h or u.size != z.size or not np.isfinite(z).all() or not np.isfinite(u).all():
+            raise MessageError("INVALID_ARGUMENT", "targets of unequal length or not finite")
+        return ConsensusTargets.per_station(first.round, first.horizon_start, ids,
+                                            z.reshape(-1, h), u.reshape(-1, h), first.rho, first.done)
+    ids, h = tuple(batch.agent_ids), int(batch.horizon_steps)
+    zone = np.asarray(batch.agent_zone, dtype=np.int64)
+    u = _array(batch.zone_u_f64, "<f8", "zone_u")
+    shift = _array(batch.zone_shift_f64, "<f8", "zone_shift")
+    z = _array(batch.z_kw_f64, "<f8", "z_kw") if batch.z_kw_f64 else None
+    rows = u.size // h if h > 0 else 0
+    if (h <= 0 or not ids or zone.size != len(ids) or u.size != rows * h or shift.size != u.size
+            or zone.min() < 0 or zone.max() >= rows
+            or (z is not None and z.size != len(ids) * h)
+            or not all(np.isfinite(a).all() for a in (u, shift, z) if a is not None)):
+        raise MessageError("INVALID_ARGUMENT", "target batch of inconsistent shape or not finite")
+    return ConsensusTargets(round=batch.round, horizon_start=batch.horizon_start, agent_ids=ids,
+                            agent_zone=zone, zone_u=u.reshape(rows, h), rho=batch.rho,
+                            done=batch.done, zone_shift=shift.reshape(rows, h),
+                            z_kw=None if z is None else z.reshape(len(ids), h))
 
 
 # -- station state (sim-in-the-loop) ------------------------------------------------------------

@@ -458,7 +458,7 @@ class GrpcStations:
 
     async def _propose(self, targets: ConsensusTargets) -> PowerProposals:
         self._round, self._start = targets.round, targets.horizon_start
-        self._horizon = int(targets.z_kw.shape[1])
+        self._horizon = int(targets.horizon)
         asked: dict[str, asyncio.Future[pb.Proposal | None]] = {}
         for i, agent in enumerate(targets.agent_ids):
             session, state = self._sessions.get(agent), self._states.get(agent)

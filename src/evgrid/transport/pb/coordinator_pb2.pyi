@@ -103,24 +103,28 @@ class ConsensusTarget(_message.Message):
     def __init__(self, round: _Optional[int] = ..., agent_id: _Optional[str] = ..., horizon_start: _Optional[int] = ..., z_kw: _Optional[_Iterable[float]] = ..., u: _Optional[_Iterable[float]] = ..., rho: _Optional[float] = ..., price_signal: _Optional[_Iterable[float]] = ..., done: _Optional[bool] = ...) -> None: ...
 
 class TargetBatch(_message.Message):
-    __slots__ = ("round", "horizon_start", "horizon_steps", "agent_ids", "z_kw_f64", "u_f64", "rho", "done")
+    __slots__ = ("round", "horizon_start", "horizon_steps", "agent_ids", "agent_zone", "zone_u_f64", "zone_shift_f64", "rho", "done", "z_kw_f64")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     HORIZON_START_FIELD_NUMBER: _ClassVar[int]
     HORIZON_STEPS_FIELD_NUMBER: _ClassVar[int]
     AGENT_IDS_FIELD_NUMBER: _ClassVar[int]
-    Z_KW_F64_FIELD_NUMBER: _ClassVar[int]
-    U_F64_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ZONE_FIELD_NUMBER: _ClassVar[int]
+    ZONE_U_F64_FIELD_NUMBER: _ClassVar[int]
+    ZONE_SHIFT_F64_FIELD_NUMBER: _ClassVar[int]
     RHO_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
+    Z_KW_F64_FIELD_NUMBER: _ClassVar[int]
     round: int
     horizon_start: int
     horizon_steps: int
     agent_ids: _containers.RepeatedScalarFieldContainer[str]
-    z_kw_f64: bytes
-    u_f64: bytes
+    agent_zone: _containers.RepeatedScalarFieldContainer[int]
+    zone_u_f64: bytes
+    zone_shift_f64: bytes
     rho: float
     done: bool
-    def __init__(self, round: _Optional[int] = ..., horizon_start: _Optional[int] = ..., horizon_steps: _Optional[int] = ..., agent_ids: _Optional[_Iterable[str]] = ..., z_kw_f64: _Optional[bytes] = ..., u_f64: _Optional[bytes] = ..., rho: _Optional[float] = ..., done: _Optional[bool] = ...) -> None: ...
+    z_kw_f64: bytes
+    def __init__(self, round: _Optional[int] = ..., horizon_start: _Optional[int] = ..., horizon_steps: _Optional[int] = ..., agent_ids: _Optional[_Iterable[str]] = ..., agent_zone: _Optional[_Iterable[int]] = ..., zone_u_f64: _Optional[bytes] = ..., zone_shift_f64: _Optional[bytes] = ..., rho: _Optional[float] = ..., done: _Optional[bool] = ..., z_kw_f64: _Optional[bytes] = ...) -> None: ...
 
 class StationState(_message.Message):
     __slots__ = ("agent_id", "horizon_start", "dt_h", "charger", "arrival_step", "departure_step", "horizon_steps", "upper_kw", "eta", "owed_kwh", "price_per_kwh", "carbon_kg_per_kwh")
