@@ -77,7 +77,7 @@ def main() -> None:
     for n in sizes:
         inst = random_instance(n, args.horizon, seed=1)
         pack = StationPack(list(inst.states), inst.grid_zones, inst.max_power_kw,
-                           StationConfig(alpha=cfg.alpha))
+                           StationConfig())
         wall, stats = solve(inst, pack, PowerCoordinator(inst.zone_ids, cfg))
         opt = central_s = None
         if not args.no_central:
@@ -101,7 +101,7 @@ def main() -> None:
     for n in sizes:
         inst = random_instance(n, args.horizon, seed=1)
         stations = RayStations(list(inst.states), inst.grid_zones, inst.max_power_kw,
-                               StationConfig(alpha=cfg.alpha),
+                               StationConfig(),
                                stations_per_actor=default_stations_per_actor(n))
         wall, stats = solve(inst, stations, PowerCoordinator(inst.zone_ids, cfg))
         print(row(n, inst, "ray", wall, stats, *optima[n]), flush=True)

@@ -71,7 +71,7 @@ def main() -> None:
 def run_clients(port: int, n: int, horizon: int, stop_flag: object) -> None:
     """The edge side: N `run_station` tasks in this process's event loop."""
     inst = random_instance(n, horizon, seed=1)
-    config = StationConfig(alpha=AdmmConfig().alpha)
+    config = StationConfig()
 
     async def serve() -> None:
         stop = asyncio.Event()

@@ -173,7 +173,6 @@ def station(
 
     from evgrid.agents.coordinated import station_config, station_specs
     from evgrid.cli import err, fail
-    from evgrid.coordinator.admm import AdmmConfig
     from evgrid.envs.world import build_world
     from evgrid.scenario import ScenarioError, load_scenario
     from evgrid.transport.grpc_station import Backoff, StationRefused, run_station
@@ -189,7 +188,7 @@ def station(
         raise fail(f"station {station_id!r} is not a facility of {scenario}: one of {ids}")
     i = ids.index(station_id)
     # The local-problem weights must be the coordinator's: both read them from the scenario.
-    config = station_config(world, alpha=AdmmConfig().alpha)
+    config = station_config(world)
 
     async def serve() -> None:
         stop = asyncio.Event()

@@ -34,7 +34,7 @@ from evgrid.agents.baselines import LeastLaxityFirst
 from evgrid.agents.coordinated import station_config, station_specs
 from evgrid.agents.edge import EdgeStation, fallback_schedule
 from evgrid.agents.station import StationConfig, StationPack, StationState, station_states
-from evgrid.coordinator.admm import AdmmConfig, PowerCoordinator
+from evgrid.coordinator.admm import PowerCoordinator
 from evgrid.coordinator.driver import MixedStations, solve_period
 from evgrid.envs import Simulator
 from evgrid.transport import codec
@@ -183,7 +183,6 @@ def echo_proposal(sid: str, msg: pb.ExchangeResponse) -> pb.Proposal:
         round=t.round,
         agent_id=sid,
         horizon_start=t.horizon_start,
-        power_kw=[0.0] * h,
         plan_kw=[0.0] * h,
         participants=[0] * h,
         objective=0.0,
@@ -237,7 +236,7 @@ def small() -> dict[str, Any]:
         caps=caps,
         h=h,
         states=station_states(obs, ids, h),
-        config=station_config(world, alpha=AdmmConfig().alpha),
+        config=station_config(world),
     )
 
 
@@ -345,7 +344,7 @@ def test_malformed_proposals_are_invalid_argument_and_others_keep_going(serve, e
         def script(k: int, msg: pb.ExchangeResponse) -> pb.Proposal:
             p = echo_proposal(how, msg)
             if how == "nan":
-                p.power_kw[3] = float("nan")
+                p.plan_kw[3] = float("nan")
             elif how == "short":
                 del p.plan_kw[-1]
             elif how == "over":

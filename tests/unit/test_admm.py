@@ -41,7 +41,7 @@ def wired(n_stations: int, seed: int, config: AdmmConfig | None = None):  # type
     inst = random_instance(n_stations, 24, seed=seed, dt_h=1.0)
     cfg = config or AdmmConfig()
     pack = StationPack(list(inst.states), inst.grid_zones, inst.max_power_kw,
-                       StationConfig(alpha=cfg.alpha))
+                       StationConfig())
     coord = PowerCoordinator(inst.zone_ids, cfg)
     for reg in pack.registrations():
         coord.register(reg)

@@ -56,7 +56,7 @@ class CoordinatedPolicy:
     history: list[AdmmStats] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.config = station_config(self.world, alpha=self.admm.alpha)
+        self.config = station_config(self.world)
         self.transport = self.stations(self.world, self.config)
         self.coordinator = self.coordinator_factory(list(self.world.grid_ids), self.admm)
         for reg in self.transport.registrations():

@@ -135,7 +135,7 @@ def admm_round(
     xh: np.ndarray, x: np.ndarray, mu: np.ndarray, shift: np.ndarray, u: np.ndarray,
     src: np.ndarray, row_ptr: np.ndarray, q: np.ndarray, upper: np.ndarray,
     budget: np.ndarray, width: np.ndarray, rho: float, wear: float, alpha: float,
-    xh_sum: np.ndarray, x_sum: np.ndarray, cost: np.ndarray,
+    relax_to_z: bool, xh_sum: np.ndarray, x_sum: np.ndarray, cost: np.ndarray,
 ) -> None:
     """One ADMM x-update for every EV of every targeted station, in place (Boyd §7.3, §3.4.3).
 
@@ -144,8 +144,9 @@ def admm_round(
     only while plugged in (its first ``width`` steps; after that it has no variable and
     x = x̂ = 0). Its target is its last relaxed plan moved by the zone's correction,
     z = x̂ + shift_k, minus the scaled dual u_k; it solves its local problem (``x``) and
-    over-relaxes (x̂ = αx + (1−α)z), and the station's sums of x̂ and x and its cost
-    Σ q·x + κΔt·x² are accumulated.
+    over-relaxes (x̂ = αx + (1−α)z; in round 0, whose target is the warm start rather than a
+    consensus, towards the z = 0 the coordinator sent: x̂ = αx), and the station's sums of x̂
+    and x and its cost Σ q·x + κΔt·x² are accumulated.
     """
     n_st, h = src.size, shift.shape[1]
     d = rho + 2.0 * wear
@@ -170,7 +171,7 @@ def admm_round(
             for t in range(wr):
                 v = min(max(a[t] - m * b, 0.0), upper[r, t])
                 x[r, t] = v
-                xh[r, t] = alpha * v + (1.0 - alpha) * z[t]
+                xh[r, t] = alpha * v + (1.0 - alpha) * z[t] if relax_to_z else alpha * v
                 xh_sum[s, t] += xh[r, t]
                 x_sum[s, t] += v
                 c += (q[r, t] + wear * v) * v
@@ -183,5 +184,6 @@ def warm_up() -> None:
     node or actor that compiled during its first round would miss that round's deadline."""
     one, z = np.ones((1, 1)), np.zeros((1, 1))
     admm_round(z.copy(), z.copy(), np.zeros(1), z, z, np.zeros(1, np.int64), np.array([0, 1]), z,
-               one, np.ones(1), np.ones(1, np.int64), 1.0, 0.0, 1.5, z.copy(), z.copy(), np.zeros(1))
+               one, np.ones(1), np.ones(1, np.int64), 1.0, 0.0, 1.5, True, z.copy(), z.copy(),
+               np.zeros(1))
     solve_local(z, z, one, np.ones(1), rho=1.0, wear=0.0)

@@ -37,7 +37,6 @@ class StationConfig:
     carbon_price_per_kg: float = 0.05
     wear_per_kw2h: float = 0.002  # κ: battery-wear cost of charging at p kW for 1 h is κ·p²
     urgency_per_h: float = 0.05  # a kWh delivered h hours later is worth (1 − urgency)^h as much
-    alpha: float = 1.8  # ADMM over-relaxation (must match the coordinator's)
 
 
 @dataclass(frozen=True)
@@ -212,11 +211,10 @@ class StationPack:
         admm_round(self.xh, self.x, self.mu, np.ascontiguousarray(shift, dtype=float),
                    np.ascontiguousarray(u, dtype=float), src, self.row_ptr, self.q, self.upper,
                    self.budget, self.width, float(targets.rho), float(self.wear),
-                   float(self.config.alpha), self.xh_sum, self.x_sum, self.cost)
+                   float(targets.alpha), targets.round > 0, self.xh_sum, self.x_sum, self.cost)
         return PowerProposals(
             round=targets.round, horizon_start=targets.horizon_start,
-            agent_ids=targets.agent_ids, power_kw=self.xh_sum[sel].copy(),
-            plan_kw=self.x_sum[sel].copy(), participants=self.present[sel],
+            agent_ids=targets.agent_ids, plan_kw=self.x_sum[sel].copy(), participants=self.present[sel],
             objective=self.cost[sel] + self.const[sel], want_kw=self.want_now[sel],
         )
 

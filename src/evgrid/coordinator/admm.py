@@ -38,7 +38,7 @@ class AdmmConfig:
     rho: float = 0.02  # initial penalty [currency/kW²] (scaled by residual balancing)
     alpha: float = 1.8  # over-relaxation, 1.5–1.8 works best (1.8 measured best here)
     eps_abs: float = 5e-3  # absolute residual tolerance per entry [kW]
-    eps_rel: float = 5e-3  # relative residual tolerance (0.5 %: ≈0.06 % objective gap)
+    eps_rel: float = 1e-3  # relative residual tolerance (measured: gap ≤ 0.09 % in 24–32 rounds)
     violation_tol: float = 1e-3  # coupling violation, share of the limit
     max_iter: int = 200
     deadline_s: float = 5.0  # wall clock per solve
@@ -198,7 +198,7 @@ class PowerCoordinator:
         assert p is not None
         return ConsensusTargets(round=p.round, horizon_start=p.start, agent_ids=p.agents,
                                 agent_zone=p.zone_of, zone_u=self.u, rho=self.rho, done=done,
-                                zone_shift=shift, z_kw=z)
+                                zone_shift=shift, z_kw=z, alpha=self.config.alpha)
 
     def update(self, proposals: PowerProposals) -> ConsensusTargets:
         """Consume one round; return the next round's targets (``done`` when finished)."""
@@ -212,7 +212,12 @@ class PowerCoordinator:
             rows = np.array([p.row[a] for a in proposals.agent_ids], dtype=np.int64)
             missing = len(p.agents) - int(np.unique(rows).size)
         if len(proposals):
-            p.xh[rows], p.x[rows] = proposals.power_kw, proposals.plan_kw
+            # x̂ = αx + (1−α)z (Boyd §3.4.3), formed here from the z each station was sent
+            # (z = 0 in round 0, as begin() sent).
+            x_new = proposals.plan_kw
+            p.xh[rows] = cfg.alpha * x_new if p.z_prev is None else (
+                cfg.alpha * x_new + (1 - cfg.alpha) * p.z_prev[rows])
+            p.x[rows] = x_new
             p.n[rows], p.obj[rows] = proposals.participants, proposals.objective
             p.want[rows] = proposals.want
         xh, x, n = p.xh, p.x, p.n

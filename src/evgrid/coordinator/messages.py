@@ -28,13 +28,14 @@ class PowerProposals:
     """Stations' answers to one round, one row per station (a batch of one for an edge node).
 
     Batches keep the in-process and packed-actor paths vectorised; the gRPC path sends one
-    row per message. All arrays are [M, H] or [M].
+    row per message. All arrays are [M, H] or [M]. A station sends its plan x only: the
+    over-relaxed x̂ = αx + (1−α)z that the z-update averages is linear in x, so the
+    coordinator forms it from the z it sent (half the bytes on every link).
     """
 
     round: int
     horizon_start: int
     agent_ids: tuple[str, ...]
-    power_kw: np.ndarray  # [M, H] over-relaxed profile x̂ (what the coordinator averages)
     plan_kw: np.ndarray  # [M, H] the local minimiser x (what the station would execute)
     participants: np.ndarray  # [M, H] EVs plugged in at each step (the sharing ADMM's N_i)
     objective: np.ndarray  # [M] local objective at x [currency]
@@ -50,8 +51,7 @@ class PowerProposals:
     def take(self, rows: np.ndarray) -> PowerProposals:
         rows = np.asarray(rows, dtype=np.int64)
         return PowerProposals(self.round, self.horizon_start,
-                              tuple(self.agent_ids[i] for i in rows), self.power_kw[rows],
-                              self.plan_kw[rows], self.participants[rows], self.objective[rows],
+                              tuple(self.agent_ids[i] for i in rows), self.plan_kw[rows], self.participants[rows], self.objective[rows],
                               self.want[rows])
 
     @staticmethod
@@ -59,10 +59,10 @@ class PowerProposals:
         parts = [p for p in parts if len(p)]
         if not parts:
             z = np.zeros((0, horizon))
-            return PowerProposals(round, horizon_start, (), z, z, z, np.zeros(0))
+            return PowerProposals(round, horizon_start, (), z, z, np.zeros(0))
         return PowerProposals(
             round, horizon_start, tuple(a for p in parts for a in p.agent_ids),
-            np.concatenate([p.power_kw for p in parts]), np.concatenate([p.plan_kw for p in parts]),
+            np.concatenate([p.plan_kw for p in parts]),
             np.concatenate([p.participants for p in parts]),
             np.concatenate([p.objective for p in parts]),
             np.concatenate([p.want for p in parts]),
@@ -89,14 +89,16 @@ class ConsensusTargets:
     done: bool = False  # converged or out of time: execute the plan
     zone_shift: np.ndarray | None = None  # [K, H] z_v − x̂_v per participant [kW]
     z_kw: np.ndarray | None = None  # [M, H] each station's consensus share Z_i [kW]
+    alpha: float = 1.0  # over-relaxation the coordinator applies to this round's answers
 
     @staticmethod
     def per_station(round: int, horizon_start: int, agent_ids: tuple[str, ...], z_kw: np.ndarray,
-                    u: np.ndarray, rho: float, done: bool = False) -> ConsensusTargets:
+                    u: np.ndarray, rho: float, done: bool = False,
+                    alpha: float = 1.0) -> ConsensusTargets:
         """Targets as an edge node receives them: one z and u row per station, no zone rows."""
         return ConsensusTargets(round, horizon_start, agent_ids, np.arange(len(agent_ids)),
                                 np.asarray(u, dtype=float), rho, done, None,
-                                np.asarray(z_kw, dtype=float))
+                                np.asarray(z_kw, dtype=float), alpha)
 
     def __len__(self) -> int:
         return len(self.agent_ids)

@@ -58,7 +58,7 @@ def registration_from_proto(msg: pb.RegisterRequest, grid_zones: list[str]) -> R
 def proposal_to_proto(p: PowerProposals, i: int) -> pb.Proposal:
     """One station's proposal (what an edge node sends on its stream)."""
     return pb.Proposal(round=p.round, agent_id=p.agent_ids[i], horizon_start=p.horizon_start,
-                       power_kw=p.power_kw[i].tolist(), plan_kw=p.plan_kw[i].tolist(),
+                       plan_kw=p.plan_kw[i].tolist(),
                        participants=p.participants[i].astype(np.int64).tolist(),
                        objective=float(p.objective[i]), want_now_kw=float(p.want[i]))
 
@@ -66,8 +66,8 @@ def proposal_to_proto(p: PowerProposals, i: int) -> pb.Proposal:
 def proposals_to_proto(p: PowerProposals) -> pb.ProposalBatch:
     """Many stations' proposals in columns (what a Ray pack sends)."""
     return pb.ProposalBatch(
-        round=p.round, horizon_start=p.horizon_start, horizon_steps=p.power_kw.shape[1],
-        agent_ids=list(p.agent_ids), power_kw_f64=_f64(p.power_kw), plan_kw_f64=_f64(p.plan_kw),
+        round=p.round, horizon_start=p.horizon_start, horizon_steps=p.plan_kw.shape[1],
+        agent_ids=list(p.agent_ids), plan_kw_f64=_f64(p.plan_kw),
         participants_i32=np.ascontiguousarray(p.participants, dtype="<i4").tobytes(),
         objective=p.objective.tolist(), want_now_kw=p.want.tolist())
 
@@ -107,13 +107,13 @@ def _check_sender(
 
 def _decode_proposals(
     agent_ids: tuple[str, ...], caps: np.ndarray, *, round: int, horizon_start: int,
-    horizon: int, power: object, plan: object, participants: object, objective: object,
+    horizon: int, plan: object, participants: object, objective: object,
     want: object,
 ) -> PowerProposals:
     """Check the values of M proposals at once (INVALID_ARGUMENT) and decode them."""
     m = len(agent_ids)
     cols = {}
-    for name, raw, per_step in (("power_kw", power, True), ("plan_kw", plan, True),
+    for name, raw, per_step in (("plan_kw", plan, True),
                                 ("participants", participants, True),
                                 ("objective", objective, False), ("want_now_kw", want, False)):
         size = m * horizon if per_step else m
@@ -129,7 +129,7 @@ def _decode_proposals(
                                f"{name} of {agent_ids[row]!r} holds NaN or infinite values")
         cols[name] = values.reshape(m, horizon) if per_step else values
     top = caps * (1 + LIMIT_RTOL) + 1e-9
-    plan_kw = cols["plan_kw"]  # x̂ is a relaxation and may leave the box; x may not
+    plan_kw = cols["plan_kw"]
     out = (plan_kw.min(axis=1, initial=0.0) < -1e-9) | (plan_kw.max(axis=1, initial=0.0) > top)
     if out.any():
         k = int(np.flatnonzero(out)[0])
@@ -149,8 +149,7 @@ def _decode_proposals(
         raise MessageError("INVALID_ARGUMENT",
                            f"want_now_kw {want_kw[k]} is outside [0, {caps[k]:g}] kW")
     return PowerProposals(
-        round=round, horizon_start=horizon_start, agent_ids=agent_ids, power_kw=cols["power_kw"],
-        plan_kw=plan_kw, participants=cols["participants"], objective=cols["objective"],
+        round=round, horizon_start=horizon_start, agent_ids=agent_ids, plan_kw=plan_kw, participants=cols["participants"], objective=cols["objective"],
         want_kw=want_kw,
     )
 
@@ -165,7 +164,7 @@ def check_proposal(
                          round=round, horizon_start=horizon_start)
     return _decode_proposals(
         (msg.agent_id,), caps, round=round, horizon_start=horizon_start, horizon=horizon,
-        power=msg.power_kw, plan=msg.plan_kw, participants=msg.participants,
+        plan=msg.plan_kw, participants=msg.participants,
         objective=[msg.objective], want=[msg.want_now_kw])
 
 
@@ -181,7 +180,6 @@ def proposals_from_proto(
         raise MessageError("INVALID_ARGUMENT", "a station appears twice in one batch")
     return _decode_proposals(
         ids, caps, round=round, horizon_start=horizon_start, horizon=horizon,
-        power=_array(batch.power_kw_f64, "<f8", "power_kw"),
         plan=_array(batch.plan_kw_f64, "<f8", "plan_kw"),
         participants=_array(batch.participants_i32, "<i4", "participants"),
         objective=batch.objective, want=batch.want_now_kw)
@@ -195,7 +193,7 @@ def target_to_proto(t: ConsensusTargets, i: int) -> pb.ConsensusTarget:
     u = t.zone_u[t.agent_zone[i]]
     return pb.ConsensusTarget(round=t.round, agent_id=t.agent_ids[i], horizon_start=t.horizon_start,
                               z_kw=t.z_kw[i].tolist(), u=u.tolist(), rho=t.rho,
-                              price_signal=(t.rho * u).tolist(), done=t.done)
+                              price_signal=(t.rho * u).tolist(), done=t.done, alpha=t.alpha)
 
 
 def targets_to_proto(t: ConsensusTargets, *, with_z: bool = False) -> pb.TargetBatch:
@@ -206,6 +204,7 @@ def targets_to_proto(t: ConsensusTargets, *, with_z: bool = False) -> pb.TargetB
         round=t.round, horizon_start=t.horizon_start, horizon_steps=t.horizon,
         agent_ids=list(t.agent_ids), agent_zone=t.agent_zone.tolist(),
         zone_u_f64=_f64(t.zone_u), zone_shift_f64=_f64(t.zone_shift), rho=t.rho, done=t.done,
+        alpha=t.alpha,
         z_kw_f64=_f64(t.z_kw) if with_z and t.z_kw is not None else b"")
 
 
@@ -217,10 +216,13 @@ def targets_from_proto(batch: pb.TargetBatch | list[pb.ConsensusTarget]) -> Cons
         first, ids, h = batch[0], tuple(m.agent_id for m in batch), len(batch[0].z_kw)
         z = np.asarray([x for m in batch for x in m.z_kw], dtype=float)
         u = np.asarray([x for m in batch for x in m.u], dtype=float)
-        if z.size != len(ids) * h or u.size != z.size or not np.isfinite(z).all() or not np.isfinite(u).all():
-            raise MessageError("INVALID_ARGUMENT", "targets of unequal length or not finite")
+        if (z.size != len(ids) * h or u.size != z.size or not np.isfinite(z).all()
+                or not np.isfinite(u).all() or not 0 < first.alpha < 2):
+            raise MessageError("INVALID_ARGUMENT", "targets of unequal length, not finite or "
+                               "with alpha outside (0, 2)")
         return ConsensusTargets.per_station(first.round, first.horizon_start, ids,
-                                            z.reshape(-1, h), u.reshape(-1, h), first.rho, first.done)
+                                            z.reshape(-1, h), u.reshape(-1, h), first.rho, first.done,
+                                            first.alpha)
     ids, h = tuple(batch.agent_ids), int(batch.horizon_steps)
     zone = np.asarray(batch.agent_zone, dtype=np.int64)
     u = _array(batch.zone_u_f64, "<f8", "zone_u")
@@ -228,6 +230,7 @@ def targets_from_proto(batch: pb.TargetBatch | list[pb.ConsensusTarget]) -> Cons
     z = _array(batch.z_kw_f64, "<f8", "z_kw") if batch.z_kw_f64 else None
     rows = u.size // h if h > 0 else 0
     if (h <= 0 or not ids or zone.size != len(ids) or u.size != rows * h or shift.size != u.size
+            or not 0 < batch.alpha < 2
             or zone.min() < 0 or zone.max() >= rows
             or (z is not None and z.size != len(ids) * h)
             or not all(np.isfinite(a).all() for a in (u, shift, z) if a is not None)):
@@ -235,7 +238,7 @@ def targets_from_proto(batch: pb.TargetBatch | list[pb.ConsensusTarget]) -> Cons
     return ConsensusTargets(round=batch.round, horizon_start=batch.horizon_start, agent_ids=ids,
                             agent_zone=zone, zone_u=u.reshape(rows, h), rho=batch.rho,
                             done=batch.done, zone_shift=shift.reshape(rows, h),
-                            z_kw=None if z is None else z.reshape(len(ids), h))
+                            z_kw=None if z is None else z.reshape(len(ids), h), alpha=batch.alpha)
 
 
 # -- station state (sim-in-the-loop) ------------------------------------------------------------

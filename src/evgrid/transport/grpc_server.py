@@ -532,6 +532,7 @@ class GrpcStations:
                     rho=rho,
                     price_signal=[0.0] * h,
                     done=True,
+                    alpha=1.0,  # nothing left to relax: this target is executed, not answered
                 )
             )
             session.executed = self.loop.create_future()

@@ -41,11 +41,10 @@ class RegisterResponse(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., grid_zones: _Optional[_Iterable[str]] = ..., dt_h: _Optional[float] = ...) -> None: ...
 
 class Proposal(_message.Message):
-    __slots__ = ("round", "agent_id", "horizon_start", "power_kw", "plan_kw", "participants", "objective", "want_now_kw")
+    __slots__ = ("round", "agent_id", "horizon_start", "plan_kw", "participants", "objective", "want_now_kw")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     HORIZON_START_FIELD_NUMBER: _ClassVar[int]
-    POWER_KW_FIELD_NUMBER: _ClassVar[int]
     PLAN_KW_FIELD_NUMBER: _ClassVar[int]
     PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
     OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
@@ -53,20 +52,18 @@ class Proposal(_message.Message):
     round: int
     agent_id: str
     horizon_start: int
-    power_kw: _containers.RepeatedScalarFieldContainer[float]
     plan_kw: _containers.RepeatedScalarFieldContainer[float]
     participants: _containers.RepeatedScalarFieldContainer[int]
     objective: float
     want_now_kw: float
-    def __init__(self, round: _Optional[int] = ..., agent_id: _Optional[str] = ..., horizon_start: _Optional[int] = ..., power_kw: _Optional[_Iterable[float]] = ..., plan_kw: _Optional[_Iterable[float]] = ..., participants: _Optional[_Iterable[int]] = ..., objective: _Optional[float] = ..., want_now_kw: _Optional[float] = ...) -> None: ...
+    def __init__(self, round: _Optional[int] = ..., agent_id: _Optional[str] = ..., horizon_start: _Optional[int] = ..., plan_kw: _Optional[_Iterable[float]] = ..., participants: _Optional[_Iterable[int]] = ..., objective: _Optional[float] = ..., want_now_kw: _Optional[float] = ...) -> None: ...
 
 class ProposalBatch(_message.Message):
-    __slots__ = ("round", "horizon_start", "horizon_steps", "agent_ids", "power_kw_f64", "plan_kw_f64", "participants_i32", "objective", "want_now_kw")
+    __slots__ = ("round", "horizon_start", "horizon_steps", "agent_ids", "plan_kw_f64", "participants_i32", "objective", "want_now_kw")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     HORIZON_START_FIELD_NUMBER: _ClassVar[int]
     HORIZON_STEPS_FIELD_NUMBER: _ClassVar[int]
     AGENT_IDS_FIELD_NUMBER: _ClassVar[int]
-    POWER_KW_F64_FIELD_NUMBER: _ClassVar[int]
     PLAN_KW_F64_FIELD_NUMBER: _ClassVar[int]
     PARTICIPANTS_I32_FIELD_NUMBER: _ClassVar[int]
     OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
@@ -75,15 +72,14 @@ class ProposalBatch(_message.Message):
     horizon_start: int
     horizon_steps: int
     agent_ids: _containers.RepeatedScalarFieldContainer[str]
-    power_kw_f64: bytes
     plan_kw_f64: bytes
     participants_i32: bytes
     objective: _containers.RepeatedScalarFieldContainer[float]
     want_now_kw: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, round: _Optional[int] = ..., horizon_start: _Optional[int] = ..., horizon_steps: _Optional[int] = ..., agent_ids: _Optional[_Iterable[str]] = ..., power_kw_f64: _Optional[bytes] = ..., plan_kw_f64: _Optional[bytes] = ..., participants_i32: _Optional[bytes] = ..., objective: _Optional[_Iterable[float]] = ..., want_now_kw: _Optional[_Iterable[float]] = ...) -> None: ...
+    def __init__(self, round: _Optional[int] = ..., horizon_start: _Optional[int] = ..., horizon_steps: _Optional[int] = ..., agent_ids: _Optional[_Iterable[str]] = ..., plan_kw_f64: _Optional[bytes] = ..., participants_i32: _Optional[bytes] = ..., objective: _Optional[_Iterable[float]] = ..., want_now_kw: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ConsensusTarget(_message.Message):
-    __slots__ = ("round", "agent_id", "horizon_start", "z_kw", "u", "rho", "price_signal", "done")
+    __slots__ = ("round", "agent_id", "horizon_start", "z_kw", "u", "rho", "price_signal", "done", "alpha")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     HORIZON_START_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +88,7 @@ class ConsensusTarget(_message.Message):
     RHO_FIELD_NUMBER: _ClassVar[int]
     PRICE_SIGNAL_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
     round: int
     agent_id: str
     horizon_start: int
@@ -100,10 +97,11 @@ class ConsensusTarget(_message.Message):
     rho: float
     price_signal: _containers.RepeatedScalarFieldContainer[float]
     done: bool
-    def __init__(self, round: _Optional[int] = ..., agent_id: _Optional[str] = ..., horizon_start: _Optional[int] = ..., z_kw: _Optional[_Iterable[float]] = ..., u: _Optional[_Iterable[float]] = ..., rho: _Optional[float] = ..., price_signal: _Optional[_Iterable[float]] = ..., done: _Optional[bool] = ...) -> None: ...
+    alpha: float
+    def __init__(self, round: _Optional[int] = ..., agent_id: _Optional[str] = ..., horizon_start: _Optional[int] = ..., z_kw: _Optional[_Iterable[float]] = ..., u: _Optional[_Iterable[float]] = ..., rho: _Optional[float] = ..., price_signal: _Optional[_Iterable[float]] = ..., done: _Optional[bool] = ..., alpha: _Optional[float] = ...) -> None: ...
 
 class TargetBatch(_message.Message):
-    __slots__ = ("round", "horizon_start", "horizon_steps", "agent_ids", "agent_zone", "zone_u_f64", "zone_shift_f64", "rho", "done", "z_kw_f64")
+    __slots__ = ("round", "horizon_start", "horizon_steps", "agent_ids", "agent_zone", "zone_u_f64", "zone_shift_f64", "rho", "done", "z_kw_f64", "alpha")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     HORIZON_START_FIELD_NUMBER: _ClassVar[int]
     HORIZON_STEPS_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +112,7 @@ class TargetBatch(_message.Message):
     RHO_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
     Z_KW_F64_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
     round: int
     horizon_start: int
     horizon_steps: int
@@ -124,7 +123,8 @@ class TargetBatch(_message.Message):
     rho: float
     done: bool
     z_kw_f64: bytes
-    def __init__(self, round: _Optional[int] = ..., horizon_start: _Optional[int] = ..., horizon_steps: _Optional[int] = ..., agent_ids: _Optional[_Iterable[str]] = ..., agent_zone: _Optional[_Iterable[int]] = ..., zone_u_f64: _Optional[bytes] = ..., zone_shift_f64: _Optional[bytes] = ..., rho: _Optional[float] = ..., done: _Optional[bool] = ..., z_kw_f64: _Optional[bytes] = ...) -> None: ...
+    alpha: float
+    def __init__(self, round: _Optional[int] = ..., horizon_start: _Optional[int] = ..., horizon_steps: _Optional[int] = ..., agent_ids: _Optional[_Iterable[str]] = ..., agent_zone: _Optional[_Iterable[int]] = ..., zone_u_f64: _Optional[bytes] = ..., zone_shift_f64: _Optional[bytes] = ..., rho: _Optional[float] = ..., done: _Optional[bool] = ..., z_kw_f64: _Optional[bytes] = ..., alpha: _Optional[float] = ...) -> None: ...
 
 class StationState(_message.Message):
     __slots__ = ("agent_id", "horizon_start", "dt_h", "charger", "arrival_step", "departure_step", "horizon_steps", "upper_kw", "eta", "owed_kwh", "price_per_kwh", "carbon_kg_per_kwh")
