@@ -1,0 +1,130 @@
+"""The columnar batches (Ray packs) and the per-station path (edge nodes) carry one ADMM.
+
+A batch must decode to exactly what was sent, refuse what the codec promises to refuse with
+the status it names, and a station fed per-station targets (its share z) must make the same
+move as one fed its zone's rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from evgrid.agents.station import StationConfig, StationPack
+from evgrid.agents.synthetic import random_instance
+from evgrid.coordinator import AdmmConfig, PowerCoordinator
+from evgrid.coordinator.messages import ConsensusTargets
+from evgrid.transport import codec
+from evgrid.transport.pb import coordinator_pb2 as pb
+
+
+def wired_round(n: int = 6, rounds: int = 3):  # type: ignore[no-untyped-def]
+    """A random 24-step instance after ``rounds`` in-process ADMM rounds."""
+    inst = random_instance(n, 24, seed=3, dt_h=1.0)
+    pack = StationPack(list(inst.states), inst.grid_zones, inst.max_power_kw, StationConfig())
+    pack.begin_period(inst.states)
+    coord = PowerCoordinator(inst.zone_ids, AdmmConfig())
+    for reg in pack.registrations():
+        coord.register(reg)
+    targets = coord.begin(5, inst.zone_limit_kw, inst.city_limit_kw)
+    for _ in range(rounds):
+        props = pack.propose(targets)
+        targets = coord.update(props)
+    return inst, pack, coord, props, targets
+
+
+def test_batches_round_trip_exactly() -> None:
+    _, _, coord, props, targets = wired_round()
+    back = codec.proposals_from_proto(
+        pb.ProposalBatch.FromString(codec.proposals_to_proto(props).SerializeToString()),
+        registry=coord.registry, round=props.round, horizon_start=5, horizon=24)
+    assert back.agent_ids == props.agent_ids
+    for name in ("plan_kw", "participants", "objective", "want"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(props, name))
+    for with_z in (False, True):
+        raw = codec.targets_to_proto(targets, with_z=with_z).SerializeToString()
+        t = codec.targets_from_proto(pb.TargetBatch.FromString(raw))
+        assert (t.round, t.agent_ids, t.rho, t.alpha, t.done) == (
+            targets.round, targets.agent_ids, targets.rho, targets.alpha, targets.done)
+        np.testing.assert_array_equal(t.u, targets.u)
+        np.testing.assert_array_equal(t.zone_shift, targets.zone_shift)
+        assert (t.z_kw is None) is not with_z
+    # Zone rows, not station rows: the batch does not grow with the stations it addresses.
+    assert len(codec.targets_to_proto(targets).zone_u_f64) == 8 * targets.zone_u.size
+
+
+def corrupt(batch: pb.ProposalBatch, how: str) -> pb.ProposalBatch:
+    b = pb.ProposalBatch()
+    b.CopyFrom(batch)
+    plan = np.frombuffer(b.plan_kw_f64, "<f8").copy()
+    if how == "nan":
+        plan[30] = np.nan
+    elif how == "beyond":
+        plan[0] = 1e6
+    elif how == "short":
+        plan = plan[:-1]
+    elif how == "ragged":
+        b.plan_kw_f64 = b.plan_kw_f64[:-3]
+        return b
+    elif how == "twice":
+        b.agent_ids[1] = b.agent_ids[0]
+    elif how == "want":
+        b.want_now_kw[2] = -1.0
+    elif how == "stranger":
+        b.agent_ids[0] = "nobody"
+    elif how == "stale":
+        b.round -= 1
+    b.plan_kw_f64 = plan.astype("<f8").tobytes()
+    return b
+
+
+@pytest.mark.parametrize(("how", "code", "words"), [
+    ("nan", "INVALID_ARGUMENT", "plan_kw of 's0001' holds NaN"),
+    ("beyond", "INVALID_ARGUMENT", "outside the registered"),
+    ("short", "INVALID_ARGUMENT", "plan_kw has 143 values"),
+    ("ragged", "INVALID_ARGUMENT", "not whole <f8"),
+    ("twice", "INVALID_ARGUMENT", "appears twice"),
+    ("want", "INVALID_ARGUMENT", "want_now_kw -1.0"),
+    ("stranger", "UNAUTHENTICATED", "'nobody' is not a registered station"),
+    ("stale", "FAILED_PRECONDITION", "is stale"),
+])
+def test_a_bad_batch_is_refused_with_its_status(how: str, code: str, words: str) -> None:
+    _, _, coord, props, _ = wired_round()
+    batch = corrupt(codec.proposals_to_proto(props), how)
+    with pytest.raises(codec.MessageError, match=words) as info:
+        codec.proposals_from_proto(batch, registry=coord.registry, round=props.round,
+                                   horizon_start=5, horizon=24)
+    assert info.value.code == code
+
+
+def test_a_malformed_target_batch_is_refused() -> None:
+    *_, targets = wired_round()
+    for field, value in (("alpha", 2.5), ("horizon_steps", 23)):
+        b = codec.targets_to_proto(targets)
+        setattr(b, field, value)
+        with pytest.raises(codec.MessageError):
+            codec.targets_from_proto(b)
+    b = codec.targets_to_proto(targets)
+    b.agent_zone[0] = 99  # a zone row the batch does not carry
+    with pytest.raises(codec.MessageError):
+        codec.targets_from_proto(b)
+
+
+def test_per_station_targets_move_a_station_like_zone_rows() -> None:
+    """An edge node derives its zone's shift from its share z; a pack gets the shift itself.
+    Both must make the same x-update, and the x̂ the coordinator forms must be the station's."""
+    inst, pack, coord, *_ = wired_round(rounds=1)
+    twin = StationPack(list(inst.states), inst.grid_zones, inst.max_power_kw, StationConfig())
+    twin.begin_period(inst.states)
+    pack.begin_period(inst.states)  # both from the same start, rounds 0-4
+    replay = coord.begin(5, inst.zone_limit_kw, inst.city_limit_kw)
+    for _ in range(5):
+        mine = pack.propose(replay)
+        edge = ConsensusTargets.per_station(replay.round, replay.horizon_start, replay.agent_ids,
+                                            replay.z_kw, replay.u, replay.rho, replay.done,
+                                            replay.alpha)
+        theirs = twin.propose(edge)
+        np.testing.assert_allclose(theirs.plan_kw, mine.plan_kw, rtol=1e-9, atol=1e-9)
+        replay = coord.update(mine)
+        assert coord._p is not None
+        np.testing.assert_allclose(coord._p.xh, pack.xh_sum, rtol=1e-9, atol=1e-9)
