@@ -46,9 +46,10 @@ def solve(inst, transport, coordinator, repeats: int = 3):  # type: ignore[no-un
 
 
 def row(n: int, inst, transport: str, wall: float, stats, opt: float | None,  # type: ignore[no-untyped-def]
-        central_s: float | None) -> str:
+        central_s: float | None, seed: int) -> str:
     return json.dumps({
         "benchmark": "admm",
+        "seed": seed,
         "n_stations": n,
         "n_evs": int(sum(s.charger.size for s in inst.states.values())),
         "horizon_steps": int(inst.city_limit_kw.size),
@@ -69,13 +70,15 @@ def main() -> None:
     ap.add_argument("--horizon", type=int, default=96)
     ap.add_argument("--ray", action="store_true", help="also over Ray with packed actors")
     ap.add_argument("--no-central", action="store_true", help="skip the centralised solve")
+    ap.add_argument("--seed", type=int, action="append", default=None,
+                    help="instance seed(s) (default 1); repeat for a sweep")
     args = ap.parse_args()
     cfg = AdmmConfig()
-    sizes = args.n or [10, 100, 1000]
-    optima: dict[int, tuple[float | None, float | None]] = {}
+    cases = [(s, n) for s in args.seed or [1] for n in args.n or [10, 100, 1000]]
+    optima: dict[tuple[int, int], tuple[float | None, float | None]] = {}
     # In-process first, before Ray's workers or a solver's threads share the cores.
-    for n in sizes:
-        inst = random_instance(n, args.horizon, seed=1)
+    for seed, n in cases:
+        inst = random_instance(n, args.horizon, seed=seed)
         pack = StationPack(list(inst.states), inst.grid_zones, inst.max_power_kw,
                            StationConfig())
         wall, stats = solve(inst, pack, PowerCoordinator(inst.zone_ids, cfg))
@@ -86,8 +89,8 @@ def main() -> None:
             t = time.perf_counter()
             opt, _ = centralised_optimum(pack, zone_of, inst.zone_limit_kw, inst.city_limit_kw)
             central_s = time.perf_counter() - t
-        optima[n] = (opt, central_s)
-        print(row(n, inst, "inprocess", wall, stats, opt, central_s), flush=True)
+        optima[seed, n] = (opt, central_s)
+        print(row(n, inst, "inprocess", wall, stats, opt, central_s, seed), flush=True)
     if not args.ray:
         return
     from evgrid.transport.ray_actors import (
@@ -98,13 +101,13 @@ def main() -> None:
     )
 
     ensure_ray(num_cpus=os.cpu_count())
-    for n in sizes:
-        inst = random_instance(n, args.horizon, seed=1)
+    for seed, n in cases:
+        inst = random_instance(n, args.horizon, seed=seed)
         stations = RayStations(list(inst.states), inst.grid_zones, inst.max_power_kw,
                                StationConfig(),
                                stations_per_actor=default_stations_per_actor(n))
         wall, stats = solve(inst, stations, PowerCoordinator(inst.zone_ids, cfg))
-        print(row(n, inst, "ray", wall, stats, *optima[n]), flush=True)
+        print(row(n, inst, "ray", wall, stats, *optima[seed, n], seed), flush=True)
         coordinator = RayCoordinator(inst.zone_ids, cfg)
         for reg in stations.registrations():
             coordinator.register(reg)
@@ -112,8 +115,8 @@ def main() -> None:
         t = time.perf_counter()
         stats = solve_period(coordinator, stations, horizon_start=0,
                              zone_limit_kw=inst.zone_limit_kw, city_limit_kw=inst.city_limit_kw)
-        print(row(n, inst, "ray+coordinator_actor", time.perf_counter() - t, stats, *optima[n]),
-              flush=True)
+        print(row(n, inst, "ray+coordinator_actor", time.perf_counter() - t, stats,
+                  *optima[seed, n], seed), flush=True)
         for actor in stations.actors:
             ray.kill(actor)
 

@@ -214,8 +214,9 @@ class StationPack:
                    float(targets.alpha), targets.round > 0, self.xh_sum, self.x_sum, self.cost)
         return PowerProposals(
             round=targets.round, horizon_start=targets.horizon_start,
-            agent_ids=targets.agent_ids, plan_kw=self.x_sum[sel].copy(), participants=self.present[sel],
-            objective=self.cost[sel] + self.const[sel], want_kw=self.want_now[sel],
+            agent_ids=targets.agent_ids, plan_kw=self.x_sum[sel].copy(),
+            participants=self.present[sel], objective=self.cost[sel] + self.const[sel],
+            want_kw=self.want_now[sel],
         )
 
     def plans(self) -> dict[str, np.ndarray]:

@@ -51,8 +51,8 @@ class PowerProposals:
     def take(self, rows: np.ndarray) -> PowerProposals:
         rows = np.asarray(rows, dtype=np.int64)
         return PowerProposals(self.round, self.horizon_start,
-                              tuple(self.agent_ids[i] for i in rows), self.plan_kw[rows], self.participants[rows], self.objective[rows],
-                              self.want[rows])
+                              tuple(self.agent_ids[i] for i in rows), self.plan_kw[rows],
+                              self.participants[rows], self.objective[rows], self.want[rows])
 
     @staticmethod
     def concat(parts: list[PowerProposals], *, round: int, horizon_start: int, horizon: int) -> PowerProposals:

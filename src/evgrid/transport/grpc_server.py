@@ -459,7 +459,7 @@ class GrpcStations:
     async def _propose(self, targets: ConsensusTargets) -> PowerProposals:
         self._round, self._start = targets.round, targets.horizon_start
         self._horizon = int(targets.horizon)
-        asked: dict[str, asyncio.Future[pb.Proposal | None]] = {}
+        asked: dict[str, asyncio.Future[PowerProposals | None]] = {}
         for i, agent in enumerate(targets.agent_ids):
             session, state = self._sessions.get(agent), self._states.get(agent)
             if session is None or state is None:

@@ -1,7 +1,7 @@
 """Station agents and the coordinator as Ray actors; messages cross as serialized protobufs.
 
 One actor per station by default; ``stations_per_actor`` packs many stations into one actor
-(each pack solves all its EVs in one vectorised call), which is what a 2-core machine needs
+(each pack solves all its EVs in one compiled call), which is what a 2-core machine needs
 for a large city. The coordinator is an actor too. Every actor gets
 ``OPENBLAS_NUM_THREADS=1`` and ``NUMBA_NUM_THREADS=1`` so many processes on few cores do not
 fight over BLAS or kernel threads (the actors are the parallelism).
@@ -56,7 +56,7 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> No
         # One actor per station means more worker processes than cores by design; let the
         # local raylet start them together instead of warning about each doubling.
         os.environ.setdefault("RAY_worker_maximum_startup_concurrency", "64")
-        # A pack's answer (≈1 MB at 500 stations × 96 steps) goes back inline with the task's
+        # A pack's answer (≈0.6 MB at 500 stations × 96 steps) goes back inline with the task's
         # reply instead of through the object store: ≈2 ms less per round (measured).
         ray.init(num_cpus=num_cpus, _system_config={"max_direct_call_object_size": 4 << 20},
                  **kwargs)
