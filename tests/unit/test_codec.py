@@ -110,6 +110,22 @@ def test_a_malformed_target_batch_is_refused() -> None:
         codec.targets_from_proto(b)
 
 
+def test_decoded_messages_need_no_new_compilation() -> None:
+    """A decoded batch is a read-only view; the pack must not hand it to the kernel as is, or
+    numba compiles another specialisation inside the first round's deadline (seen: a fresh
+    machine's first `make run` period ran out of time)."""
+    from evgrid.agents.local_qp import admm_round
+
+    _, pack, _, _, targets = wired_round()
+    before = list(admm_round.signatures)
+    for with_z in (False, True):
+        raw = codec.targets_to_proto(targets, with_z=with_z).SerializeToString()
+        pack.propose(codec.targets_from_proto(pb.TargetBatch.FromString(raw)))
+    pack.propose(codec.targets_from_proto([codec.target_to_proto(targets, i)
+                                           for i in range(len(targets))]))
+    assert admm_round.signatures == before
+
+
 def test_per_station_targets_move_a_station_like_zone_rows() -> None:
     """An edge node derives its zone's shift from its share z; a pack gets the shift itself.
     Both must make the same x-update, and the x̂ the coordinator forms must be the station's."""

@@ -208,8 +208,10 @@ class StationPack:
             shift = (targets.z_kw - self.xh_sum[sel]) / np.maximum(self.present[sel], 1.0)
         else:
             shift = np.zeros_like(u)
-        admm_round(self.xh, self.x, self.mu, np.ascontiguousarray(shift, dtype=float),
-                   np.ascontiguousarray(u, dtype=float), src, self.row_ptr, self.q, self.upper,
+        # Own, writable C arrays ([zones × H], cheap to copy): a read-only view of a decoded
+        # message is another type to numba, and would be compiled inside the round's deadline.
+        admm_round(self.xh, self.x, self.mu, np.array(shift, dtype=float, order="C"),
+                   np.array(u, dtype=float, order="C"), src, self.row_ptr, self.q, self.upper,
                    self.budget, self.width, float(targets.rho), float(self.wear),
                    float(targets.alpha), targets.round > 0, self.xh_sum, self.x_sum, self.cost)
         return PowerProposals(
