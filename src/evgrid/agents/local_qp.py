@@ -86,51 +86,6 @@ def _multiplier(a: np.ndarray, upper: np.ndarray, b: float, budget: float, width
 
 
 @njit(cache=True, fastmath=_FAST)
-def _solve_rows(w: np.ndarray, q: np.ndarray, upper: np.ndarray, budget: np.ndarray,
-                width: np.ndarray, rho: float, wear: np.ndarray, mu0: np.ndarray,
-                p: np.ndarray, mu: np.ndarray) -> None:
-    n, h = w.shape
-    for r in range(n):
-        d = rho + 2.0 * wear[r]
-        b = 1.0 / d
-        a = np.empty(h)
-        for t in range(width[r]):
-            a[t] = (rho * w[r, t] - q[r, t]) * b
-        m = _multiplier(a, upper[r], b, budget[r], width[r], mu0[r])
-        mu[r] = m
-        for t in range(h):
-            p[r, t] = min(max(a[t] - m * b, 0.0), upper[r, t]) if t < width[r] else 0.0
-
-
-def solve_local(
-    w: np.ndarray,
-    q: np.ndarray,
-    upper: np.ndarray,
-    budget: np.ndarray,
-    *,
-    rho: float,
-    wear: np.ndarray | float,
-    mu0: np.ndarray | None = None,
-    width: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The minimiser p [n, H] of the local problem above for every row.
-
-    ``wear`` is κ·Δt (per row or scalar); ``q`` may be [H] (shared prices) or [n, H].
-    Returns (p, μ); pass μ back as ``mu0`` next round to warm-start the multiplier search.
-    ``width`` [n] says a row's entries from that column on are 0 (its EV has left), so they
-    are not searched.
-    """
-    n, h = w.shape
-    p, mu = np.empty((n, h)), np.empty(n)
-    _solve_rows(np.ascontiguousarray(w, float), np.ascontiguousarray(np.broadcast_to(q, (n, h)), float),
-                np.ascontiguousarray(upper, float), np.asarray(budget, float),
-                np.full(n, h, np.int64) if width is None else np.asarray(width, np.int64),
-                float(rho), np.broadcast_to(np.asarray(wear, float), (n,)).copy(),
-                np.zeros(n) if mu0 is None else np.asarray(mu0, float), p, mu)
-    return p, mu
-
-
-@njit(cache=True, fastmath=_FAST)
 def admm_round(
     xh: np.ndarray, x: np.ndarray, mu: np.ndarray, shift: np.ndarray, u: np.ndarray,
     src: np.ndarray, row_ptr: np.ndarray, q: np.ndarray, upper: np.ndarray,
@@ -178,6 +133,28 @@ def admm_round(
         cost[s] = c
 
 
+def solve_local(
+    w: np.ndarray, q: np.ndarray, upper: np.ndarray, budget: np.ndarray, *, rho: float,
+    wear: float, mu0: np.ndarray | None = None, width: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The minimiser p [n, H] of the local problem above for every row, by the kernel an ADMM
+    round runs (each row its own station, target w, no dual, no relaxation).
+
+    ``wear`` is κ·Δt; ``q`` may be [H] (shared prices) or [n, H]. Returns (p, μ); ``mu0``
+    warm-starts the multiplier search. ``width`` [n] says a row's entries from that column
+    on are 0 (its EV has left), so they are not searched.
+    """
+    n, h = w.shape
+    p, rows = np.zeros((n, h)), np.arange(n + 1)
+    mu = np.zeros(n) if mu0 is None else np.array(mu0, dtype=float)
+    admm_round(np.array(w, dtype=float, order="C"), p, mu, np.zeros((n, h)), np.zeros((n, h)),
+               rows[:-1], rows, np.array(np.broadcast_to(q, (n, h)), dtype=float, order="C"),
+               np.array(upper, dtype=float, order="C"), np.array(budget, dtype=float),
+               np.full(n, h) if width is None else np.array(width, dtype=np.int64),
+               float(rho), float(wear), 1.0, True, np.zeros((n, h)), np.zeros((n, h)), np.zeros(n))
+    return p, mu
+
+
 @functools.cache
 def warm_up() -> None:
     """Load (or, the first time on a machine, compile) the kernels now, not in round 0: an edge
@@ -186,4 +163,3 @@ def warm_up() -> None:
     admm_round(z.copy(), z.copy(), np.zeros(1), z, z, np.zeros(1, np.int64), np.array([0, 1]), z,
                one, np.ones(1), np.ones(1, np.int64), 1.0, 0.0, 1.5, True, z.copy(), z.copy(),
                np.zeros(1))
-    solve_local(z, z, one, np.ones(1), rho=1.0, wear=0.0)
