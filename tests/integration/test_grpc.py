@@ -186,6 +186,7 @@ def echo_proposal(sid: str, msg: pb.ExchangeResponse) -> pb.Proposal:
         plan_kw=[0.0] * h,
         participants=[0] * h,
         objective=0.0,
+        start_kw=[0.0] * h if t.round == 0 else [],  # the warm start, round 0 only
     )
 
 

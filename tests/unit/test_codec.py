@@ -41,6 +41,7 @@ def test_batches_round_trip_exactly() -> None:
     assert back.agent_ids == props.agent_ids
     for name in ("plan_kw", "participants", "objective", "want"):
         np.testing.assert_array_equal(getattr(back, name), getattr(props, name))
+    assert back.start_kw is None and props.start_kw is None  # round 0 only
     for with_z in (False, True):
         raw = codec.targets_to_proto(targets, with_z=with_z).SerializeToString()
         t = codec.targets_from_proto(pb.TargetBatch.FromString(raw))
@@ -95,6 +96,25 @@ def test_a_bad_batch_is_refused_with_its_status(how: str, code: str, words: str)
         codec.proposals_from_proto(batch, registry=coord.registry, round=props.round,
                                    horizon_start=5, horizon=24)
     assert info.value.code == code
+
+
+def test_the_warm_start_travels_in_round_0_only() -> None:
+    """Round 0 relaxes from each EV's warm start, which only the station knows: its sum must
+    come with round 0 (the coordinator forms x̂ from it) and with no later round."""
+    inst, pack, coord, props, _ = wired_round()
+    late = codec.proposals_to_proto(props)
+    late.start_kw_f64 = np.zeros(props.plan_kw.size).tobytes()
+    with pytest.raises(codec.MessageError, match="round 0 only"):
+        codec.proposals_from_proto(late, registry=coord.registry, round=props.round,
+                                   horizon_start=5, horizon=24)
+    pack.begin_period(inst.states)
+    first = pack.propose(coord.begin(5, inst.zone_limit_kw, inst.city_limit_kw))
+    assert first.start_kw is not None
+    bare = codec.proposals_to_proto(first)
+    bare.start_kw_f64 = b""
+    with pytest.raises(codec.MessageError, match="start_kw has 0 values"):
+        codec.proposals_from_proto(bare, registry=coord.registry, round=0, horizon_start=5,
+                                   horizon=24)
 
 
 def test_a_malformed_target_batch_is_refused() -> None:

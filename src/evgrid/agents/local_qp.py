@@ -90,7 +90,7 @@ def admm_round(
     xh: np.ndarray, x: np.ndarray, mu: np.ndarray, shift: np.ndarray, u: np.ndarray,
     src: np.ndarray, row_ptr: np.ndarray, q: np.ndarray, upper: np.ndarray,
     budget: np.ndarray, width: np.ndarray, rho: float, wear: float, alpha: float,
-    relax_to_z: bool, xh_sum: np.ndarray, x_sum: np.ndarray, cost: np.ndarray,
+    xh_sum: np.ndarray, x_sum: np.ndarray, cost: np.ndarray,
 ) -> None:
     """One ADMM x-update for every EV of every targeted station, in place (Boyd §7.3, §3.4.3).
 
@@ -99,9 +99,8 @@ def admm_round(
     only while plugged in (its first ``width`` steps; after that it has no variable and
     x = x̂ = 0). Its target is its last relaxed plan moved by the zone's correction,
     z = x̂ + shift_k, minus the scaled dual u_k; it solves its local problem (``x``) and
-    over-relaxes (x̂ = αx + (1−α)z; in round 0, whose target is the warm start rather than a
-    consensus, towards the z = 0 the coordinator sent: x̂ = αx), and the station's sums of x̂
-    and x and its cost Σ q·x + κΔt·x² are accumulated.
+    over-relaxes (x̂ = αx + (1−α)z; in round 0, z is the EV's warm start), and the station's
+    sums of x̂ and x and its cost Σ q·x + κΔt·x² are accumulated.
     """
     n_st, h = src.size, shift.shape[1]
     d = rho + 2.0 * wear
@@ -126,7 +125,7 @@ def admm_round(
             for t in range(wr):
                 v = min(max(a[t] - m * b, 0.0), upper[r, t])
                 x[r, t] = v
-                xh[r, t] = alpha * v + (1.0 - alpha) * z[t] if relax_to_z else alpha * v
+                xh[r, t] = alpha * v + (1.0 - alpha) * z[t]
                 xh_sum[s, t] += xh[r, t]
                 x_sum[s, t] += v
                 c += (q[r, t] + wear * v) * v
@@ -151,7 +150,7 @@ def solve_local(
                rows[:-1], rows, np.array(np.broadcast_to(q, (n, h)), dtype=float, order="C"),
                np.array(upper, dtype=float, order="C"), np.array(budget, dtype=float),
                np.full(n, h) if width is None else np.array(width, dtype=np.int64),
-               float(rho), float(wear), 1.0, True, np.zeros((n, h)), np.zeros((n, h)), np.zeros(n))
+               float(rho), float(wear), 1.0, np.zeros((n, h)), np.zeros((n, h)), np.zeros(n))
     return p, mu
 
 
@@ -161,5 +160,4 @@ def warm_up() -> None:
     node or actor that compiled during its first round would miss that round's deadline."""
     one, z = np.ones((1, 1)), np.zeros((1, 1))
     admm_round(z.copy(), z.copy(), np.zeros(1), z, z, np.zeros(1, np.int64), np.array([0, 1]), z,
-               one, np.ones(1), np.ones(1, np.int64), 1.0, 0.0, 1.5, True, z.copy(), z.copy(),
-               np.zeros(1))
+               one, np.ones(1), np.ones(1, np.int64), 1.0, 0.0, 1.5, z.copy(), z.copy(), np.zeros(1))

@@ -210,15 +210,18 @@ class StationPack:
             shift = np.zeros_like(u)
         # Own, writable C arrays ([zones × H], cheap to copy): a read-only view of a decoded
         # message is another type to numba, and would be compiled inside the round's deadline.
+        # Round 0 relaxes towards each EV's warm start; the coordinator, which never sees an
+        # EV, is told their sum (later rounds relax towards the z it sent).
+        start = self.xh_sum[sel].copy() if targets.round == 0 else None
         admm_round(self.xh, self.x, self.mu, np.array(shift, dtype=float, order="C"),
                    np.array(u, dtype=float, order="C"), src, self.row_ptr, self.q, self.upper,
                    self.budget, self.width, float(targets.rho), float(self.wear),
-                   float(targets.alpha), targets.round > 0, self.xh_sum, self.x_sum, self.cost)
+                   float(targets.alpha), self.xh_sum, self.x_sum, self.cost)
         return PowerProposals(
             round=targets.round, horizon_start=targets.horizon_start,
             agent_ids=targets.agent_ids, plan_kw=self.x_sum[sel].copy(),
             participants=self.present[sel], objective=self.cost[sel] + self.const[sel],
-            want_kw=self.want_now[sel],
+            want_kw=self.want_now[sel], start_kw=start,
         )
 
     def plans(self) -> dict[str, np.ndarray]:

@@ -212,11 +212,11 @@ class PowerCoordinator:
             rows = np.array([p.row[a] for a in proposals.agent_ids], dtype=np.int64)
             missing = len(p.agents) - int(np.unique(rows).size)
         if len(proposals):
-            # x̂ = αx + (1−α)z (Boyd §3.4.3), formed here from the z each station was sent
-            # (z = 0 in round 0, as begin() sent).
+            # x̂ = αx + (1−α)z (Boyd §3.4.3), formed here from the z each station was sent;
+            # in round 0 z is the stations' warm start, which they report.
             x_new = proposals.plan_kw
-            p.xh[rows] = cfg.alpha * x_new if p.z_prev is None else (
-                cfg.alpha * x_new + (1 - cfg.alpha) * p.z_prev[rows])
+            z_from = proposals.start if p.z_prev is None else p.z_prev[rows]
+            p.xh[rows] = cfg.alpha * x_new + (1 - cfg.alpha) * z_from
             p.x[rows] = x_new
             p.n[rows], p.obj[rows] = proposals.participants, proposals.objective
             p.want[rows] = proposals.want

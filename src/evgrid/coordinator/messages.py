@@ -30,7 +30,8 @@ class PowerProposals:
     Batches keep the in-process and packed-actor paths vectorised; the gRPC path sends one
     row per message. All arrays are [M, H] or [M]. A station sends its plan x only: the
     over-relaxed x̂ = αx + (1−α)z that the z-update averages is linear in x, so the
-    coordinator forms it from the z it sent (half the bytes on every link).
+    coordinator forms it from the z it sent (half the bytes on every link). In round 0 z is
+    each EV's warm start, which only the station knows: it sends their sum, ``start_kw``.
     """
 
     round: int
@@ -40,6 +41,7 @@ class PowerProposals:
     participants: np.ndarray  # [M, H] EVs plugged in at each step (the sharing ADMM's N_i)
     objective: np.ndarray  # [M] local objective at x [currency]
     want_kw: np.ndarray | None = None  # [M] most power each station can use right now [kW]
+    start_kw: np.ndarray | None = None  # [M, H] round 0 only: the warm start x̂ relaxes from
 
     def __len__(self) -> int:
         return len(self.agent_ids)
@@ -48,11 +50,16 @@ class PowerProposals:
     def want(self) -> np.ndarray:
         return self.want_kw if self.want_kw is not None else np.zeros(len(self.agent_ids))
 
+    @property
+    def start(self) -> np.ndarray:
+        return self.start_kw if self.start_kw is not None else np.zeros_like(self.plan_kw)
+
     def take(self, rows: np.ndarray) -> PowerProposals:
         rows = np.asarray(rows, dtype=np.int64)
         return PowerProposals(self.round, self.horizon_start,
                               tuple(self.agent_ids[i] for i in rows), self.plan_kw[rows],
-                              self.participants[rows], self.objective[rows], self.want[rows])
+                              self.participants[rows], self.objective[rows], self.want[rows],
+                              None if self.start_kw is None else self.start_kw[rows])
 
     @staticmethod
     def concat(parts: list[PowerProposals], *, round: int, horizon_start: int, horizon: int) -> PowerProposals:
@@ -66,6 +73,7 @@ class PowerProposals:
             np.concatenate([p.participants for p in parts]),
             np.concatenate([p.objective for p in parts]),
             np.concatenate([p.want for p in parts]),
+            np.concatenate([p.start for p in parts]) if round == 0 else None,
         )
 
 

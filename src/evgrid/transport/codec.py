@@ -60,7 +60,8 @@ def proposal_to_proto(p: PowerProposals, i: int) -> pb.Proposal:
     return pb.Proposal(round=p.round, agent_id=p.agent_ids[i], horizon_start=p.horizon_start,
                        plan_kw=p.plan_kw[i].tolist(),
                        participants=p.participants[i].astype(np.int64).tolist(),
-                       objective=float(p.objective[i]), want_now_kw=float(p.want[i]))
+                       objective=float(p.objective[i]), want_now_kw=float(p.want[i]),
+                       start_kw=[] if p.start_kw is None else p.start_kw[i].tolist())
 
 
 def proposals_to_proto(p: PowerProposals) -> pb.ProposalBatch:
@@ -69,7 +70,8 @@ def proposals_to_proto(p: PowerProposals) -> pb.ProposalBatch:
         round=p.round, horizon_start=p.horizon_start, horizon_steps=p.plan_kw.shape[1],
         agent_ids=list(p.agent_ids), plan_kw_f64=_f64(p.plan_kw),
         participants_i32=np.ascontiguousarray(p.participants, dtype="<i4").tobytes(),
-        objective=p.objective.tolist(), want_now_kw=p.want.tolist())
+        objective=p.objective.tolist(), want_now_kw=p.want.tolist(),
+        start_kw_f64=b"" if p.start_kw is None else _f64(p.start_kw))
 
 
 def _f64(a: np.ndarray) -> bytes:
@@ -108,14 +110,19 @@ def _check_sender(
 def _decode_proposals(
     agent_ids: tuple[str, ...], caps: np.ndarray, *, round: int, horizon_start: int,
     horizon: int, plan: object, participants: object, objective: object,
-    want: object,
+    want: object, start: object,
 ) -> PowerProposals:
     """Check the values of M proposals at once (INVALID_ARGUMENT) and decode them."""
     m = len(agent_ids)
     cols = {}
-    for name, raw, per_step in (("plan_kw", plan, True),
-                                ("participants", participants, True),
-                                ("objective", objective, False), ("want_now_kw", want, False)):
+    fields = [("plan_kw", plan, True), ("participants", participants, True),
+              ("objective", objective, False), ("want_now_kw", want, False)]
+    # Round 0 answers carry the warm start they relaxed from; later rounds must not.
+    if round == 0:
+        fields.append(("start_kw", start, True))
+    elif len(start):  # type: ignore[arg-type]
+        raise MessageError("INVALID_ARGUMENT", "start_kw is sent in round 0 only")
+    for name, raw, per_step in fields:
         size = m * horizon if per_step else m
         values = np.asarray(raw, dtype=float)
         if values.size != size:
@@ -150,7 +157,7 @@ def _decode_proposals(
                            f"want_now_kw {want_kw[k]} is outside [0, {caps[k]:g}] kW")
     return PowerProposals(
         round=round, horizon_start=horizon_start, agent_ids=agent_ids, plan_kw=plan_kw, participants=cols["participants"], objective=cols["objective"],
-        want_kw=want_kw,
+        want_kw=want_kw, start_kw=cols.get("start_kw"),
     )
 
 
@@ -165,7 +172,7 @@ def check_proposal(
     return _decode_proposals(
         (msg.agent_id,), caps, round=round, horizon_start=horizon_start, horizon=horizon,
         plan=msg.plan_kw, participants=msg.participants,
-        objective=[msg.objective], want=[msg.want_now_kw])
+        objective=[msg.objective], want=[msg.want_now_kw], start=msg.start_kw)
 
 
 def proposals_from_proto(
@@ -182,7 +189,8 @@ def proposals_from_proto(
         ids, caps, round=round, horizon_start=horizon_start, horizon=horizon,
         plan=_array(batch.plan_kw_f64, "<f8", "plan_kw"),
         participants=_array(batch.participants_i32, "<i4", "participants"),
-        objective=batch.objective, want=batch.want_now_kw)
+        objective=batch.objective, want=batch.want_now_kw,
+        start=_array(batch.start_kw_f64, "<f8", "start_kw"))
 
 
 # -- targets ------------------------------------------------------------------------------------

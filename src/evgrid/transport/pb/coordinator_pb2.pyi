@@ -41,7 +41,7 @@ class RegisterResponse(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., grid_zones: _Optional[_Iterable[str]] = ..., dt_h: _Optional[float] = ...) -> None: ...
 
 class Proposal(_message.Message):
-    __slots__ = ("round", "agent_id", "horizon_start", "plan_kw", "participants", "objective", "want_now_kw")
+    __slots__ = ("round", "agent_id", "horizon_start", "plan_kw", "participants", "objective", "want_now_kw", "start_kw")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     HORIZON_START_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class Proposal(_message.Message):
     PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
     OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
     WANT_NOW_KW_FIELD_NUMBER: _ClassVar[int]
+    START_KW_FIELD_NUMBER: _ClassVar[int]
     round: int
     agent_id: str
     horizon_start: int
@@ -56,10 +57,11 @@ class Proposal(_message.Message):
     participants: _containers.RepeatedScalarFieldContainer[int]
     objective: float
     want_now_kw: float
-    def __init__(self, round: _Optional[int] = ..., agent_id: _Optional[str] = ..., horizon_start: _Optional[int] = ..., plan_kw: _Optional[_Iterable[float]] = ..., participants: _Optional[_Iterable[int]] = ..., objective: _Optional[float] = ..., want_now_kw: _Optional[float] = ...) -> None: ...
+    start_kw: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, round: _Optional[int] = ..., agent_id: _Optional[str] = ..., horizon_start: _Optional[int] = ..., plan_kw: _Optional[_Iterable[float]] = ..., participants: _Optional[_Iterable[int]] = ..., objective: _Optional[float] = ..., want_now_kw: _Optional[float] = ..., start_kw: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ProposalBatch(_message.Message):
-    __slots__ = ("round", "horizon_start", "horizon_steps", "agent_ids", "plan_kw_f64", "participants_i32", "objective", "want_now_kw")
+    __slots__ = ("round", "horizon_start", "horizon_steps", "agent_ids", "plan_kw_f64", "participants_i32", "objective", "want_now_kw", "start_kw_f64")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     HORIZON_START_FIELD_NUMBER: _ClassVar[int]
     HORIZON_STEPS_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +70,7 @@ class ProposalBatch(_message.Message):
     PARTICIPANTS_I32_FIELD_NUMBER: _ClassVar[int]
     OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
     WANT_NOW_KW_FIELD_NUMBER: _ClassVar[int]
+    START_KW_F64_FIELD_NUMBER: _ClassVar[int]
     round: int
     horizon_start: int
     horizon_steps: int
@@ -76,7 +79,8 @@ class ProposalBatch(_message.Message):
     participants_i32: bytes
     objective: _containers.RepeatedScalarFieldContainer[float]
     want_now_kw: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, round: _Optional[int] = ..., horizon_start: _Optional[int] = ..., horizon_steps: _Optional[int] = ..., agent_ids: _Optional[_Iterable[str]] = ..., plan_kw_f64: _Optional[bytes] = ..., participants_i32: _Optional[bytes] = ..., objective: _Optional[_Iterable[float]] = ..., want_now_kw: _Optional[_Iterable[float]] = ...) -> None: ...
+    start_kw_f64: bytes
+    def __init__(self, round: _Optional[int] = ..., horizon_start: _Optional[int] = ..., horizon_steps: _Optional[int] = ..., agent_ids: _Optional[_Iterable[str]] = ..., plan_kw_f64: _Optional[bytes] = ..., participants_i32: _Optional[bytes] = ..., objective: _Optional[_Iterable[float]] = ..., want_now_kw: _Optional[_Iterable[float]] = ..., start_kw_f64: _Optional[bytes] = ...) -> None: ...
 
 class ConsensusTarget(_message.Message):
     __slots__ = ("round", "agent_id", "horizon_start", "z_kw", "u", "rho", "price_signal", "done", "alpha")
