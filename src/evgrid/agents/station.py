@@ -208,11 +208,11 @@ class StationPack:
             shift = (targets.z_kw - self.xh_sum[sel]) / np.maximum(self.present[sel], 1.0)
         else:
             shift = np.zeros_like(u)
-        # Own, writable C arrays ([zones × H], cheap to copy): a read-only view of a decoded
-        # message is another type to numba, and would be compiled inside the round's deadline.
         # Round 0 relaxes towards each EV's warm start; the coordinator, which never sees an
         # EV, is told their sum (later rounds relax towards the z it sent).
         start = self.xh_sum[sel].copy() if targets.round == 0 else None
+        # Own, writable C arrays ([zones × H], cheap to copy): a read-only view of a decoded
+        # message is another type to numba, and would be compiled inside the round's deadline.
         admm_round(self.xh, self.x, self.mu, np.array(shift, dtype=float, order="C"),
                    np.array(u, dtype=float, order="C"), src, self.row_ptr, self.q, self.upper,
                    self.budget, self.width, float(targets.rho), float(self.wear),

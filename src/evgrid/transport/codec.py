@@ -114,7 +114,7 @@ def _decode_proposals(
 ) -> PowerProposals:
     """Check the values of M proposals at once (INVALID_ARGUMENT) and decode them."""
     m = len(agent_ids)
-    cols = {}
+    cols: dict[str, np.ndarray] = {}
     fields = [("plan_kw", plan, True), ("participants", participants, True),
               ("objective", objective, False), ("want_now_kw", want, False)]
     # Round 0 answers carry the warm start they relaxed from; later rounds must not.
@@ -156,8 +156,9 @@ def _decode_proposals(
         raise MessageError("INVALID_ARGUMENT",
                            f"want_now_kw {want_kw[k]} is outside [0, {caps[k]:g}] kW")
     return PowerProposals(
-        round=round, horizon_start=horizon_start, agent_ids=agent_ids, plan_kw=plan_kw, participants=cols["participants"], objective=cols["objective"],
-        want_kw=want_kw, start_kw=cols.get("start_kw"),
+        round=round, horizon_start=horizon_start, agent_ids=agent_ids, plan_kw=plan_kw,
+        participants=cols["participants"], objective=cols["objective"], want_kw=want_kw,
+        start_kw=cols.get("start_kw"),
     )
 
 
