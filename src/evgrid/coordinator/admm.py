@@ -26,9 +26,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evgrid.coordinator.kernels import consensus_and_norms, warm_up, zone_sums
+from evgrid.coordinator.kernels import absorb, consensus_and_norms, warm_up
 from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
 from evgrid.envs.projection import project
+
+
+def _c(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous float array (the kernels' layout); no copy when it already is one."""
+    return np.ascontiguousarray(a, dtype=float)
 
 
 @dataclass(frozen=True)
@@ -206,22 +211,20 @@ class PowerCoordinator:
         if p is None:
             raise RuntimeError("begin() a period first")
         if proposals.agent_ids == p.agents:  # everyone answered, in order
-            rows: slice | np.ndarray = slice(None)
+            rows = np.arange(len(p.agents), dtype=np.int64)
             missing = 0
         else:
             rows = np.array([p.row[a] for a in proposals.agent_ids], dtype=np.int64)
             missing = len(p.agents) - int(np.unique(rows).size)
-        if len(proposals):
-            # x̂ = αx + (1−α)z (Boyd §3.4.3), formed here from the z each station was sent;
-            # in round 0 z is the stations' warm start, which they report.
-            x_new = proposals.plan_kw
-            z_from = proposals.start if p.z_prev is None else p.z_prev[rows]
-            p.xh[rows] = cfg.alpha * x_new + (1 - cfg.alpha) * z_from
-            p.x[rows] = x_new
-            p.n[rows], p.obj[rows] = proposals.participants, proposals.objective
-            p.want[rows] = proposals.want
+        # x̂ = αx + (1−α)z (Boyd §3.4.3), formed here from the z each station was sent; in
+        # round 0 z is the stations' warm start, which they report.
+        z_src, z_idx = ((proposals.start, np.arange(len(rows), dtype=np.int64))
+                        if p.z_prev is None else (p.z_prev, rows))
+        xh_g, x_g, n_g = absorb(rows, _c(proposals.plan_kw), _c(proposals.participants),
+                                _c(z_src), z_idx, cfg.alpha, p.xh, p.x, p.n, p.zone_of,
+                                len(self.grid_ids))
+        p.obj[rows], p.want[rows] = proposals.objective, proposals.want
         xh, x, n = p.xh, p.x, p.n
-        xh_g, x_g, n_g = zone_sums(xh, x, n, p.zone_of, len(self.grid_ids))
         pi = zone_city_prices(xh_g + n_g * self.u, n_g, p.zone_limit, p.city_limit)
         shift = self.u - pi  # [G, H]: z_v = x̂_v + shift for every participant of zone g
         # Residuals per participant (Boyd §3.3): a station's aggregate over n EVs is divided by

@@ -10,19 +10,37 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import njit
+from numba import njit, types
 
 # Reordered sums and fused multiply-adds are fine; infinities and NaN must stay meaningful.
 _FAST = {"reassoc", "contract", "arcp", "nsz"}
 
 
-@njit(cache=True, fastmath=_FAST)
-def zone_sums(xh: np.ndarray, x: np.ndarray, n: np.ndarray, zone_of: np.ndarray,
-              zones: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Σ over each grid zone's stations of x̂, x and the participant counts, [G, H] each."""
-    m_count, h = xh.shape
+_IN2 = types.Array(types.float64, 2, "C", readonly=True)  # a decoded message is read-only
+_OUT2 = types.Array(types.float64, 2, "C")
+_I64 = types.Array(types.int64, 1, "C", readonly=True)
+
+
+# One explicit signature: a writable array passes as a read-only one, so the in-process,
+# Ray and gRPC paths all run this one compiled version (never compiled inside a round).
+@njit((_I64, _IN2, _IN2, _IN2, _I64, types.float64, _OUT2, _OUT2, _OUT2, _I64, types.int64),
+      cache=True, fastmath=_FAST)
+def absorb(rows: np.ndarray, x_new: np.ndarray, n_new: np.ndarray, z_src: np.ndarray,
+           z_idx: np.ndarray, alpha: float, xh: np.ndarray, x: np.ndarray, n: np.ndarray,
+           zone_of: np.ndarray, zones: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Store the answers (row ``rows[i]`` of the period takes answer i: x, its participant
+    counts and x̂ = αx + (1−α)·z_src[z_idx[i]]), then return Σ over each grid zone's stations
+    of x̂, x and the participant counts, [G, H] each (stations that did not answer keep
+    their last row)."""
+    h = xh.shape[1]
+    for i in range(rows.size):
+        m, j = rows[i], z_idx[i]
+        for t in range(h):
+            x[m, t] = x_new[i, t]
+            xh[m, t] = alpha * x_new[i, t] + (1.0 - alpha) * z_src[j, t]
+            n[m, t] = n_new[i, t]
     xh_g, x_g, n_g = np.zeros((zones, h)), np.zeros((zones, h)), np.zeros((zones, h))
-    for m in range(m_count):
+    for m in range(xh.shape[0]):
         g = zone_of[m]
         for t in range(h):
             xh_g[g, t] += xh[m, t]
@@ -60,5 +78,5 @@ def warm_up() -> None:
     """Load (or compile, the first time on a machine) the kernels before round 0's deadline."""
     z, n = np.zeros((1, 1)), np.ones((1, 1))
     zone = np.zeros(1, np.int64)
-    zone_sums(z, z, n, zone, 1)
+    absorb(zone, z, n, z, zone, 1.5, z.copy(), z.copy(), n.copy(), zone, 1)
     consensus_and_norms(z, z, n, zone, z, z, z, np.empty((1, 1)))
