@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import copy
+import os
 
 import pytest
 import yaml
+from hypothesis import settings
 
 from evgrid.scenario import load_scenario
+
+# CI must not depend on luck: the same examples every run (``derandomize``). Explore new
+# draws locally with HYPOTHESIS_PROFILE=explore.
+settings.register_profile("ci", derandomize=True, database=None)
+settings.register_profile("explore", max_examples=500)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

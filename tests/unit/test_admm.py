@@ -30,11 +30,20 @@ def test_zone_city_projection_matches_cvxpy(seed: int, g: int, h: int) -> None:
         obj = cp.sum(cp.multiply(1 / np.where(active, n[:, t], 1), cp.square(y - s[:, t])))
         cons = [y <= zone[:, t], cp.sum(y) <= city[t], y[~active] == 0] if (~active).any() else [
             y <= zone[:, t], cp.sum(y) <= city[t]]
-        # Tight tolerances: at the defaults Clarabel itself is off by ~1e-3 on some draws.
-        cp.Problem(cp.Minimize(obj), cons).solve(solver="CLARABEL", tol_gap_abs=1e-12,
-                                                 tol_gap_rel=1e-12, tol_feas=1e-12)
+        problem = cp.Problem(cp.Minimize(obj), cons)
+        try:  # tight tolerances: at the defaults Clarabel itself is off by ~1e-3 on some draws
+            problem.solve(solver="CLARABEL", tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12)
+        except cp.SolverError:  # ... and at tight ones it sometimes gives up: the defaults
+            problem.solve(solver="CLARABEL")
         got = np.where(active, s[:, t] - n[:, t] * pi[:, t], 0.0)
-        np.testing.assert_allclose(got, y.value, atol=1e-5 * max(1.0, s.max()))
+        # Ours is feasible and no worse than the reference (the objective is strictly convex in
+        # the active zones, so that pins the minimiser), and close to the reference's.
+        tol = 1e-9 * max(1.0, s.max())
+        assert (got <= zone[:, t] + tol).all() and got.sum() <= city[t] + tol
+        weights = 1 / np.where(active, n[:, t], 1)
+        ours = float((weights * (got - s[:, t]) ** 2).sum())
+        assert ours <= problem.value + 1e-6 * max(1.0, problem.value), (ours, problem.value)
+        np.testing.assert_allclose(got, y.value, atol=1e-3 * max(1.0, s.max()))
     assert (pi >= 0).all()
 
 

@@ -26,7 +26,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evgrid.coordinator.kernels import absorb, consensus_and_norms, warm_up
+from evgrid.coordinator.kernels import (
+    consensus_and_norms,
+    relax_and_sum,
+    warm_up,
+    zone_city_prices,
+)
 from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
 from evgrid.envs.projection import project
 
@@ -51,46 +56,6 @@ class AdmmConfig:
     adapt_tau: float = 2.0  # ... by this factor
     adapt_until: int = 60  # stop adapting ρ after this round (guarantees convergence)
     freeze: int = 3  # rounds after a ρ change before convergence may be declared
-
-
-def zone_city_prices(
-    s: np.ndarray, n: np.ndarray, zone_limit: np.ndarray, city_limit: np.ndarray
-) -> np.ndarray:
-    """The z-update's multipliers π[g, t] = λ_g[t] + μ[t] (exact, vectorised over t).
-
-    Minimises Σ_v ||z_v − v_v||² subject to the zone and city sums, given the zone sums
-    ``s`` [G, H] of v and the participant counts ``n`` [G, H] (EVs plugged in at each step).
-    For a given city multiplier μ the zone total is min(s_g − n_g μ, C_g); that is concave and
-    piecewise linear in μ, with breakpoints μ_g = (s_g − C_g)/n_g, so μ is found exactly by
-    checking the G + 1 segments. A zone with no participant at a step draws nothing then.
-    """
-    g_count = s.shape[0]
-    has = n > 0
-    nn = np.where(has, n, 1.0)
-
-    def totals(mu: np.ndarray) -> np.ndarray:  # mu [..., H] -> city total [..., H]
-        return np.where(has, np.minimum(s - nn * mu[..., None, :], zone_limit), 0.0).sum(-2)
-
-    mu = np.zeros(s.shape[1])
-    over = totals(mu) > city_limit
-    if over.any():
-        bp = np.where(has, (s - zone_limit) / nn, -np.inf)  # [G, H]
-        cands = np.sort(np.concatenate([np.zeros((1, s.shape[1])), np.maximum(bp, 0.0)]), axis=0)
-        tot = totals(cands)  # [G+1, H], non-increasing down the rows
-        # Segment [cands[k], cands[k+1]] contains the root: last k with tot ≥ P.
-        k = np.clip((tot >= city_limit).sum(axis=0) - 1, 0, g_count)
-        cols = np.arange(s.shape[1])
-        mu_k = cands[k, cols]
-        # Zones still capped just right of mu_k contribute no slope; a zone exactly at its
-        # breakpoint is on its linear part there.
-        gap = s - nn * mu_k[None, :] - zone_limit
-        capped = has & (gap > 1e-12 * np.maximum(np.abs(zone_limit), 1.0))
-        slope = np.where(has & ~capped, nn, 0.0).sum(axis=0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            root = mu_k + (tot[k, cols] - city_limit) / slope
-        mu = np.where(over, np.where(slope > 0, root, mu_k), 0.0)
-    lam = np.where(has, np.maximum(0.0, (s - nn * mu[None, :] - zone_limit) / nn), 0.0)
-    return lam + mu[None, :]
 
 
 @dataclass
@@ -121,6 +86,7 @@ class _Period:
     xh: np.ndarray  # [M, H] last relaxed proposal per agent (kept when one is missing)
     x: np.ndarray  # [M, H] last plan per agent
     n: np.ndarray  # [M, H] participants (EVs plugged in at each step)
+    borrowed: bool  # x and n are a message's arrays (all answered), not the coordinator's
     obj: np.ndarray  # [M]
     want: np.ndarray  # [M] most each station can use at the first step [kW]
     z_prev: np.ndarray | None = None
@@ -193,6 +159,7 @@ class PowerCoordinator:
             city_limit=np.asarray(city_limit_kw, float).copy(),
             agents=agents, row={a: i for i, a in enumerate(agents)}, zone_of=zone_of,
             onehot=onehot, xh=np.zeros((m, h)), x=np.zeros((m, h)), n=np.zeros((m, h)),
+            borrowed=False,
             obj=np.zeros(m), want=np.zeros(m), t0=time.perf_counter(),
         )
         self.stats = AdmmStats(rho=self.rho)
@@ -210,20 +177,23 @@ class PowerCoordinator:
         p, cfg = self._p, self.config
         if p is None:
             raise RuntimeError("begin() a period first")
-        if proposals.agent_ids == p.agents:  # everyone answered, in order
+        if proposals.agent_ids == p.agents:  # everyone answered, in order: keep their arrays
             rows = np.arange(len(p.agents), dtype=np.int64)
             missing = 0
+            p.x, p.n, p.borrowed = _c(proposals.plan_kw), _c(proposals.participants), True
         else:
             rows = np.array([p.row[a] for a in proposals.agent_ids], dtype=np.int64)
             missing = len(p.agents) - int(np.unique(rows).size)
+            if p.borrowed:  # rows are about to be overwritten: own them first
+                p.x, p.n, p.borrowed = p.x.copy(), p.n.copy(), False
+            p.x[rows], p.n[rows] = proposals.plan_kw, proposals.participants
+        p.obj[rows], p.want[rows] = proposals.objective, proposals.want
         # x̂ = αx + (1−α)z (Boyd §3.4.3), formed here from the z each station was sent; in
         # round 0 z is the stations' warm start, which they report.
         z_src, z_idx = ((proposals.start, np.arange(len(rows), dtype=np.int64))
                         if p.z_prev is None else (p.z_prev, rows))
-        xh_g, x_g, n_g = absorb(rows, _c(proposals.plan_kw), _c(proposals.participants),
-                                _c(z_src), z_idx, cfg.alpha, p.xh, p.x, p.n, p.zone_of,
-                                len(self.grid_ids))
-        p.obj[rows], p.want[rows] = proposals.objective, proposals.want
+        xh_g, x_g, n_g = relax_and_sum(rows, _c(proposals.plan_kw), _c(z_src), z_idx, cfg.alpha,
+                                       p.xh, p.x, p.n, p.zone_of, len(self.grid_ids))
         xh, x, n = p.xh, p.x, p.n
         pi = zone_city_prices(xh_g + n_g * self.u, n_g, p.zone_limit, p.city_limit)
         shift = self.u - pi  # [G, H]: z_v = x̂_v + shift for every participant of zone g

@@ -1,8 +1,12 @@
 """The coordinator's per-round passes over every station's profile, compiled (numba).
 
-At 1,000 stations × 96 steps a round touches four [M, H] arrays; numpy spent ≈2 ms on the
+At 1,000 stations × 96 steps a round touches five [M, H] arrays; numpy spent ≈2 ms on the
 twenty-odd temporaries of the z-update and the residual norms. These two passes do the same
 arithmetic as the formulas in ``evgrid.coordinator.admm`` (which documents them), once.
+
+Both are split over a fixed number of station chunks that the process's threads share: each
+chunk's partial sums are added in chunk order, so the result does not depend on how many
+threads there are (``NUMBA_NUM_THREADS``; 1 in actors and edge processes).
 """
 
 from __future__ import annotations
@@ -10,11 +14,11 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import njit, types
+from numba import njit, prange, types
 
 # Reordered sums and fused multiply-adds are fine; infinities and NaN must stay meaningful.
 _FAST = {"reassoc", "contract", "arcp", "nsz"}
-
+_CHUNKS = 8
 
 _IN2 = types.Array(types.float64, 2, "C", readonly=True)  # a decoded message is read-only
 _OUT2 = types.Array(types.float64, 2, "C")
@@ -23,33 +27,35 @@ _I64 = types.Array(types.int64, 1, "C", readonly=True)
 
 # One explicit signature: a writable array passes as a read-only one, so the in-process,
 # Ray and gRPC paths all run this one compiled version (never compiled inside a round).
-@njit((_I64, _IN2, _IN2, _IN2, _I64, types.float64, _OUT2, _OUT2, _OUT2, _I64, types.int64),
-      cache=True, fastmath=_FAST)
-def absorb(rows: np.ndarray, x_new: np.ndarray, n_new: np.ndarray, z_src: np.ndarray,
-           z_idx: np.ndarray, alpha: float, xh: np.ndarray, x: np.ndarray, n: np.ndarray,
-           zone_of: np.ndarray, zones: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Store the answers (row ``rows[i]`` of the period takes answer i: x, its participant
-    counts and x̂ = αx + (1−α)·z_src[z_idx[i]]), then return Σ over each grid zone's stations
-    of x̂, x and the participant counts, [G, H] each (stations that did not answer keep
-    their last row)."""
-    h = xh.shape[1]
-    for i in range(rows.size):
+@njit((_I64, _IN2, _IN2, _I64, types.float64, _OUT2, _IN2, _IN2, _I64, types.int64),
+      cache=True, fastmath=_FAST, parallel=True)
+def relax_and_sum(rows: np.ndarray, x_new: np.ndarray, z_src: np.ndarray, z_idx: np.ndarray,
+                  alpha: float, xh: np.ndarray, x: np.ndarray, n: np.ndarray,
+                  zone_of: np.ndarray, zones: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x̂ = αx + (1−α)·z_src[z_idx[i]] for answer i into row ``rows[i]`` of ``xh``, then
+    Σ over each grid zone's stations of x̂, x and the participant counts n, [G, H] each
+    (stations that did not answer keep their last rows)."""
+    m_count, h = xh.shape
+    for i in prange(rows.size):
         m, j = rows[i], z_idx[i]
         for t in range(h):
-            x[m, t] = x_new[i, t]
             xh[m, t] = alpha * x_new[i, t] + (1.0 - alpha) * z_src[j, t]
-            n[m, t] = n_new[i, t]
-    xh_g, x_g, n_g = np.zeros((zones, h)), np.zeros((zones, h)), np.zeros((zones, h))
-    for m in range(xh.shape[0]):
-        g = zone_of[m]
-        for t in range(h):
-            xh_g[g, t] += xh[m, t]
-            x_g[g, t] += x[m, t]
-            n_g[g, t] += n[m, t]
-    return xh_g, x_g, n_g
+    part = np.zeros((_CHUNKS, 3, zones, h))
+    for c in prange(_CHUNKS):
+        for m in range(c * m_count // _CHUNKS, (c + 1) * m_count // _CHUNKS):
+            g = zone_of[m]
+            for t in range(h):
+                part[c, 0, g, t] += xh[m, t]
+                part[c, 1, g, t] += x[m, t]
+                part[c, 2, g, t] += n[m, t]
+    total = part[0].copy()
+    for c in range(1, _CHUNKS):
+        total += part[c]
+    return total[0], total[1], total[2]
 
 
-@njit(cache=True, fastmath=_FAST)
+@njit((_IN2, _IN2, _IN2, _I64, _IN2, _IN2, _IN2, _OUT2),
+      cache=True, fastmath=_FAST, parallel=True)
 def consensus_and_norms(
     xh: np.ndarray, x: np.ndarray, n: np.ndarray, zone_of: np.ndarray, shift: np.ndarray,
     pi: np.ndarray, z_prev: np.ndarray, z: np.ndarray,
@@ -57,20 +63,78 @@ def consensus_and_norms(
     """z = x̂ + n·shift_zone (into ``z``) and, weighting each station by 1/n (one EV's share),
     the squared norms ||x − z||², ||z − z_prev||², ||x||², ||z||² and Σ n·π²."""
     m_count, h = xh.shape
-    r2 = s2 = x2 = z2 = d2 = 0.0
-    for m in range(m_count):
-        g = zone_of[m]
-        for t in range(h):
-            nn = n[m, t]
-            w2 = 1.0 / max(nn, 1.0)
-            zz = xh[m, t] + nn * shift[g, t]
-            z[m, t] = zz
-            r2 += w2 * (x[m, t] - zz) ** 2
-            s2 += w2 * (zz - z_prev[m, t]) ** 2
-            x2 += w2 * x[m, t] ** 2
-            z2 += w2 * zz**2
-            d2 += nn * pi[g, t] ** 2
-    return r2, s2, x2, z2, d2
+    part = np.zeros((_CHUNKS, 5))
+    for c in prange(_CHUNKS):
+        r2 = s2 = x2 = z2 = d2 = 0.0
+        for m in range(c * m_count // _CHUNKS, (c + 1) * m_count // _CHUNKS):
+            g = zone_of[m]
+            for t in range(h):
+                nn = n[m, t]
+                w2 = 1.0 / max(nn, 1.0)
+                zz = xh[m, t] + nn * shift[g, t]
+                z[m, t] = zz
+                r2 += w2 * (x[m, t] - zz) ** 2
+                s2 += w2 * (zz - z_prev[m, t]) ** 2
+                x2 += w2 * x[m, t] ** 2
+                z2 += w2 * zz**2
+                d2 += nn * pi[g, t] ** 2
+        part[c, 0], part[c, 1], part[c, 2], part[c, 3], part[c, 4] = r2, s2, x2, z2, d2
+    total = part[0].copy()
+    for c in range(1, _CHUNKS):
+        total += part[c]
+    return total[0], total[1], total[2], total[3], total[4]
+
+
+@njit(cache=True)
+def zone_city_prices(
+    s: np.ndarray, n: np.ndarray, zone_limit: np.ndarray, city_limit: np.ndarray
+) -> np.ndarray:
+    """The z-update's multipliers π[g, t] = λ_g[t] + μ[t] (exact, column by column).
+
+    Minimises Σ_v ||z_v − v_v||² subject to the zone and city sums, given the zone sums
+    ``s`` [G, H] of v and the participant counts ``n`` [G, H] (EVs plugged in at each step).
+    For a given city multiplier μ the zone total is min(s_g − n_g μ, C_g); that is concave and
+    piecewise linear in μ, with breakpoints μ_g = (s_g − C_g)/n_g, so μ is found exactly by
+    checking the G + 1 segments. A zone with no participant at a step draws nothing then.
+    """
+    g_count, h = s.shape
+    pi = np.zeros((g_count, h))
+    cands = np.empty(g_count + 1)
+    for t in range(h):
+        total = 0.0
+        for g in range(g_count):
+            if n[g, t] > 0:
+                total += min(s[g, t], zone_limit[g, t])
+        mu = 0.0
+        if total > city_limit[t]:
+            cands[0] = 0.0
+            for g in range(g_count):
+                cands[g + 1] = (max((s[g, t] - zone_limit[g, t]) / n[g, t], 0.0)
+                                if n[g, t] > 0 else 0.0)
+            cands.sort()
+            # The segment [cands[k], cands[k+1]] holding the root: last k whose total ≥ P.
+            k, tot_k = 0, total
+            for j in range(g_count + 1):
+                tot_j = 0.0
+                for g in range(g_count):
+                    if n[g, t] > 0:
+                        tot_j += min(s[g, t] - n[g, t] * cands[j], zone_limit[g, t])
+                if tot_j >= city_limit[t]:
+                    k, tot_k = j, tot_j
+            mu = cands[k]
+            # Zones still capped just right of mu contribute no slope; a zone exactly at its
+            # breakpoint is on its linear part there.
+            slope = 0.0
+            for g in range(g_count):
+                gap = s[g, t] - n[g, t] * mu - zone_limit[g, t]
+                if n[g, t] > 0 and not gap > 1e-12 * max(abs(zone_limit[g, t]), 1.0):
+                    slope += n[g, t]
+            if slope > 0.0:
+                mu += (tot_k - city_limit[t]) / slope
+        for g in range(g_count):
+            if n[g, t] > 0:
+                pi[g, t] = max(0.0, (s[g, t] - n[g, t] * mu - zone_limit[g, t]) / n[g, t]) + mu
+    return pi
 
 
 @functools.cache
@@ -78,5 +142,6 @@ def warm_up() -> None:
     """Load (or compile, the first time on a machine) the kernels before round 0's deadline."""
     z, n = np.zeros((1, 1)), np.ones((1, 1))
     zone = np.zeros(1, np.int64)
-    absorb(zone, z, n, z, zone, 1.5, z.copy(), z.copy(), n.copy(), zone, 1)
+    relax_and_sum(zone, z, z, zone, 1.5, z.copy(), z, n, zone, 1)
     consensus_and_norms(z, z, n, zone, z, z, z, np.empty((1, 1)))
+    zone_city_prices(z, n, n, np.ones(1))
