@@ -48,35 +48,31 @@ def _excess(a: np.ndarray, upper: np.ndarray, b: float, mu: float, budget: float
 
 @njit(cache=True, fastmath=_FAST)
 def _multiplier(a: np.ndarray, upper: np.ndarray, b: float, budget: float, width: int,
-                mu0: float) -> float:
-    """Smallest μ ≥ 0 with g(μ) ≤ 0 (see module docstring). g is piecewise linear and
-    non-increasing, so a Newton step from a point on the root's piece lands on the root; a step
-    that leaves the bracket is replaced by bisection."""
+                mu: float, g: float, slope: float) -> float:
+    """Smallest μ ≥ 0 with g(μ) ≤ 0 (see module docstring), searched from ``mu`` where
+    g = ``g`` and its slope's magnitude is ``slope``. g is piecewise linear and non-increasing,
+    so a Newton step from a point on the root's piece lands on the root; a step that leaves the
+    bracket is replaced by bisection. Started at last round's μ, an ADMM round usually needs
+    one step (the active set has not changed), i.e. one more evaluation of g."""
     tol = 1e-12 * max(budget, 1.0)
-    lo, hi = 0.0, np.inf
-    mu = max(mu0, 0.0)
-    g, slope = _excess(a, upper, b, mu, budget, width)
-    if mu > 0.0 and g < -tol:  # the budget may have stopped binding: is μ = 0 the answer?
-        hi = mu
-        mu = 0.0
-        g, slope = _excess(a, upper, b, mu, budget, width)
-    if g <= tol and mu == 0.0:
-        return 0.0
+    lo, hi = -1.0, np.inf  # lo < 0: g(0) not known to be > 0 yet
     for _ in range(_MAX_NEWTON):
-        if abs(g) <= tol:
+        if abs(g) <= tol or (mu == 0.0 and g <= tol):
             return mu
         if g > 0.0:
             lo = mu
         else:
             hi = mu
-        step = mu + g / slope if slope > 0.0 else -1.0
-        if not lo < step < hi:
+        step = mu + g / slope if slope > 0.0 else np.nan
+        if lo < 0.0 and step <= 0.0:  # the budget may have stopped binding: is μ = 0 the answer?
+            step = 0.0
+        elif not max(lo, 0.0) < step < hi:
             if hi == np.inf:  # the bracket's top, needed only now: every entry at 0
                 hi = 0.0
                 for t in range(width):
                     if upper[t] > 0.0 and a[t] / b > hi:
                         hi = a[t] / b
-            step = 0.5 * (lo + hi)
+            step = 0.5 * (max(lo, 0.0) + hi)
         mu = step
         g, slope = _excess(a, upper, b, mu, budget, width)
     return mu
@@ -99,9 +95,8 @@ def admm_round(
     over-relaxes (x̂ = αx + (1−α)z; in round 0, z is the EV's warm start), and the station's
     sums of x̂ and x and its cost Σ q·x + κΔt·x² are accumulated.
 
-    Three passes per EV: the target with g at last round's μ, g at the Newton step from there,
-    and the plan. Between two ADMM rounds an EV's active set rarely changes, so that one step
-    is the root (|g| ≤ tol is checked; otherwise the safeguarded search runs). Stations are
+    Usually three passes per EV: the target with g at last round's μ, g at the Newton step
+    from there (the root when the EV's active set has not changed), and the plan. Stations are
     independent, so they are spread over the process's threads (``NUMBA_NUM_THREADS``; 1 in
     actors and edge nodes); each station's sums are its own, so the result does not depend on
     the thread count.
@@ -119,7 +114,6 @@ def admm_round(
         x_sum[s, :] = 0.0
         for r in range(row_ptr[s], row_ptr[s + 1]):
             wr, up, budget_r = width[r], upper[r], budget[r]
-            tol = 1e-12 * max(budget_r, 1.0)
             m = max(mu[r], 0.0)
             g, free = -budget_r, 0
             for t in range(wr):
@@ -128,13 +122,7 @@ def admm_round(
                 v = a[t] - m * b
                 g += min(max(v, 0.0), up[t])
                 free += (v > 0.0) & (v < up[t])
-            if not (abs(g) <= tol or (m == 0.0 and g <= tol)):
-                step = max(m + g / (free * b), 0.0) if free > 0 else -1.0
-                g1 = _excess(a, up, b, step, budget_r, wr)[0] if step >= 0.0 else np.inf
-                if abs(g1) <= tol or (step == 0.0 and g1 <= tol):
-                    m = step
-                else:
-                    m = _multiplier(a, up, b, budget_r, wr, m)
+            m = _multiplier(a, up, b, budget_r, wr, m, g, free * b)
             mu[r] = m
             for t in range(wr):
                 v = min(max(a[t] - m * b, 0.0), up[t])
