@@ -192,8 +192,10 @@ class PowerCoordinator:
         # round 0 z is the stations' warm start, which they report.
         z_src, z_idx = ((proposals.start, np.arange(len(rows), dtype=np.int64))
                         if p.z_prev is None else (p.z_prev, rows))
-        xh_g, x_g, n_g = relax_and_sum(rows, _c(proposals.plan_kw), _c(z_src), z_idx, cfg.alpha,
-                                       p.xh, p.x, p.n, p.zone_of, len(self.grid_ids))
+        answer = np.full(len(p.agents), -1, dtype=np.int64)
+        answer[rows] = np.arange(len(rows))
+        xh_g, x_g, n_g = relax_and_sum(answer, _c(proposals.plan_kw), _c(z_src), z_idx,
+                                       cfg.alpha, p.xh, p.x, p.n, p.zone_of, len(self.grid_ids))
         xh, x, n = p.xh, p.x, p.n
         pi = zone_city_prices(xh_g + n_g * self.u, n_g, p.zone_limit, p.city_limit)
         shift = self.u - pi  # [G, H]: z_v = x̂_v + shift for every participant of zone g

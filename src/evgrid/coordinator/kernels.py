@@ -29,21 +29,21 @@ _I64 = types.Array(types.int64, 1, "C", readonly=True)
 # Ray and gRPC paths all run this one compiled version (never compiled inside a round).
 @njit((_I64, _IN2, _IN2, _I64, types.float64, _OUT2, _IN2, _IN2, _I64, types.int64),
       cache=True, fastmath=_FAST, parallel=True)
-def relax_and_sum(rows: np.ndarray, x_new: np.ndarray, z_src: np.ndarray, z_idx: np.ndarray,
+def relax_and_sum(answer: np.ndarray, x_new: np.ndarray, z_src: np.ndarray, z_idx: np.ndarray,
                   alpha: float, xh: np.ndarray, x: np.ndarray, n: np.ndarray,
                   zone_of: np.ndarray, zones: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """x̂ = αx + (1−α)·z_src[z_idx[i]] for answer i into row ``rows[i]`` of ``xh``, then
-    Σ over each grid zone's stations of x̂, x and the participant counts n, [G, H] each
-    (stations that did not answer keep their last rows)."""
+    """x̂ = αx + (1−α)·z_src[z_idx[i]] into row m of ``xh`` for the stations that answered
+    (i = ``answer[m]`` ≥ 0; the others keep their row), and, in the same pass, Σ over each
+    grid zone's stations of x̂, x and the participant counts n, [G, H] each."""
     m_count, h = xh.shape
-    for i in prange(rows.size):
-        m, j = rows[i], z_idx[i]
-        for t in range(h):
-            xh[m, t] = alpha * x_new[i, t] + (1.0 - alpha) * z_src[j, t]
     part = np.zeros((_CHUNKS, 3, zones, h))
     for c in prange(_CHUNKS):
         for m in range(c * m_count // _CHUNKS, (c + 1) * m_count // _CHUNKS):
-            g = zone_of[m]
+            g, i = zone_of[m], answer[m]
+            if i >= 0:
+                j = z_idx[i]
+                for t in range(h):
+                    xh[m, t] = alpha * x_new[i, t] + (1.0 - alpha) * z_src[j, t]
             for t in range(h):
                 part[c, 0, g, t] += xh[m, t]
                 part[c, 1, g, t] += x[m, t]

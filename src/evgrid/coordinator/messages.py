@@ -8,6 +8,7 @@ horizon step [kW], starting at step ``horizon_start`` of the simulation.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from itertools import chain
 
 import numpy as np
 
@@ -68,7 +69,7 @@ class PowerProposals:
             z = np.zeros((0, horizon))
             return PowerProposals(round, horizon_start, (), z, z, np.zeros(0))
         return PowerProposals(
-            round, horizon_start, tuple(a for p in parts for a in p.agent_ids),
+            round, horizon_start, tuple(chain.from_iterable(p.agent_ids for p in parts)),
             np.concatenate([p.plan_kw for p in parts]),
             np.concatenate([p.participants for p in parts]),
             np.concatenate([p.objective for p in parts]),
@@ -125,10 +126,14 @@ class ConsensusTargets:
         """ρ·u: the unscaled dual, the marginal value of 1 kW of the shared budget [currency/kW]."""
         return self.rho * self.u
 
-    def take(self, rows: np.ndarray) -> ConsensusTargets:
-        rows = np.asarray(rows, dtype=np.int64)
-        return replace(self, agent_ids=tuple(self.agent_ids[i] for i in rows),
-                       agent_zone=self.agent_zone[rows],
+    def take(self, rows: np.ndarray | slice) -> ConsensusTargets:
+        """The targets of some stations (a slice of them costs no copy)."""
+        if isinstance(rows, slice):
+            ids = self.agent_ids[rows]
+        else:
+            rows = np.asarray(rows, dtype=np.int64)
+            ids = tuple(self.agent_ids[i] for i in rows)
+        return replace(self, agent_ids=ids, agent_zone=self.agent_zone[rows],
                        z_kw=None if self.z_kw is None else self.z_kw[rows])
 
     def select(self, agent_ids: list[str]) -> ConsensusTargets:

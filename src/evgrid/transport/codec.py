@@ -11,6 +11,7 @@ agent registered (UNAUTHENTICATED otherwise), round and horizon start current
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -64,12 +65,14 @@ def proposal_to_proto(p: PowerProposals, i: int) -> pb.Proposal:
                        start_kw=[] if p.start_kw is None else p.start_kw[i].tolist())
 
 
-def proposals_to_proto(p: PowerProposals) -> pb.ProposalBatch:
-    """Many stations' proposals in columns (what a Ray pack sends)."""
+def proposals_to_proto(p: PowerProposals, *, with_participants: bool = True) -> pb.ProposalBatch:
+    """Many stations' proposals in columns (what a Ray pack sends). Participant counts are
+    fixed for a period, so they are left out once the receiver has them (a third of the bytes)."""
     return pb.ProposalBatch(
         round=p.round, horizon_start=p.horizon_start, horizon_steps=p.plan_kw.shape[1],
         agent_ids=list(p.agent_ids), plan_kw_f64=_f64(p.plan_kw),
-        participants_i32=np.ascontiguousarray(p.participants, dtype="<i4").tobytes(),
+        participants_i32=(np.ascontiguousarray(p.participants, dtype="<i4").tobytes()
+                          if with_participants else b""),
         objective=p.objective.tolist(), want_now_kw=p.want.tolist(),
         start_kw_f64=b"" if p.start_kw is None else _f64(p.start_kw))
 
@@ -107,6 +110,13 @@ def _check_sender(
     return caps
 
 
+@dataclass(frozen=True)
+class _Checked:
+    """An array the receiver decoded and checked before (not re-checked)."""
+
+    array: np.ndarray
+
+
 def _decode_proposals(
     agent_ids: tuple[str, ...], caps: np.ndarray, *, round: int, horizon_start: int,
     horizon: int, plan: object, participants: object, objective: object,
@@ -115,8 +125,10 @@ def _decode_proposals(
     """Check the values of M proposals at once (INVALID_ARGUMENT) and decode them."""
     m = len(agent_ids)
     cols: dict[str, np.ndarray] = {}
-    fields = [("plan_kw", plan, True), ("participants", participants, True),
-              ("objective", objective, False), ("want_now_kw", want, False)]
+    fields = [("plan_kw", plan, True), ("objective", objective, False),
+              ("want_now_kw", want, False)]
+    if not isinstance(participants, _Checked):  # the receiver's own copy is checked already
+        fields.append(("participants", participants, True))
     # Round 0 answers carry the warm start they relaxed from; later rounds must not.
     if round == 0:
         fields.append(("start_kw", start, True))
@@ -145,6 +157,10 @@ def _decode_proposals(
             f"plan_kw spans [{plan_kw[k].min():.3f}, {plan_kw[k].max():.3f}] kW, outside the "
             f"registered [0, {caps[k]:g}] kW of {agent_ids[k]!r}",
         )
+    if isinstance(participants, _Checked):
+        if participants.array.shape != (m, horizon):
+            raise MessageError("INVALID_ARGUMENT", "participants held for another batch shape")
+        cols["participants"] = participants.array
     neg = (cols["participants"] < 0).any(axis=1)
     if neg.any():
         raise MessageError("INVALID_ARGUMENT",
@@ -178,9 +194,11 @@ def check_proposal(
 
 def proposals_from_proto(
     batch: pb.ProposalBatch, *, registry: Mapping[str, Registration], round: int,
-    horizon_start: int, horizon: int,
+    horizon_start: int, horizon: int, participants: np.ndarray | None = None,
 ) -> PowerProposals:
-    """Decode and check a batch of proposals (the first bad station raises)."""
+    """Decode and check a batch of proposals (the first bad station raises). A batch sent
+    without participant counts takes ``participants`` (the receiver's copy from earlier in the
+    period); without either it is refused like any short field."""
     ids = tuple(batch.agent_ids)
     caps = _check_sender(list(ids), batch.round, batch.horizon_start, registry=registry,
                          round=round, horizon_start=horizon_start)
@@ -189,7 +207,9 @@ def proposals_from_proto(
     return _decode_proposals(
         ids, caps, round=round, horizon_start=horizon_start, horizon=horizon,
         plan=_array(batch.plan_kw_f64, "<f8", "plan_kw"),
-        participants=_array(batch.participants_i32, "<i4", "participants"),
+        participants=(_Checked(participants)
+                      if not batch.participants_i32 and participants is not None
+                      else _array(batch.participants_i32, "<i4", "participants")),
         objective=batch.objective, want=batch.want_now_kw,
         start=_array(batch.start_kw_f64, "<f8", "start_kw"))
 
@@ -205,15 +225,18 @@ def target_to_proto(t: ConsensusTargets, i: int) -> pb.ConsensusTarget:
                               price_signal=(t.rho * u).tolist(), done=t.done, alpha=t.alpha)
 
 
-def targets_to_proto(t: ConsensusTargets, *, with_z: bool = False) -> pb.TargetBatch:
-    """Many stations' targets: zone rows only, plus every z when ``with_z``."""
+def targets_to_proto(
+    t: ConsensusTargets, *, with_z: bool = False, participants_known: bool = False
+) -> pb.TargetBatch:
+    """Many stations' targets: zone rows only, plus every z when ``with_z``;
+    ``participants_known`` asks for answers without participant counts."""
     if t.zone_shift is None or (with_z and t.z_kw is None):
         raise ValueError("a target batch needs zone rows (and z_kw when with_z)")
     return pb.TargetBatch(
         round=t.round, horizon_start=t.horizon_start, horizon_steps=t.horizon,
         agent_ids=list(t.agent_ids), agent_zone=t.agent_zone.tolist(),
         zone_u_f64=_f64(t.zone_u), zone_shift_f64=_f64(t.zone_shift), rho=t.rho, done=t.done,
-        alpha=t.alpha,
+        alpha=t.alpha, participants_known=participants_known,
         z_kw_f64=_f64(t.z_kw) if with_z and t.z_kw is not None else b"")
 
 

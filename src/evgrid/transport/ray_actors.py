@@ -18,8 +18,11 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
+from collections.abc import Iterator
 from typing import Any
 
+import numba
 import numpy as np
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
@@ -42,6 +45,10 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> No
     """Start embedded local Ray (or join ``address`` / $RAY_ADDRESS) unless already up."""
     if ray.is_initialized():
         return
+    # The actors are the parallelism now: this process (the coordinator's) keeps one kernel
+    # thread, so no idle kernel worker spins on a core an actor needs (measured: +40 ms a solve
+    # at 1,000 stations).
+    numba.set_num_threads(1)
     address = address or os.environ.get("RAY_ADDRESS")
     kwargs: dict[str, Any] = {"runtime_env": {"env_vars": SINGLE_THREAD_ENV},
                               "include_dashboard": False, "log_to_driver": False,
@@ -79,8 +86,10 @@ class StationPackActor:
         return True
 
     def propose(self, targets: bytes) -> bytes:
-        t = codec.targets_from_proto(pb.TargetBatch.FromString(targets))
-        return codec.proposals_to_proto(self.pack.propose(t)).SerializeToString()
+        batch = pb.TargetBatch.FromString(targets)
+        answer = self.pack.propose(codec.targets_from_proto(batch))
+        return codec.proposals_to_proto(
+            answer, with_participants=not batch.participants_known).SerializeToString()
 
     def finish_period(self, agreed_kw: dict[str, float]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         return self.pack.finish_period(agreed_kw)
@@ -105,6 +114,7 @@ class RayStations:
         if stations_per_actor < 1:
             raise ValueError(f"stations_per_actor {stations_per_actor} is not >= 1")
         self.ids, self.zones, self.caps = list(ids), list(zones), list(caps)
+        self.id_tuple = tuple(self.ids)
         self.config = config
         self.round_timeout_s = round_timeout_s
         self.groups = [list(range(i, min(i + stations_per_actor, len(ids))))
@@ -115,6 +125,8 @@ class RayStations:
             for g in self.groups
         ]
         self.states: dict[str, StationState] = {}
+        # Per pack: the stations and participant counts of its last answer this period.
+        self._participants: dict[int, tuple[tuple[str, ...], np.ndarray]] = {}
         self.alive = [True] * len(self.actors)
         self.rounds_missed = 0
         self._horizon = 0
@@ -124,50 +136,71 @@ class RayStations:
         return [Registration(agent_id=a, kind="station", grid_zone=z, max_power_kw=c)
                 for a, z, c in zip(self.ids, self.zones, self.caps, strict=True)]
 
-    def _call(self, refs: list[Any]) -> list[Any]:
-        """Results per actor; None for an actor that is dead or misses the deadline."""
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=self.round_timeout_s)
-        ready_set = set(ready)
-        out: list[Any] = []
-        for k, ref in enumerate(refs):
-            if ref not in ready_set:
-                out.append(None)
-                continue
-            try:
-                out.append(ray.get(ref, timeout=0))
-            except (RayActorError, RayTaskError, GetTimeoutError) as exc:
-                log.warning("station pack %d failed this round: %s", k, type(exc).__name__)
-                self.alive[k] = False
-                out.append(None)
-        self.rounds_missed += sum(o is None for o in out)
-        return out
+    def _arrivals(self, calls: list[tuple[int, Any]]) -> Iterator[tuple[int, Any]]:
+        """(actor index, result) for each call as its result arrives, then (index, None) for
+        each actor that is dead or missed the round's deadline."""
+        pending = {ref: k for k, ref in calls}
+        deadline = time.monotonic() + self.round_timeout_s
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1,
+                                timeout=max(deadline - time.monotonic(), 0.0))
+            if not ready:
+                break
+            for ref in ready:
+                k = pending.pop(ref)
+                try:
+                    yield k, ray.get(ref, timeout=0)
+                except (RayActorError, RayTaskError, GetTimeoutError) as exc:
+                    log.warning("station pack %d failed this round: %s", k, type(exc).__name__)
+                    self.alive[k] = False
+                    self.rounds_missed += 1
+                    yield k, None
+        for k in pending.values():
+            self.rounds_missed += 1
+            yield k, None
+
+    def _call(self, calls: list[tuple[int, Any]]) -> dict[int, Any]:
+        """Every call's result (None: dead or late), by actor index."""
+        return dict(self._arrivals(calls))
 
     def begin_period(self, states: dict[str, Any]) -> None:
         self.states = dict(states)
+        self._participants = {}
         self._horizon = next(iter(states.values())).horizon if states else 0
-        refs = [a.begin_period.remote(_states_to_bytes({self.ids[i]: states[self.ids[i]] for i in g}))
-                for a, g in zip(self.actors, self.groups, strict=True)]
+        calls = [(k, a.begin_period.remote(
+                    _states_to_bytes({self.ids[i]: states[self.ids[i]] for i in g})))
+                 for k, (a, g) in enumerate(zip(self.actors, self.groups, strict=True))]
         # A restarted actor that took its state again is back in the game; one that did not
         # sits this period out and its stations are executed on its behalf.
-        self.alive = [o is not None for o in self._call(refs)]
+        done = self._call(calls)
+        self.alive = [done[k] is not None for k in range(len(self.actors))]
 
     def propose(self, targets: ConsensusTargets) -> PowerProposals:
-        pos = {a: i for i, a in enumerate(targets.agent_ids)}
-        refs, which = [], []
+        everyone = targets.agent_ids == self.id_tuple  # the usual case: packs take slices
+        pos = {} if everyone else {a: i for i, a in enumerate(targets.agent_ids)}
+        calls, known = [], {}
         for k, (a, g) in enumerate(zip(self.actors, self.groups, strict=True)):
-            mine = [pos[self.ids[i]] for i in g if self.ids[i] in pos]
-            if mine and self.alive[k]:
-                batch = codec.targets_to_proto(targets.take(np.array(mine)))
-                refs.append(a.propose.remote(batch.SerializeToString()))
-                which.append(k)
-        parts = []
-        for raw in self._call(refs):
+            mine: list[int] | slice = (slice(g[0], g[-1] + 1) if everyone else
+                                       [pos[self.ids[i]] for i in g if self.ids[i] in pos])
+            if (everyone or mine) and self.alive[k]:
+                part = targets.take(mine if everyone else np.array(mine))
+                known[k] = self._participants.get(k, ((), None))[0] == part.agent_ids
+                batch = codec.targets_to_proto(part, participants_known=known[k])
+                calls.append((k, a.propose.remote(batch.SerializeToString())))
+        parts = {}
+        for k, raw in self._arrivals(calls):  # decode each answer while others still compute
             if raw is not None:
-                parts.append(codec.proposals_from_proto(
+                got = codec.proposals_from_proto(
                     pb.ProposalBatch.FromString(raw), registry=self._registry(),
                     round=targets.round, horizon_start=targets.horizon_start,
-                    horizon=targets.horizon))
-        return PowerProposals.concat(parts, round=targets.round,
+                    horizon=targets.horizon,
+                    participants=self._participants[k][1] if known[k] else None)
+                # Participant counts are fixed for the period: kept from a pack's first
+                # answer, and not sent again while it answers for the same stations.
+                self._participants[k] = (got.agent_ids, got.participants)
+                parts[k] = got
+        # In pack order, so the coordinator sees its stations in the order it knows them.
+        return PowerProposals.concat([parts[k] for k in sorted(parts)], round=targets.round,
                                      horizon_start=targets.horizon_start,
                                      horizon=targets.horizon)
 
@@ -180,11 +213,11 @@ class RayStations:
         self, agreed_kw: dict[str, float] | None = None
     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         agreed_kw = agreed_kw or {}
-        live = [k for k in range(len(self.actors)) if self.alive[k]]
-        refs = [self.actors[k].finish_period.remote(
-            {self.ids[i]: agreed_kw.get(self.ids[i], 0.0) for i in self.groups[k]}) for k in live]
+        calls = [(k, self.actors[k].finish_period.remote(
+            {self.ids[i]: agreed_kw.get(self.ids[i], 0.0) for i in self.groups[k]}))
+            for k in range(len(self.actors)) if self.alive[k]]
         out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for res in self._call(refs):
+        for res in self._call(calls).values():
             if res is not None:
                 out.update(res)
         # Stations whose pack died or stayed silent: executed here, same rule, same budget.

@@ -105,7 +105,7 @@ class ConsensusTarget(_message.Message):
     def __init__(self, round: _Optional[int] = ..., agent_id: _Optional[str] = ..., horizon_start: _Optional[int] = ..., z_kw: _Optional[_Iterable[float]] = ..., u: _Optional[_Iterable[float]] = ..., rho: _Optional[float] = ..., price_signal: _Optional[_Iterable[float]] = ..., done: _Optional[bool] = ..., alpha: _Optional[float] = ...) -> None: ...
 
 class TargetBatch(_message.Message):
-    __slots__ = ("round", "horizon_start", "horizon_steps", "agent_ids", "agent_zone", "zone_u_f64", "zone_shift_f64", "rho", "done", "z_kw_f64", "alpha")
+    __slots__ = ("round", "horizon_start", "horizon_steps", "agent_ids", "agent_zone", "zone_u_f64", "zone_shift_f64", "rho", "done", "z_kw_f64", "alpha", "participants_known")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     HORIZON_START_FIELD_NUMBER: _ClassVar[int]
     HORIZON_STEPS_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +117,7 @@ class TargetBatch(_message.Message):
     DONE_FIELD_NUMBER: _ClassVar[int]
     Z_KW_F64_FIELD_NUMBER: _ClassVar[int]
     ALPHA_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_KNOWN_FIELD_NUMBER: _ClassVar[int]
     round: int
     horizon_start: int
     horizon_steps: int
@@ -128,7 +129,8 @@ class TargetBatch(_message.Message):
     done: bool
     z_kw_f64: bytes
     alpha: float
-    def __init__(self, round: _Optional[int] = ..., horizon_start: _Optional[int] = ..., horizon_steps: _Optional[int] = ..., agent_ids: _Optional[_Iterable[str]] = ..., agent_zone: _Optional[_Iterable[int]] = ..., zone_u_f64: _Optional[bytes] = ..., zone_shift_f64: _Optional[bytes] = ..., rho: _Optional[float] = ..., done: _Optional[bool] = ..., z_kw_f64: _Optional[bytes] = ..., alpha: _Optional[float] = ...) -> None: ...
+    participants_known: bool
+    def __init__(self, round: _Optional[int] = ..., horizon_start: _Optional[int] = ..., horizon_steps: _Optional[int] = ..., agent_ids: _Optional[_Iterable[str]] = ..., agent_zone: _Optional[_Iterable[int]] = ..., zone_u_f64: _Optional[bytes] = ..., zone_shift_f64: _Optional[bytes] = ..., rho: _Optional[float] = ..., done: _Optional[bool] = ..., z_kw_f64: _Optional[bytes] = ..., alpha: _Optional[float] = ..., participants_known: _Optional[bool] = ...) -> None: ...
 
 class StationState(_message.Message):
     __slots__ = ("agent_id", "horizon_start", "dt_h", "charger", "arrival_step", "departure_step", "horizon_steps", "upper_kw", "eta", "owed_kwh", "price_per_kwh", "carbon_kg_per_kwh")
