@@ -54,6 +54,29 @@ def test_batches_round_trip_exactly() -> None:
     assert len(codec.targets_to_proto(targets).zone_u_f64) == 8 * targets.zone_u.size
 
 
+def test_participants_travel_once_a_period() -> None:
+    """After a pack's first answer the targets say participants_known, the answer leaves them
+    out (a third of its bytes), and the receiver fills in its own copy; without one, or with
+    one for another batch, the answer is refused."""
+    _, _, coord, props, targets = wired_round()
+    raw = codec.targets_to_proto(targets, participants_known=True).SerializeToString()
+    assert pb.TargetBatch.FromString(raw).participants_known
+    full = codec.proposals_to_proto(props)
+    short = codec.proposals_to_proto(props, with_participants=False)
+    assert not short.participants_i32 and short.ByteSize() < 0.75 * full.ByteSize()
+    kw = dict(registry=coord.registry, round=props.round, horizon_start=5, horizon=24)
+    back = codec.proposals_from_proto(short, participants=props.participants, **kw)
+    np.testing.assert_array_equal(back.participants, props.participants)
+    np.testing.assert_array_equal(back.plan_kw, props.plan_kw)
+    for held in (None, props.participants[:-1]):
+        with pytest.raises(codec.MessageError) as err:
+            codec.proposals_from_proto(short, participants=held, **kw)
+        assert err.value.code == "INVALID_ARGUMENT"
+    # A full answer is taken as sent, whatever the receiver holds.
+    again = codec.proposals_from_proto(full, participants=props.participants * 0, **kw)
+    np.testing.assert_array_equal(again.participants, props.participants)
+
+
 def corrupt(batch: pb.ProposalBatch, how: str) -> pb.ProposalBatch:
     b = pb.ProposalBatch()
     b.CopyFrom(batch)
