@@ -166,7 +166,6 @@ def station(
     # One BLAS thread per edge process: many of them share a machine (before numpy loads).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
     import asyncio
     import contextlib
     import signal
