@@ -5,8 +5,9 @@ Each EV v (a row) solves, over the horizon steps t where it is plugged in,
     min_p  Σ_t [ q_t p_t + κ·Δt·p_t² ] + (ρ/2) Σ_t (p_t − w_t)²
     s.t.   0 ≤ p_t ≤ U_t,      Σ_t p_t ≤ B            (B = energy owed / (η·Δt))
 
-q_t = Δt·(price_t + carbon price·carbon_t − penalty·η) is the linear cost of Eq. 14–16 of
-000_f74a305f822cf870.txt with the unmet-energy penalty folded in, κ the battery-wear weight
+q_t = Δt·(c_t − η·v_t) is the linear cost of Eq. 14–16 of 000_f74a305f822cf870.txt: c the
+station's unit cost (price + carbon price·carbon), v the value of a kWh delivered at t (the
+unmet-energy penalty, discounted for lateness), η the charger efficiency; κ the battery-wear weight
 (seed 001's ageing cost, quadratic in power), w the ADMM target. The KKT conditions give
 p_t(μ) = clip(a_t − μ·b, 0, U_t) with a_t = (ρ·w_t − q_t)/(ρ + 2κΔt), b = 1/(ρ + 2κΔt), and
 the budget multiplier μ ≥ 0 is the root of a piecewise-linear non-increasing function, found
@@ -15,8 +16,10 @@ against cvxpy (Clarabel) to 1e-6 relative on random instances.
 
 Why compiled: at 1,000 stations (≈6,000 EVs, ≈290,000 plugged-in EV-steps over 96 steps) one
 ADMM round touches every one of them, and numpy's one-temporary-per-operation style spent ≈20 ms
-a round on it. Three fused passes per row (target, multiplier, plan, relaxed plan and the
-station's sums) do the same in ≈1.1 ms on one core, ≈0.6 ms on two (measured, 2-core machine).
+a round on it. Three fused passes per row (target, multiplier, relaxed plan and the station's
+sums) do the same in ≈0.9 ms on one core, ≈0.5 ms on two (measured, 2-core machine). Memory
+traffic is most of it, so q is formed from the station's c and the shared v rather than
+stored per EV-step, and the plan x is not stored at all (only its station sums and cost).
 The kernels are cached on disk (``cache=True``), so only the first process compiles them.
 """
 
@@ -80,10 +83,10 @@ def _multiplier(a: np.ndarray, upper: np.ndarray, b: float, budget: float, width
 
 @njit(cache=True, fastmath=_FAST, parallel=True)
 def admm_round(
-    xh: np.ndarray, x: np.ndarray, mu: np.ndarray, shift: np.ndarray, u: np.ndarray,
-    src: np.ndarray, row_ptr: np.ndarray, q: np.ndarray, upper: np.ndarray,
-    budget: np.ndarray, width: np.ndarray, rho: float, wear: float, alpha: float,
-    xh_sum: np.ndarray, x_sum: np.ndarray, cost: np.ndarray,
+    xh: np.ndarray, mu: np.ndarray, shift: np.ndarray, u: np.ndarray, src: np.ndarray,
+    row_ptr: np.ndarray, unit: np.ndarray, eta: np.ndarray, value: np.ndarray, dt: float,
+    upper: np.ndarray, budget: np.ndarray, width: np.ndarray, rho: float, wear: float,
+    alpha: float, xh_sum: np.ndarray, x_sum: np.ndarray, cost: np.ndarray,
 ) -> None:
     """One ADMM x-update for every EV of every targeted station, in place (Boyd §7.3, §3.4.3).
 
@@ -91,9 +94,10 @@ def admm_round(
     and ``u`` (its grid zone's row, or its own; −1: not asked this round). An EV takes part
     only while plugged in (its first ``width`` steps; after that it has no variable and
     x = x̂ = 0). Its target is its last relaxed plan moved by the zone's correction,
-    z = x̂ + shift_k, minus the scaled dual u_k; it solves its local problem (``x``) and
-    over-relaxes (x̂ = αx + (1−α)z; in round 0, z is the EV's warm start), and the station's
-    sums of x̂ and x and its cost Σ q·x + κΔt·x² are accumulated.
+    z = x̂ + shift_k, minus the scaled dual u_k; it solves its local problem (x, with
+    q = dt·(unit[s] − eta[r]·value)) and over-relaxes (x̂ = αx + (1−α)z into ``xh``; in round 0,
+    z is the EV's warm start), and the station's sums of x̂ and x and its cost Σ q·x + κΔt·x²
+    are accumulated. With α = 1, ``xh`` holds the plan itself.
 
     Usually three passes per EV: the target with g at last round's μ, g at the Newton step
     from there (the root when the EV's active set has not changed), and the plan. Stations are
@@ -113,12 +117,12 @@ def admm_round(
         xh_sum[s, :] = 0.0
         x_sum[s, :] = 0.0
         for r in range(row_ptr[s], row_ptr[s + 1]):
-            wr, up, budget_r = width[r], upper[r], budget[r]
+            wr, up, budget_r, eta_r = width[r], upper[r], budget[r], eta[r]
             m = max(mu[r], 0.0)
             g, free = -budget_r, 0
             for t in range(wr):
                 z[t] = xh[r, t] + shift[k, t]
-                a[t] = (rho * (z[t] - u[k, t]) - q[r, t]) * b
+                a[t] = (rho * (z[t] - u[k, t]) - dt * (unit[s, t] - eta_r * value[t])) * b
                 v = a[t] - m * b
                 g += min(max(v, 0.0), up[t])
                 free += (v > 0.0) & (v < up[t])
@@ -126,11 +130,10 @@ def admm_round(
             mu[r] = m
             for t in range(wr):
                 v = min(max(a[t] - m * b, 0.0), up[t])
-                x[r, t] = v
                 xh[r, t] = alpha * v + (1.0 - alpha) * z[t]
                 xh_sum[s, t] += xh[r, t]
                 x_sum[s, t] += v
-                c += (q[r, t] + wear * v) * v
+                c += (dt * (unit[s, t] - eta_r * value[t]) + wear * v) * v
         cost[s] = c
 
 
@@ -139,20 +142,23 @@ def solve_local(
     wear: float, mu0: np.ndarray | None = None, width: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The minimiser p [n, H] of the local problem above for every row, by the kernel an ADMM
-    round runs (each row its own station, target w, no dual, no relaxation).
+    round runs (each row its own station with unit cost q, target w, no dual, α = 1).
 
     ``wear`` is κ·Δt; ``q`` may be [H] (shared prices) or [n, H]. Returns (p, μ); ``mu0``
     warm-starts the multiplier search. ``width`` [n] says a row's entries from that column
     on are 0 (its EV has left), so they are not searched.
     """
     n, h = w.shape
-    p, rows = np.zeros((n, h)), np.arange(n + 1)
+    p, rows = np.array(w, dtype=float, order="C"), np.arange(n + 1)
     mu = np.zeros(n) if mu0 is None else np.array(mu0, dtype=float)
-    admm_round(np.array(w, dtype=float, order="C"), p, mu, np.zeros((n, h)), np.zeros((n, h)),
-               rows[:-1], rows, np.array(np.broadcast_to(q, (n, h)), dtype=float, order="C"),
-               np.array(upper, dtype=float, order="C"), np.array(budget, dtype=float),
+    admm_round(p, mu, np.zeros((n, h)), np.zeros((n, h)), rows[:-1], rows,
+               np.array(np.broadcast_to(q, (n, h)), dtype=float, order="C"), np.zeros(n),
+               np.zeros(h), 1.0, np.array(upper, dtype=float, order="C"),
+               np.array(budget, dtype=float),
                np.full(n, h) if width is None else np.array(width, dtype=np.int64),
                float(rho), float(wear), 1.0, np.zeros((n, h)), np.zeros((n, h)), np.zeros(n))
+    if width is not None:  # the kernel leaves the columns past a row's width alone: still w
+        p[np.arange(h)[None, :] >= np.asarray(width)[:, None]] = 0.0
     return p, mu
 
 
@@ -161,5 +167,6 @@ def warm_up() -> None:
     """Load (or, the first time on a machine, compile) the kernels now, not in round 0: an edge
     node or actor that compiled during its first round would miss that round's deadline."""
     one, z = np.ones((1, 1)), np.zeros((1, 1))
-    admm_round(z.copy(), z.copy(), np.zeros(1), z, z, np.zeros(1, np.int64), np.array([0, 1]), z,
-               one, np.ones(1), np.ones(1, np.int64), 1.0, 0.0, 1.5, z.copy(), z.copy(), np.zeros(1))
+    admm_round(z.copy(), np.zeros(1), z, z, np.zeros(1, np.int64), np.array([0, 1]), z,
+               np.ones(1), np.ones(1), 1.0, one, np.ones(1), np.ones(1, np.int64), 1.0, 0.0, 1.5,
+               z.copy(), z.copy(), np.zeros(1))

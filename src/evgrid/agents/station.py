@@ -146,11 +146,13 @@ class StationPack:
         # Energy delivered later is worth a little less: the station cannot see the EVs that will
         # arrive and compete for the same feeder, nor an early departure (receding horizon).
         value = cfg.unmet_penalty_per_kwh * (1 - cfg.urgency_per_h) ** (np.arange(h) * dt)
-        self.q = dt * (unit[self.row_station] - eta[:, None] * value[None, :])
+        # q = Δt·(unit − η·value) per EV-step is formed inside the kernel (see ``q``).
+        self.unit, self.eta, self.value = unit, eta, value
         self.budget = cat(lambda st: st.owed_kwh) / np.maximum(eta * dt, 1e-12)
         self.wear = cfg.wear_per_kw2h * dt
         self.const = cfg.unmet_penalty_per_kwh * np.array([st.owed_kwh.sum() for st in sts])
-        # Warm start: each EV's plan from the previous period, shifted to the new start.
+        # Warm start: each EV's last relaxed plan x̂ from the previous period (its plan, up to the
+        # ADMM tolerance), shifted to the new start.
         x = np.zeros((self._rows, h))
         keys = []
         r = 0
@@ -178,8 +180,7 @@ class StationPack:
             (np.ones(self._rows), (self.row_station, np.arange(self._rows))),
             shape=(len(sts), self._rows),
         )
-        self.x = np.minimum(x, self.upper)
-        self.xh = self.x.copy()
+        self.xh = np.clip(x, 0.0, self.upper)
         self.mu = np.zeros(self._rows)
         self.xh_sum = self.agg @ self.xh
         self.x_sum = self.xh_sum.copy()
@@ -213,16 +214,23 @@ class StationPack:
         start = self.xh_sum[sel].copy() if targets.round == 0 else None
         # Own, writable C arrays ([zones × H], cheap to copy): a read-only view of a decoded
         # message is another type to numba, and would be compiled inside the round's deadline.
-        admm_round(self.xh, self.x, self.mu, np.array(shift, dtype=float, order="C"),
-                   np.array(u, dtype=float, order="C"), src, self.row_ptr, self.q, self.upper,
-                   self.budget, self.width, float(targets.rho), float(self.wear),
-                   float(targets.alpha), self.xh_sum, self.x_sum, self.cost)
+        admm_round(self.xh, self.mu, np.array(shift, dtype=float, order="C"),
+                   np.array(u, dtype=float, order="C"), src, self.row_ptr, self.unit, self.eta,
+                   self.value, float(self.dt_h), self.upper, self.budget, self.width,
+                   float(targets.rho), float(self.wear), float(targets.alpha), self.xh_sum,
+                   self.x_sum, self.cost)
         return PowerProposals(
             round=targets.round, horizon_start=targets.horizon_start,
             agent_ids=targets.agent_ids, plan_kw=self.x_sum[sel].copy(),
             participants=self.present[sel], objective=self.cost[sel] + self.const[sel],
             want_kw=self.want_now[sel], start_kw=start,
         )
+
+    @property
+    def q(self) -> np.ndarray:
+        """[rows, H] each EV's linear cost per kW and step (Eq. 14–16 with the discounted
+        unmet-energy penalty folded in), as the kernel forms it."""
+        return self.dt_h * (self.unit[self.row_station] - self.eta[:, None] * self.value[None, :])
 
     def plans(self) -> dict[str, np.ndarray]:
         """Each station's current plan X_i [H] (sum of its EVs' profiles)."""
@@ -236,7 +244,8 @@ class StationPack:
         """
         plans = self.plans()
         for r, key in enumerate(self.keys):
-            self._warm[key] = (self.states[self.ids[self.row_station[r]]].horizon_start, self.x[r].copy())
+            self._warm[key] = (self.states[self.ids[self.row_station[r]]].horizon_start,
+                               np.clip(self.xh[r], 0.0, self.upper[r]))
         live = set(self.keys)
         self._warm = {k: v for k, v in self._warm.items() if k in live}
         return {
