@@ -212,6 +212,8 @@ class StationPack:
         # Round 0 relaxes towards each EV's warm start; the coordinator, which never sees an
         # EV, is told their sum (later rounds relax towards the z it sent).
         start = self.xh_sum[sel].copy() if targets.round == 0 else None
+        # The plan sums go into a new array each round, which the answer owns (no copy).
+        self.x_sum = np.empty_like(self.x_sum) if everyone else self.x_sum.copy()
         # Own, writable C arrays ([zones × H], cheap to copy): a read-only view of a decoded
         # message is another type to numba, and would be compiled inside the round's deadline.
         admm_round(self.xh, self.mu, np.array(shift, dtype=float, order="C"),
@@ -221,7 +223,7 @@ class StationPack:
                    self.x_sum, self.cost)
         return PowerProposals(
             round=targets.round, horizon_start=targets.horizon_start,
-            agent_ids=targets.agent_ids, plan_kw=self.x_sum[sel].copy(),
+            agent_ids=targets.agent_ids, plan_kw=self.x_sum[sel],
             participants=self.present[sel], objective=self.cost[sel] + self.const[sel],
             want_kw=self.want_now[sel], start_kw=start,
         )
