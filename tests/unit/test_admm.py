@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from evgrid.agents.centralised import centralised_optimum
 from evgrid.agents.station import StationConfig, StationPack
-from evgrid.agents.synthetic import random_instance
+from evgrid.agents.synthetic import next_period, random_instance
 from evgrid.coordinator import AdmmConfig, PowerCoordinator, solve_period, zone_city_prices
 
 
@@ -109,10 +109,19 @@ def test_missing_proposals_keep_the_last_one() -> None:
 
 
 def test_warm_start_takes_fewer_rounds() -> None:
+    """Solving the same period again from its own answer, or the next one after charging what
+    was executed, takes a fraction of a cold solve's rounds (measured 14 and 19 of 66). Stations
+    number their chargers from 0 here, as an edge node does: each EV's warm start must still be
+    its own station's (when stations shared them, 37 and 32 rounds)."""
     inst, pack, coord = wired(10, seed=5)
     kw = dict(horizon_start=0, zone_limit_kw=inst.zone_limit_kw, city_limit_kw=inst.city_limit_kw)
     cold = solve_period(coord, pack, **kw).iterations
     pack.finish_period()
     pack.begin_period(inst.states)  # same period again: warm x, warm duals, adapted ρ
-    warm = solve_period(coord, pack, **kw).iterations
-    assert warm < cold, (warm, cold)
+    again = solve_period(coord, pack, **kw).iterations
+    executed = pack.finish_period(coord.executable_now())
+    nxt = next_period(inst, {sid: kw for sid, (_, kw) in executed.items()})
+    pack.begin_period(nxt.states)
+    later = solve_period(coord, pack, horizon_start=1, zone_limit_kw=nxt.zone_limit_kw,
+                         city_limit_kw=nxt.city_limit_kw).iterations
+    assert again < 0.3 * cold and later < 0.5 * cold, (cold, again, later)

@@ -112,7 +112,9 @@ class StationPack:
         self.grid_zones = list(grid_zones)
         self.max_power_kw = list(max_power_kw)
         self.config = config or StationConfig()
-        self._warm: dict[tuple[int, int, int], tuple[int, np.ndarray]] = {}
+        # (station, charger, arrival, departure) -> (step planned at, plan): charger numbers
+        # need not be unique across stations (an edge node numbers its own from 0).
+        self._warm: dict[tuple[str, int, int, int], tuple[int, np.ndarray]] = {}
         self.states: dict[str, StationState] = {}
         self._rows = 0
         warm_up()
@@ -158,10 +160,13 @@ class StationPack:
         r = 0
         for st in sts:
             for c, a, d in zip(st.charger, st.arrival_step, st.departure_step, strict=True):
-                key = (int(c), int(a), int(d))
+                key = (st.station_id, int(c), int(a), int(d))
                 keys.append(key)
-                if key in self._warm:
-                    start, prev = self._warm[key]
+                warm = self._warm.get(key)
+                # Only a plan made at or before this period's start (not one from a later
+                # period, as when a period is solved again): shifted to the new start.
+                if warm is not None and warm[0] <= st.horizon_start:
+                    start, prev = warm
                     tail = prev[st.horizon_start - start:]
                     m = min(h, tail.size)
                     x[r, :m] = tail[:m]

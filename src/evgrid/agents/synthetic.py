@@ -56,3 +56,26 @@ def random_instance(
     zone_limit[evening] *= 0.6
     city = 0.85 * zone_limit.sum(1)
     return SharingInstance(states, zones, zone_ids, zone_limit, city, cap)
+
+
+def next_period(inst: SharingInstance, delivered_kw: dict[str, np.ndarray]) -> SharingInstance:
+    """The same city one control step later: each EV has charged ``delivered_kw`` (per
+    station, one value per EV row) for one step, the horizon has moved on by one step (the
+    day's prices, carbon and limits repeat), and EVs that left are gone. What a receding-horizon
+    controller solves next, warm-started from this period's answer."""
+    states = {}
+    for sid, st in inst.states.items():
+        owed = np.maximum(st.owed_kwh - delivered_kw[sid] * st.eta * st.dt_h, 0.0)
+        keep = st.departure_step > st.horizon_start + 1
+        states[sid] = StationState(
+            station_id=sid, horizon_start=st.horizon_start + 1, dt_h=st.dt_h,
+            charger=st.charger[keep], arrival_step=st.arrival_step[keep],
+            departure_step=st.departure_step[keep],
+            upper_kw=np.concatenate([st.upper_kw[keep, 1:], np.zeros((int(keep.sum()), 1))], 1),
+            eta=st.eta[keep], owed_kwh=owed[keep],
+            price_per_kwh=np.roll(st.price_per_kwh, -1),
+            carbon_kg_per_kwh=np.roll(st.carbon_kg_per_kwh, -1),
+        )
+    return SharingInstance(states, inst.grid_zones, inst.zone_ids,
+                           np.roll(inst.zone_limit_kw, -1, axis=0),
+                           np.roll(inst.city_limit_kw, -1), inst.max_power_kw)
