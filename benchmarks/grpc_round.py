@@ -20,6 +20,8 @@ import time
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import numba
+
 from evgrid.agents.station import StationConfig
 from evgrid.agents.synthetic import random_instance
 from evgrid.coordinator import AdmmConfig, MixedStations, PowerCoordinator, solve_period
@@ -69,7 +71,9 @@ def main() -> None:
 
 
 def run_clients(port: int, n: int, horizon: int, stop_flag: object) -> None:
-    """The edge side: N `run_station` tasks in this process's event loop."""
+    """The edge side: N `run_station` tasks in this process's event loop, on one kernel
+    thread as N edge nodes would each have."""
+    numba.set_num_threads(1)
     inst = random_instance(n, horizon, seed=1)
     config = StationConfig()
 

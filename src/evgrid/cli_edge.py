@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -163,9 +164,12 @@ def station(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
 ) -> None:
     """Run one edge station agent against the coordinator until Ctrl-C."""
-    # One BLAS thread per edge process: many of them share a machine (before numpy loads).
+    # One BLAS and one kernel thread per edge process: many of them share a machine. This is
+    # a fresh process and neither numpy nor numba has loaded yet, so the settings take.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if "numba" not in sys.modules:
+        os.environ.setdefault("NUMBA_NUM_THREADS", "1")
     import asyncio
     import contextlib
     import signal

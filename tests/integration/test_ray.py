@@ -90,3 +90,32 @@ def test_cohort_actors_agree_on_the_inprocess_claims(ray_session, small_sim) -> 
     remote, remote_stats = cohort_router(small_sim.world, host=ray_cohort_host)
     assert remote_stats.iterations == local_stats.iterations and remote_stats.converged
     np.testing.assert_allclose(remote.weights, local.weights, rtol=1e-9, atol=1e-12)
+
+
+def test_packs_answer_like_one_pack_when_the_targeted_stations_change(ray_session) -> None:  # type: ignore[no-untyped-def]
+    """Participant counts travel once a period per pack; targets that skip stations (a
+    partial round) or come back to all of them must still get every count right."""
+    from evgrid.agents.station import StationConfig, StationPack
+    from evgrid.agents.synthetic import random_instance
+    from evgrid.coordinator import AdmmConfig, PowerCoordinator
+    from evgrid.transport.ray_actors import RayStations
+
+    inst = random_instance(7, 24, seed=2, dt_h=1.0)
+    args = (list(inst.states), inst.grid_zones, inst.max_power_kw, StationConfig())
+    remote, local = RayStations(*args, stations_per_actor=3), StationPack(*args)
+    coord = PowerCoordinator(inst.zone_ids, AdmmConfig())
+    for reg in local.registrations():
+        coord.register(reg)
+    remote.begin_period(inst.states)
+    local.begin_period(inst.states)
+    targets = coord.begin(0, inst.zone_limit_kw, inst.city_limit_kw)
+    some = list(targets.agent_ids)[::-1][:5]  # leaves one pack with a station fewer
+    for k in range(6):
+        asked = targets if k % 2 == 0 else targets.select(some)
+        got, want = remote.propose(asked), local.propose(asked)
+        order = [want.agent_ids.index(a) for a in got.agent_ids]
+        assert sorted(got.agent_ids) == sorted(want.agent_ids)
+        np.testing.assert_array_equal(got.participants, want.participants[order])
+        np.testing.assert_allclose(got.plan_kw, want.plan_kw[order], rtol=1e-12, atol=1e-12)
+        targets = coord.update(want)
+    remote.shutdown()

@@ -125,3 +125,11 @@ def test_warm_start_takes_fewer_rounds() -> None:
     later = solve_period(coord, pack, horizon_start=1, zone_limit_kw=nxt.zone_limit_kw,
                          city_limit_kw=nxt.city_limit_kw).iterations
     assert again < 0.3 * cold and later < 0.5 * cold, (cold, again, later)
+
+
+def test_a_zone_without_participants_sees_the_city_price() -> None:
+    """π = λ_g + μ: a zone with nobody plugged in has no λ_g but still the city's μ (its
+    warm-start dual and the price signal its edge nodes see)."""
+    pi = zone_city_prices(np.array([[10.0], [10.0], [0.0]]), np.array([[2.0], [3.0], [0.0]]),
+                          np.full((3, 1), 100.0), np.array([12.0]))
+    np.testing.assert_allclose(pi[:, 0], [1.6, 1.6, 1.6])  # 20 − 5μ = 12

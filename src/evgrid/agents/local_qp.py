@@ -81,6 +81,12 @@ def _multiplier(a: np.ndarray, upper: np.ndarray, b: float, budget: float, width
     return mu
 
 
+@njit(cache=True, inline="always", fastmath=_FAST)
+def _q(dt: float, unit: float, eta: float, value: float) -> float:
+    """The linear cost q of one kW for one step (module docstring)."""
+    return dt * (unit - eta * value)
+
+
 @njit(cache=True, fastmath=_FAST, parallel=True)
 def admm_round(
     xh: np.ndarray, mu: np.ndarray, shift: np.ndarray, u: np.ndarray, src: np.ndarray,
@@ -122,7 +128,7 @@ def admm_round(
             g, free = -budget_r, 0
             for t in range(wr):
                 z[t] = xh[r, t] + shift[k, t]
-                a[t] = (rho * (z[t] - u[k, t]) - dt * (unit[s, t] - eta_r * value[t])) * b
+                a[t] = (rho * (z[t] - u[k, t]) - _q(dt, unit[s, t], eta_r, value[t])) * b
                 v = a[t] - m * b
                 g += min(max(v, 0.0), up[t])
                 free += (v > 0.0) & (v < up[t])
@@ -133,7 +139,7 @@ def admm_round(
                 xh[r, t] = alpha * v + (1.0 - alpha) * z[t]
                 xh_sum[s, t] += xh[r, t]
                 x_sum[s, t] += v
-                c += (dt * (unit[s, t] - eta_r * value[t]) + wear * v) * v
+                c += (_q(dt, unit[s, t], eta_r, value[t]) + wear * v) * v
         cost[s] = c
 
 

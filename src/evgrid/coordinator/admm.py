@@ -1,4 +1,4 @@
-"""Sharing-form ADMM for the grid power budget (pure numpy; no ray, no grpc).
+"""Sharing-form ADMM for the grid power budget (numpy and compiled kernels; no ray, no grpc).
 
 The coupled problem (Eq. 37–39 of 000_f74a305f822cf870.txt; Boyd et al. 2011 §7.3 sharing):
 

@@ -1,12 +1,14 @@
-"""The coordinator's per-round passes over every station's profile, compiled (numba).
+"""The coordinator's per-round arithmetic over every station's profile, compiled (numba).
 
 At 1,000 stations × 96 steps a round touches five [M, H] arrays; numpy spent ≈2 ms on the
-twenty-odd temporaries of the z-update and the residual norms. These two passes do the same
-arithmetic as the formulas in ``evgrid.coordinator.admm`` (which documents them), once.
+twenty-odd temporaries of the z-update and the residual norms. ``relax_and_sum`` and
+``consensus_and_norms`` do the same arithmetic as the formulas in ``evgrid.coordinator.admm``
+(which documents them) in one pass each; ``zone_city_prices`` is the z-update's exact
+multiplier search on the [zones × H] sums.
 
-Both are split over a fixed number of station chunks that the process's threads share: each
-chunk's partial sums are added in chunk order, so the result does not depend on how many
-threads there are (``NUMBA_NUM_THREADS``; 1 in actors and edge processes).
+The two passes are split over a fixed number of station chunks that the calling thread's
+kernel threads share: each chunk's partial sums are added in chunk order, so the result does
+not depend on how many threads there are (one in Ray actors, and on a driver once Ray is up).
 """
 
 from __future__ import annotations
@@ -19,6 +21,15 @@ from numba import njit, prange, types
 # Reordered sums and fused multiply-adds are fine; infinities and NaN must stay meaningful.
 _FAST = {"reassoc", "contract", "arcp", "nsz"}
 _CHUNKS = 8
+
+@njit(cache=True, inline="always")
+def _in_order(part: np.ndarray) -> np.ndarray:
+    """Σ over the chunks (axis 0) in chunk order: the same sum whatever the thread count."""
+    total = part[0].copy()
+    for c in range(1, part.shape[0]):
+        total += part[c]
+    return total
+
 
 _IN2 = types.Array(types.float64, 2, "C", readonly=True)  # a decoded message is read-only
 _OUT2 = types.Array(types.float64, 2, "C")
@@ -48,9 +59,7 @@ def relax_and_sum(answer: np.ndarray, x_new: np.ndarray, z_src: np.ndarray, z_id
                 part[c, 0, g, t] += xh[m, t]
                 part[c, 1, g, t] += x[m, t]
                 part[c, 2, g, t] += n[m, t]
-    total = part[0].copy()
-    for c in range(1, _CHUNKS):
-        total += part[c]
+    total = _in_order(part)
     return total[0], total[1], total[2]
 
 
@@ -79,9 +88,7 @@ def consensus_and_norms(
                 z2 += w2 * zz**2
                 d2 += nn * pi[g, t] ** 2
         part[c, 0], part[c, 1], part[c, 2], part[c, 3], part[c, 4] = r2, s2, x2, z2, d2
-    total = part[0].copy()
-    for c in range(1, _CHUNKS):
-        total += part[c]
+    total = _in_order(part)
     return total[0], total[1], total[2], total[3], total[4]
 
 
@@ -131,9 +138,9 @@ def zone_city_prices(
                     slope += n[g, t]
             if slope > 0.0:
                 mu += (tot_k - city_limit[t]) / slope
-        for g in range(g_count):
-            if n[g, t] > 0:
-                pi[g, t] = max(0.0, (s[g, t] - n[g, t] * mu - zone_limit[g, t]) / n[g, t]) + mu
+        for g in range(g_count):  # λ_g + μ; a zone with no participant has λ_g = 0
+            lam = max(0.0, (s[g, t] - n[g, t] * mu - zone_limit[g, t]) / n[g, t]) if n[g, t] > 0 else 0.0
+            pi[g, t] = lam + mu
     return pi
 
 

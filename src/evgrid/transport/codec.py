@@ -11,7 +11,6 @@ agent registered (UNAUTHENTICATED otherwise), round and horizon start current
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -110,24 +109,20 @@ def _check_sender(
     return caps
 
 
-@dataclass(frozen=True)
-class _Checked:
-    """An array the receiver decoded and checked before (not re-checked)."""
-
-    array: np.ndarray
-
-
 def _decode_proposals(
     agent_ids: tuple[str, ...], caps: np.ndarray, *, round: int, horizon_start: int,
     horizon: int, plan: object, participants: object, objective: object,
-    want: object, start: object,
+    want: object, start: object, held: np.ndarray | None = None,
 ) -> PowerProposals:
-    """Check the values of M proposals at once (INVALID_ARGUMENT) and decode them."""
+    """Check the values of M proposals at once (INVALID_ARGUMENT) and decode them. ``held``:
+    the participant counts the receiver already holds (and checked) for these stations, used
+    when the message leaves them out."""
     m = len(agent_ids)
     cols: dict[str, np.ndarray] = {}
     fields = [("plan_kw", plan, True), ("objective", objective, False),
               ("want_now_kw", want, False)]
-    if not isinstance(participants, _Checked):  # the receiver's own copy is checked already
+    use_held = held is not None and not len(participants)  # type: ignore[arg-type]
+    if not use_held:
         fields.append(("participants", participants, True))
     # Round 0 answers carry the warm start they relaxed from; later rounds must not.
     if round == 0:
@@ -157,14 +152,15 @@ def _decode_proposals(
             f"plan_kw spans [{plan_kw[k].min():.3f}, {plan_kw[k].max():.3f}] kW, outside the "
             f"registered [0, {caps[k]:g}] kW of {agent_ids[k]!r}",
         )
-    if isinstance(participants, _Checked):
-        if participants.array.shape != (m, horizon):
+    if held is not None and use_held:
+        if held.shape != (m, horizon):
             raise MessageError("INVALID_ARGUMENT", "participants held for another batch shape")
-        cols["participants"] = participants.array
-    neg = (cols["participants"] < 0).any(axis=1)
-    if neg.any():
-        raise MessageError("INVALID_ARGUMENT",
-                           f"participants of {agent_ids[int(np.flatnonzero(neg)[0])]!r} < 0")
+        cols["participants"] = held
+    else:
+        neg = (cols["participants"] < 0).any(axis=1)
+        if neg.any():
+            raise MessageError("INVALID_ARGUMENT",
+                               f"participants of {agent_ids[int(np.flatnonzero(neg)[0])]!r} < 0")
     want_kw = cols["want_now_kw"]
     out = (want_kw < 0) | (want_kw > top)
     if out.any():
@@ -207,9 +203,7 @@ def proposals_from_proto(
     return _decode_proposals(
         ids, caps, round=round, horizon_start=horizon_start, horizon=horizon,
         plan=_array(batch.plan_kw_f64, "<f8", "plan_kw"),
-        participants=(_Checked(participants)
-                      if not batch.participants_i32 and participants is not None
-                      else _array(batch.participants_i32, "<i4", "participants")),
+        participants=_array(batch.participants_i32, "<i4", "participants"), held=participants,
         objective=batch.objective, want=batch.want_now_kw,
         start=_array(batch.start_kw_f64, "<f8", "start_kw"))
 

@@ -13,9 +13,9 @@ same fallback on its side). Errors that retrying cannot fix (wrong token, a regi
 coordinator refuses, another process serving the same station) end it with an exception.
 
 Edge nodes are small: BLAS threads are pinned to one (``OPENBLAS_NUM_THREADS``,
-``OMP_NUM_THREADS``) unless the environment says otherwise, and a station's compiled kernels
-run on the thread that runs it (``numba.set_num_threads(1)``, which is per thread; setting
-``NUMBA_NUM_THREADS`` here would clash with a host process whose kernel threads already run).
+``OMP_NUM_THREADS``) unless the environment says otherwise. Kernel threads are the host
+process's choice: ``evgrid station`` keeps one (``NUMBA_NUM_THREADS=1``, set before numba
+loads); setting that here, at import, broke a host whose kernel threads already ran.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
-import numba
 import numpy as np
 
 from evgrid.agents.edge import EdgeStation
@@ -160,7 +159,6 @@ async def run_station(
     real length of a control step: with it the node keeps stepping its fallback while the
     link is down. ``read_state`` serves a PeriodStart without a simulated state.
     """
-    numba.set_num_threads(1)  # this thread's kernels: one small station needs no pool
     edge = edge or EdgeStation(station_id, grid_zone, max_power_kw, config)
     link = link if link is not None else LinkState()
     stop = stop or asyncio.Event()

@@ -43,12 +43,12 @@ SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_N
 
 def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
     """Start embedded local Ray (or join ``address`` / $RAY_ADDRESS) unless already up."""
+    # The actors are the parallelism now: the calling thread (the coordinator's) keeps one
+    # kernel thread, so no idle kernel worker spins on a core an actor needs (measured: +40 ms
+    # a solve at 1,000 stations). Per thread, and also when Ray was started by someone else.
+    numba.set_num_threads(1)
     if ray.is_initialized():
         return
-    # The actors are the parallelism now: this process (the coordinator's) keeps one kernel
-    # thread, so no idle kernel worker spins on a core an actor needs (measured: +40 ms a solve
-    # at 1,000 stations).
-    numba.set_num_threads(1)
     address = address or os.environ.get("RAY_ADDRESS")
     kwargs: dict[str, Any] = {"runtime_env": {"env_vars": SINGLE_THREAD_ENV},
                               "include_dashboard": False, "log_to_driver": False,
