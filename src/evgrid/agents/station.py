@@ -203,8 +203,10 @@ class StationPack:
                 raise KeyError(f"targets for stations this pack does not host: {unknown}")
             sel = np.array([self.index[a] for a in targets.agent_ids], dtype=np.int64)
         # src[s]: the row of (shift, u) station s follows this round; −1: not targeted.
-        src = np.full(len(self.ids), -1, dtype=np.int64)
-        src[sel] = targets.agent_zone
+        src = np.ascontiguousarray(targets.agent_zone, dtype=np.int64)
+        if not everyone:
+            src = np.full(len(self.ids), -1, dtype=np.int64)
+            src[sel] = targets.agent_zone
         u = targets.zone_u
         if targets.zone_shift is not None:  # zone rows: every EV of the zone moves alike
             shift = targets.zone_shift

@@ -28,6 +28,7 @@ import numpy as np
 
 from evgrid.coordinator.kernels import (
     consensus_and_norms,
+    coupling_violation,
     relax_and_sum,
     warm_up,
     zone_city_prices,
@@ -89,6 +90,7 @@ class _Period:
     borrowed: bool  # x and n are a message's arrays (all answered), not the coordinator's
     obj: np.ndarray  # [M]
     want: np.ndarray  # [M] most each station can use at the first step [kW]
+    everyone: np.ndarray  # [M] 0..M−1, the rows when every station answers in order
     z_prev: np.ndarray | None = None
     round: int = 0
     last_rho_change: int = 0
@@ -159,7 +161,7 @@ class PowerCoordinator:
             city_limit=np.asarray(city_limit_kw, float).copy(),
             agents=agents, row={a: i for i, a in enumerate(agents)}, zone_of=zone_of,
             onehot=onehot, xh=np.zeros((m, h)), x=np.zeros((m, h)), n=np.zeros((m, h)),
-            borrowed=False,
+            borrowed=False, everyone=np.arange(m, dtype=np.int64),
             obj=np.zeros(m), want=np.zeros(m), t0=time.perf_counter(),
         )
         self.stats = AdmmStats(rho=self.rho)
@@ -178,7 +180,7 @@ class PowerCoordinator:
         if p is None:
             raise RuntimeError("begin() a period first")
         if proposals.agent_ids == p.agents:  # everyone answered, in order: keep their arrays
-            rows = np.arange(len(p.agents), dtype=np.int64)
+            rows = p.everyone
             missing = 0
             p.x, p.n, p.borrowed = _c(proposals.plan_kw), _c(proposals.participants), True
         else:
@@ -192,8 +194,10 @@ class PowerCoordinator:
         # round 0 z is the stations' warm start, which they report.
         z_src, z_idx = ((proposals.start, np.arange(len(rows), dtype=np.int64))
                         if p.z_prev is None else (p.z_prev, rows))
-        answer = np.full(len(p.agents), -1, dtype=np.int64)
-        answer[rows] = np.arange(len(rows))
+        answer = rows  # answer[m]: which answer row m takes (−1: none this round)
+        if rows is not p.everyone:
+            answer = np.full(len(p.agents), -1, dtype=np.int64)
+            answer[rows] = np.arange(len(rows))
         xh_g, x_g, n_g = relax_and_sum(answer, _c(proposals.plan_kw), _c(z_src), z_idx,
                                        cfg.alpha, p.xh, p.x, p.n, p.zone_of, len(self.grid_ids))
         xh, x, n = p.xh, p.x, p.n
@@ -211,9 +215,7 @@ class PowerCoordinator:
         size = math.sqrt(max(float(n_g.sum()), 1.0))
         eps_pri = size * cfg.eps_abs + cfg.eps_rel * math.sqrt(max(x2, z2))
         eps_dual = size * cfg.eps_abs + cfg.eps_rel * self.rho * math.sqrt(d2)
-        over_zone = np.maximum(x_g - p.zone_limit, 0) / np.maximum(p.zone_limit, 1e-9)
-        over_city = np.maximum(x_g.sum(0) - p.city_limit, 0) / np.maximum(p.city_limit, 1e-9)
-        viol = max(float(over_zone.max(initial=0.0)), float(over_city.max(initial=0.0)))
+        viol = coupling_violation(x_g, p.zone_limit, p.city_limit)
         self.u = pi
         p.round += 1
         k = p.round

@@ -144,6 +144,20 @@ def zone_city_prices(
     return pi
 
 
+@njit(cache=True)
+def coupling_violation(x_g: np.ndarray, zone_limit: np.ndarray, city_limit: np.ndarray) -> float:
+    """Largest excess of the plans' zone sums ``x_g`` [G, H] over a zone limit, or of their
+    total over the city limit, as a share of that limit (0 when every limit holds)."""
+    worst = 0.0
+    for t in range(x_g.shape[1]):
+        total = 0.0
+        for g in range(x_g.shape[0]):
+            total += x_g[g, t]
+            worst = max(worst, (x_g[g, t] - zone_limit[g, t]) / max(zone_limit[g, t], 1e-9))
+        worst = max(worst, (total - city_limit[t]) / max(city_limit[t], 1e-9))
+    return worst
+
+
 @functools.cache
 def warm_up() -> None:
     """Load (or compile, the first time on a machine) the kernels before round 0's deadline."""
@@ -152,3 +166,4 @@ def warm_up() -> None:
     relax_and_sum(zone, z, z, zone, 1.5, z.copy(), z, n, zone, 1)
     consensus_and_norms(z, z, n, zone, z, z, z, np.empty((1, 1)))
     zone_city_prices(z, n, n, np.ones(1))
+    coupling_violation(z, n, np.ones(1))
