@@ -96,14 +96,16 @@ def main() -> None:
     cases = [(s, n) for s in args.seed or [1] for n in args.n or [10, 100, 1000]]
     optima: dict[tuple[int, int, str], tuple[float | None, float | None]] = {}
     nexts: dict[tuple[int, int], SharingInstance] = {}
-    # In-process first, before Ray's workers or a solver's threads share the cores.
+    # In-process timings first, before Ray's workers or a solver's threads share the cores.
+    packs, timings = {}, {}
     for seed, n in cases:
         inst = random_instance(n, args.horizon, seed=seed)
-        pack = StationPack(list(inst.states), inst.grid_zones, inst.max_power_kw,
-                           StationConfig())
-        timed, nxt = solve(inst, pack, PowerCoordinator(inst.zone_ids, cfg))
-        nexts[seed, n] = nxt
-        for start, period in (("cold", inst), ("warm", nxt)):
+        packs[seed, n] = pack = StationPack(list(inst.states), inst.grid_zones,
+                                            inst.max_power_kw, StationConfig())
+        timings[seed, n], nexts[seed, n] = solve(inst, pack, PowerCoordinator(inst.zone_ids, cfg))
+    for seed, n in cases:
+        inst, pack = random_instance(n, args.horizon, seed=seed), packs[seed, n]
+        for start, period in (("cold", inst), ("warm", nexts[seed, n])):
             opt = central_s = None
             if not args.no_central:
                 zone_of = np.array([inst.zone_ids.index(z) for z in inst.grid_zones])
@@ -113,8 +115,8 @@ def main() -> None:
                                              period.city_limit_kw)
                 central_s = time.perf_counter() - t
             optima[seed, n, start] = (opt, central_s)
-            print(row(n, period, "inprocess", start, *timed[start], opt, central_s, seed),
-                  flush=True)
+            print(row(n, period, "inprocess", start, *timings[seed, n][start], opt, central_s,
+                      seed), flush=True)
     if not args.ray:
         return
     from evgrid.transport.ray_actors import (
