@@ -77,6 +77,10 @@ def coordinator(
         help="where the facilities without an edge node run: 'inprocess' or 'ray' (one Ray "
         "actor per station: a coordinator serving Ray actors and gRPC edge nodes at once)",
     )] = "inprocess",
+    tls_cert: Annotated[Path | None, typer.Option(
+        help="serve over TLS with this certificate (chain), PEM; needs --tls-key")] = None,
+    tls_key: Annotated[Path | None, typer.Option(
+        help="the private key of --tls-cert, PEM")] = None,
 ) -> None:
     """Serve edge stations over gRPC and run the scenario's coordinated day with them."""
 
@@ -90,6 +94,19 @@ def coordinator(
 
     _setup_logging(verbose)
     token = _need_token(token)
+    if (tls_cert is None) != (tls_key is None):
+        raise fail("give both --tls-cert and --tls-key (or neither)")
+    credentials = None
+    if tls_cert is not None and tls_key is not None:
+        from evgrid.transport.tls import TlsError, server_credentials
+
+        try:
+            credentials = server_credentials(tls_cert, tls_key)
+        except TlsError as exc:
+            raise fail(str(exc)) from None
+    elif host not in {"127.0.0.1", "localhost", "::1"}:
+        err.print(f"[yellow]warning:[/] listening on {host} without TLS: the token and the "
+                  "schedules cross the network in clear (see --tls-cert)", highlight=False)
     try:
         sc = load_scenario(scenario)
     except ScenarioError as exc:
@@ -103,11 +120,13 @@ def coordinator(
             token=token,
             round_timeout_s=round_timeout_s,
             station_ids=world.facility_ids,
+            server_credentials=credentials,
         )
     except RuntimeError as exc:  # grpc cannot bind the address
         raise fail(f"cannot listen on {host}:{port}: {exc}") from None
     with server:
-        err.print(f"coordinator for {sc.name} listening on {host}:{bound}", highlight=False)
+        err.print(f"coordinator for {sc.name} listening on {host}:{bound}"
+                  f"{' (TLS)' if credentials is not None else ''}", highlight=False)
         if expect_stations > 0:
             n = hub.wait_for_stations(expect_stations, wait_s)
             if n < expect_stations:
@@ -161,6 +180,11 @@ def station(
     backoff_max_s: Annotated[
         float, typer.Option(help="longest wait between reconnection attempts, in seconds")
     ] = 5.0,
+    tls: Annotated[bool, typer.Option(
+        help="connect over TLS, trusting the system's certificate authorities")] = False,
+    tls_ca: Annotated[Path | None, typer.Option(
+        help="connect over TLS, trusting this CA (or the coordinator's self-signed "
+        "certificate), PEM")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
 ) -> None:
     """Run one edge station agent against the coordinator until Ctrl-C."""
@@ -182,6 +206,14 @@ def station(
 
     _setup_logging(verbose)
     token = _need_token(token)
+    credentials = None
+    if tls or tls_ca is not None:
+        from evgrid.transport.tls import TlsError, channel_credentials
+
+        try:
+            credentials = channel_credentials(tls_ca)
+        except TlsError as exc:
+            raise fail(str(exc)) from None
     try:
         world = build_world(load_scenario(scenario))
     except ScenarioError as exc:
@@ -209,11 +241,11 @@ def station(
             stop=stop,
             config=config,
             backoff=Backoff(max_s=backoff_max_s),
+            credentials=credentials,
         )
 
-    err.print(
-        f"station {station_id} ({zones[i]}, {caps[i]:g} kW) -> {coordinator}", highlight=False
-    )
+    err.print(f"station {station_id} ({zones[i]}, {caps[i]:g} kW) -> {coordinator}"
+              f"{' (TLS)' if credentials is not None else ''}", highlight=False)
     try:
         asyncio.run(serve())
     except StationRefused as exc:

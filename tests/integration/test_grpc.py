@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -48,11 +49,13 @@ from evgrid.transport.grpc_station import (
 )
 from evgrid.transport.pb import coordinator_pb2 as pb
 from evgrid.transport.pb import coordinator_pb2_grpc as pb_grpc
+from evgrid.transport.tls import channel_credentials, server_credentials
 from tests.worlds import busy_period
 
 pytestmark = pytest.mark.grpc
 
 TOKEN = "s3cret"
+TLS = Path(__file__).parents[1] / "data" / "tls"  # a self-signed test certificate, 100 years
 MD = auth_metadata(TOKEN)
 
 
@@ -560,6 +563,7 @@ def free_port() -> int:
 def test_coordinator_and_station_commands_run_a_day_over_grpc(  # type: ignore[no-untyped-def]
     tmp_path, small_copy, write_yaml, edges
 ) -> None:
+    """The real commands, over TLS (a self-signed certificate for localhost / 127.0.0.1)."""
     small_copy["horizon_days"] = 0.25  # 24 steps keep it quick
     scenario = str(write_yaml(small_copy))
     port = free_port()
@@ -578,6 +582,8 @@ def test_coordinator_and_station_commands_run_a_day_over_grpc(  # type: ignore[n
             f"127.0.0.1:{port}",
             "--backoff-max-s",
             "0.2",
+            "--tls-ca",
+            str(TLS / "localhost.crt"),
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -586,7 +592,8 @@ def test_coordinator_and_station_commands_run_a_day_over_grpc(  # type: ignore[n
     )
     try:
         # ... and one as a task here; the third facility stays in-process.
-        edges.station(port, "station", "feeder-2", 150.4, backoff=Backoff(max_s=0.2))
+        edges.station(port, "station", "feeder-2", 150.4, backoff=Backoff(max_s=0.2),
+                      credentials=channel_credentials(TLS / "localhost.crt"))
         app = typer.Typer()
         app.command()(cli_edge.coordinator)
         app.command()(cli_edge.station)
@@ -606,10 +613,15 @@ def test_coordinator_and_station_commands_run_a_day_over_grpc(  # type: ignore[n
                 "--no-offline",
                 "--out",
                 str(out),
+                "--tls-cert",
+                str(TLS / "localhost.crt"),
+                "--tls-key",
+                str(TLS / "localhost.key"),
             ],
             env=env,
         )
         assert res.exit_code == 0, res.output
+        assert "(TLS)" in res.output
         assert "edge stations: depot, station; in-process: mall" in res.output
         assert "0 fallback schedules" in res.output
         results = json.loads((out / "results.json").read_text())
@@ -620,4 +632,36 @@ def test_coordinator_and_station_commands_run_a_day_over_grpc(  # type: ignore[n
         proc.send_signal(signal.SIGINT)
         log, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0, log
-    assert "station depot stopped" in log
+    assert "station depot stopped" in log and "(TLS)" in log
+
+
+def test_tls_coordinator_refuses_plaintext_and_bad_key_files_are_named(  # type: ignore[no-untyped-def]
+    serve, tmp_path
+) -> None:
+    _, port, _ = serve(["z1"], server_credentials=server_credentials(
+        TLS / "localhost.crt", TLS / "localhost.key"))
+    reg = pb.RegisterRequest(agent_id="s1", kind=pb.AGENT_KIND_STATION, grid_zone="z1",
+                             max_power_kw=22.0)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            pb_grpc.CoordinatorServiceStub(channel).Register(reg, metadata=MD, timeout=3)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    creds = channel_credentials(TLS / "localhost.crt")
+    with grpc.secure_channel(f"127.0.0.1:{port}", creds) as channel:
+        got = pb_grpc.CoordinatorServiceStub(channel).Register(reg, metadata=MD, timeout=5)
+        assert list(got.grid_zones) == ["z1"]
+    # The commands refuse unusable TLS files before they start anything.
+    app = typer.Typer()
+    app.command()(cli_edge.coordinator)
+    app.command()(cli_edge.station)
+    text = tmp_path / "not.pem"
+    text.write_text("hello")
+    env = {"EVGRID_TOKEN": TOKEN}
+    for args, says in (
+        (["coordinator", "--tls-cert", str(TLS / "localhost.crt")], "--tls-key"),
+        (["coordinator", "--tls-cert", str(TLS / "localhost.crt"), "--tls-key",
+          str(tmp_path / "missing.key")], "cannot read the TLS private key"),
+        (["station", "--station-id", "depot", "--tls-ca", str(text)], "is not PEM"),
+    ):
+        res = CliRunner().invoke(app, args, env=env)
+        assert res.exit_code == 2 and says in " ".join(res.output.split()), (args, res.output)
