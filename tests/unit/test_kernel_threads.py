@@ -26,7 +26,8 @@ print("ok")
 """
 
 
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: one kernel thread anyway")
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="on one core numba already defaults to one "
+                    "thread, so the clash this guards against cannot happen")
 def test_edge_import_leaves_kernel_threads_alone(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
     env["NUMBA_CACHE_DIR"] = str(tmp_path)
