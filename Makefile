@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/offline_bound.py
 	$(BIN)/python benchmarks/admm.py --ray
 	$(BIN)/python benchmarks/grpc_round.py --n 100
+	$(BIN)/python benchmarks/city_seeds.py
 
 # Real distributions and prices (ElaadNL tables, Dutch day-ahead prices) from the ev2gym wheel.
 data: data/ev2gym/.done
