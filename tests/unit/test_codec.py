@@ -7,6 +7,8 @@ move as one fed its zone's rows.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -119,6 +121,29 @@ def test_a_bad_batch_is_refused_with_its_status(how: str, code: str, words: str)
         codec.proposals_from_proto(batch, registry=coord.registry, round=props.round,
                                    horizon_start=5, horizon=24)
     assert info.value.code == code
+
+
+def test_dual_objectives_travel_when_asked() -> None:
+    """Near the end of a solve targets say certify; the answers then carry each station's dual
+    objective, on both paths, and a non-finite one is refused like any other number."""
+    _, pack, coord, _, targets = wired_round()
+    assert not targets.certify and pack.propose(targets).dual_objective is None
+    asked = replace(targets, certify=True)
+    raw = codec.targets_to_proto(asked).SerializeToString()
+    assert codec.targets_from_proto(pb.TargetBatch.FromString(raw)).certify
+    props = pack.propose(asked)
+    assert props.dual_objective is not None and np.isfinite(props.dual_objective).all()
+    kw = dict(registry=coord.registry, round=props.round, horizon_start=5, horizon=24)
+    back = codec.proposals_from_proto(codec.proposals_to_proto(props), **kw)
+    np.testing.assert_array_equal(back.dual_objective, props.dual_objective)
+    one = codec.check_proposal(codec.proposal_to_proto(props, 1), **kw)
+    assert one.dual_objective is not None and one.dual_objective[0] == props.dual_objective[1]
+    assert codec.check_proposal(codec.proposal_to_proto(
+        replace(props, dual_objective=None), 1), **kw).dual_objective is None
+    bad = codec.proposal_to_proto(props, 1)
+    bad.dual_objective = float("nan")
+    with pytest.raises(codec.MessageError, match=r"dual_objective of .* holds NaN"):
+        codec.check_proposal(bad, **kw)
 
 
 def test_the_warm_start_travels_in_round_0_only() -> None:

@@ -187,6 +187,8 @@ class StationPack:
         )
         self.xh = np.clip(x, 0.0, self.upper)
         self.mu = np.zeros(self._rows)
+        self.mu_dual = np.zeros(self._rows)
+        self.dual = np.zeros(len(sts))
         self.xh_sum = self.agg @ self.xh
         self.x_sum = self.xh_sum.copy()
         self.cost = np.zeros(len(sts))
@@ -227,12 +229,14 @@ class StationPack:
                    np.array(u, dtype=float, order="C"), src, self.row_ptr, self.unit, self.eta,
                    self.value, float(self.dt_h), self.upper, self.budget, self.width,
                    float(targets.rho), float(self.wear), float(targets.alpha), self.xh_sum,
-                   self.x_sum, self.cost)
+                   self.x_sum, self.cost, bool(targets.certify), self.mu_dual, self.dual)
         return PowerProposals(
             round=targets.round, horizon_start=targets.horizon_start,
             agent_ids=targets.agent_ids, plan_kw=self.x_sum[sel],
             participants=self.present[sel], objective=self.cost[sel] + self.const[sel],
             want_kw=self.want_now[sel], start_kw=start,
+            dual_objective=(self.dual[sel] + self.const[sel]
+                            if targets.certify and self.wear > 0 else None),
         )
 
     @property

@@ -43,6 +43,9 @@ class PowerProposals:
     objective: np.ndarray  # [M] local objective at x [currency]
     want_kw: np.ndarray | None = None  # [M] most power each station can use right now [kW]
     start_kw: np.ndarray | None = None  # [M, H] round 0 only: the warm start x̂ relaxes from
+    # [M] the station's dual function at the prices it was sent, min over its feasible plans of
+    # objective + Σ_t y_t·p_t (y = max(ρ·u, 0)) [currency]; None: not computed (κ = 0)
+    dual_objective: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.agent_ids)
@@ -60,7 +63,8 @@ class PowerProposals:
         return PowerProposals(self.round, self.horizon_start,
                               tuple(self.agent_ids[i] for i in rows), self.plan_kw[rows],
                               self.participants[rows], self.objective[rows], self.want[rows],
-                              None if self.start_kw is None else self.start_kw[rows])
+                              None if self.start_kw is None else self.start_kw[rows],
+                              None if self.dual_objective is None else self.dual_objective[rows])
 
     @staticmethod
     def concat(parts: list[PowerProposals], *, round: int, horizon_start: int, horizon: int) -> PowerProposals:
@@ -75,6 +79,9 @@ class PowerProposals:
             np.concatenate([p.objective for p in parts]),
             np.concatenate([p.want for p in parts]),
             np.concatenate([p.start for p in parts]) if round == 0 else None,
+            # A bound needs every station's dual: one part without it leaves the round without.
+            None if any(p.dual_objective is None for p in parts)
+            else np.concatenate([p.dual_objective for p in parts]),
         )
 
 
@@ -99,15 +106,16 @@ class ConsensusTargets:
     zone_shift: np.ndarray | None = None  # [K, H] z_v − x̂_v per participant [kW]
     z_kw: np.ndarray | None = None  # [M, H] each station's consensus share Z_i [kW]
     alpha: float = 1.0  # over-relaxation the coordinator applies to this round's answers
+    certify: bool = False  # answer with the dual objective too (see PowerProposals)
 
     @staticmethod
     def per_station(round: int, horizon_start: int, agent_ids: tuple[str, ...], z_kw: np.ndarray,
                     u: np.ndarray, rho: float, done: bool = False,
-                    alpha: float = 1.0) -> ConsensusTargets:
+                    alpha: float = 1.0, certify: bool = False) -> ConsensusTargets:
         """Targets as an edge node receives them: one z and u row per station, no zone rows."""
         return ConsensusTargets(round, horizon_start, agent_ids, np.arange(len(agent_ids)),
                                 np.asarray(u, dtype=float), rho, done, None,
-                                np.asarray(z_kw, dtype=float), alpha)
+                                np.asarray(z_kw, dtype=float), alpha, certify)
 
     def __len__(self) -> int:
         return len(self.agent_ids)

@@ -61,7 +61,9 @@ def proposal_to_proto(p: PowerProposals, i: int) -> pb.Proposal:
                        plan_kw=p.plan_kw[i].tolist(),
                        participants=p.participants[i].astype(np.int64).tolist(),
                        objective=float(p.objective[i]), want_now_kw=float(p.want[i]),
-                       start_kw=[] if p.start_kw is None else p.start_kw[i].tolist())
+                       start_kw=[] if p.start_kw is None else p.start_kw[i].tolist(),
+                       dual_objective=(None if p.dual_objective is None
+                                       else float(p.dual_objective[i])))
 
 
 def proposals_to_proto(p: PowerProposals, *, with_participants: bool = True) -> pb.ProposalBatch:
@@ -73,7 +75,8 @@ def proposals_to_proto(p: PowerProposals, *, with_participants: bool = True) -> 
         participants_i32=(np.ascontiguousarray(p.participants, dtype="<i4").tobytes()
                           if with_participants else b""),
         objective=p.objective.tolist(), want_now_kw=p.want.tolist(),
-        start_kw_f64=b"" if p.start_kw is None else _f64(p.start_kw))
+        start_kw_f64=b"" if p.start_kw is None else _f64(p.start_kw),
+        dual_objective=[] if p.dual_objective is None else p.dual_objective.tolist())
 
 
 def _f64(a: np.ndarray) -> bytes:
@@ -112,15 +115,17 @@ def _check_sender(
 def _decode_proposals(
     agent_ids: tuple[str, ...], caps: np.ndarray, *, round: int, horizon_start: int,
     horizon: int, plan: object, participants: object, objective: object,
-    want: object, start: object, held: np.ndarray | None = None,
+    want: object, start: object, held: np.ndarray | None = None, dual: object = (),
 ) -> PowerProposals:
     """Check the values of M proposals at once (INVALID_ARGUMENT) and decode them. ``held``:
     the participant counts the receiver already holds (and checked) for these stations, used
-    when the message leaves them out."""
+    when the message leaves them out. ``dual`` (dual objectives) is optional: empty or M."""
     m = len(agent_ids)
     cols: dict[str, np.ndarray] = {}
     fields = [("plan_kw", plan, True), ("objective", objective, False),
               ("want_now_kw", want, False)]
+    if len(dual):  # type: ignore[arg-type]
+        fields.append(("dual_objective", dual, False))
     use_held = held is not None and not len(participants)  # type: ignore[arg-type]
     if not use_held:
         fields.append(("participants", participants, True))
@@ -170,7 +175,7 @@ def _decode_proposals(
     return PowerProposals(
         round=round, horizon_start=horizon_start, agent_ids=agent_ids, plan_kw=plan_kw,
         participants=cols["participants"], objective=cols["objective"], want_kw=want_kw,
-        start_kw=cols.get("start_kw"),
+        start_kw=cols.get("start_kw"), dual_objective=cols.get("dual_objective"),
     )
 
 
@@ -185,7 +190,8 @@ def check_proposal(
     return _decode_proposals(
         (msg.agent_id,), caps, round=round, horizon_start=horizon_start, horizon=horizon,
         plan=msg.plan_kw, participants=msg.participants,
-        objective=[msg.objective], want=[msg.want_now_kw], start=msg.start_kw)
+        objective=[msg.objective], want=[msg.want_now_kw], start=msg.start_kw,
+        dual=[msg.dual_objective] if msg.HasField("dual_objective") else [])
 
 
 def proposals_from_proto(
@@ -205,7 +211,7 @@ def proposals_from_proto(
         plan=_array(batch.plan_kw_f64, "<f8", "plan_kw"),
         participants=_array(batch.participants_i32, "<i4", "participants"), held=participants,
         objective=batch.objective, want=batch.want_now_kw,
-        start=_array(batch.start_kw_f64, "<f8", "start_kw"))
+        start=_array(batch.start_kw_f64, "<f8", "start_kw"), dual=batch.dual_objective)
 
 
 # -- targets ------------------------------------------------------------------------------------
@@ -216,7 +222,8 @@ def target_to_proto(t: ConsensusTargets, i: int) -> pb.ConsensusTarget:
     u = t.zone_u[t.agent_zone[i]]
     return pb.ConsensusTarget(round=t.round, agent_id=t.agent_ids[i], horizon_start=t.horizon_start,
                               z_kw=t.z_kw[i].tolist(), u=u.tolist(), rho=t.rho,
-                              price_signal=(t.rho * u).tolist(), done=t.done, alpha=t.alpha)
+                              price_signal=(t.rho * u).tolist(), done=t.done, alpha=t.alpha,
+                              certify=t.certify)
 
 
 def targets_to_proto(
@@ -230,7 +237,7 @@ def targets_to_proto(
         round=t.round, horizon_start=t.horizon_start, horizon_steps=t.horizon,
         agent_ids=list(t.agent_ids), agent_zone=t.agent_zone.tolist(),
         zone_u_f64=_f64(t.zone_u), zone_shift_f64=_f64(t.zone_shift), rho=t.rho, done=t.done,
-        alpha=t.alpha, participants_known=participants_known,
+        alpha=t.alpha, participants_known=participants_known, certify=t.certify,
         z_kw_f64=_f64(t.z_kw) if with_z and t.z_kw is not None else b"")
 
 
@@ -248,7 +255,7 @@ def targets_from_proto(batch: pb.TargetBatch | list[pb.ConsensusTarget]) -> Cons
                                "with alpha outside (0, 2)")
         return ConsensusTargets.per_station(first.round, first.horizon_start, ids,
                                             z.reshape(-1, h), u.reshape(-1, h), first.rho, first.done,
-                                            first.alpha)
+                                            first.alpha, first.certify)
     ids, h = tuple(batch.agent_ids), int(batch.horizon_steps)
     zone = np.asarray(batch.agent_zone, dtype=np.int64)
     u = _array(batch.zone_u_f64, "<f8", "zone_u")
@@ -264,7 +271,8 @@ def targets_from_proto(batch: pb.TargetBatch | list[pb.ConsensusTarget]) -> Cons
     return ConsensusTargets(round=batch.round, horizon_start=batch.horizon_start, agent_ids=ids,
                             agent_zone=zone, zone_u=u.reshape(rows, h), rho=batch.rho,
                             done=batch.done, zone_shift=shift.reshape(rows, h),
-                            z_kw=None if z is None else z.reshape(len(ids), h), alpha=batch.alpha)
+                            z_kw=None if z is None else z.reshape(len(ids), h), alpha=batch.alpha,
+                            certify=batch.certify)
 
 
 # -- station state (sim-in-the-loop) ------------------------------------------------------------

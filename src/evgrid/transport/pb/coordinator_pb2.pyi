@@ -41,7 +41,7 @@ class RegisterResponse(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., grid_zones: _Optional[_Iterable[str]] = ..., dt_h: _Optional[float] = ...) -> None: ...
 
 class Proposal(_message.Message):
-    __slots__ = ("round", "agent_id", "horizon_start", "plan_kw", "participants", "objective", "want_now_kw", "start_kw")
+    __slots__ = ("round", "agent_id", "horizon_start", "plan_kw", "participants", "objective", "want_now_kw", "start_kw", "dual_objective")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     HORIZON_START_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,7 @@ class Proposal(_message.Message):
     OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
     WANT_NOW_KW_FIELD_NUMBER: _ClassVar[int]
     START_KW_FIELD_NUMBER: _ClassVar[int]
+    DUAL_OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
     round: int
     agent_id: str
     horizon_start: int
@@ -58,10 +59,11 @@ class Proposal(_message.Message):
     objective: float
     want_now_kw: float
     start_kw: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, round: _Optional[int] = ..., agent_id: _Optional[str] = ..., horizon_start: _Optional[int] = ..., plan_kw: _Optional[_Iterable[float]] = ..., participants: _Optional[_Iterable[int]] = ..., objective: _Optional[float] = ..., want_now_kw: _Optional[float] = ..., start_kw: _Optional[_Iterable[float]] = ...) -> None: ...
+    dual_objective: float
+    def __init__(self, round: _Optional[int] = ..., agent_id: _Optional[str] = ..., horizon_start: _Optional[int] = ..., plan_kw: _Optional[_Iterable[float]] = ..., participants: _Optional[_Iterable[int]] = ..., objective: _Optional[float] = ..., want_now_kw: _Optional[float] = ..., start_kw: _Optional[_Iterable[float]] = ..., dual_objective: _Optional[float] = ...) -> None: ...
 
 class ProposalBatch(_message.Message):
-    __slots__ = ("round", "horizon_start", "horizon_steps", "agent_ids", "plan_kw_f64", "participants_i32", "objective", "want_now_kw", "start_kw_f64")
+    __slots__ = ("round", "horizon_start", "horizon_steps", "agent_ids", "plan_kw_f64", "participants_i32", "objective", "want_now_kw", "start_kw_f64", "dual_objective")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     HORIZON_START_FIELD_NUMBER: _ClassVar[int]
     HORIZON_STEPS_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +73,7 @@ class ProposalBatch(_message.Message):
     OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
     WANT_NOW_KW_FIELD_NUMBER: _ClassVar[int]
     START_KW_F64_FIELD_NUMBER: _ClassVar[int]
+    DUAL_OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
     round: int
     horizon_start: int
     horizon_steps: int
@@ -80,10 +83,11 @@ class ProposalBatch(_message.Message):
     objective: _containers.RepeatedScalarFieldContainer[float]
     want_now_kw: _containers.RepeatedScalarFieldContainer[float]
     start_kw_f64: bytes
-    def __init__(self, round: _Optional[int] = ..., horizon_start: _Optional[int] = ..., horizon_steps: _Optional[int] = ..., agent_ids: _Optional[_Iterable[str]] = ..., plan_kw_f64: _Optional[bytes] = ..., participants_i32: _Optional[bytes] = ..., objective: _Optional[_Iterable[float]] = ..., want_now_kw: _Optional[_Iterable[float]] = ..., start_kw_f64: _Optional[bytes] = ...) -> None: ...
+    dual_objective: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, round: _Optional[int] = ..., horizon_start: _Optional[int] = ..., horizon_steps: _Optional[int] = ..., agent_ids: _Optional[_Iterable[str]] = ..., plan_kw_f64: _Optional[bytes] = ..., participants_i32: _Optional[bytes] = ..., objective: _Optional[_Iterable[float]] = ..., want_now_kw: _Optional[_Iterable[float]] = ..., start_kw_f64: _Optional[bytes] = ..., dual_objective: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ConsensusTarget(_message.Message):
-    __slots__ = ("round", "agent_id", "horizon_start", "z_kw", "u", "rho", "price_signal", "done", "alpha")
+    __slots__ = ("round", "agent_id", "horizon_start", "z_kw", "u", "rho", "price_signal", "done", "alpha", "certify")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     HORIZON_START_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +97,7 @@ class ConsensusTarget(_message.Message):
     PRICE_SIGNAL_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
     ALPHA_FIELD_NUMBER: _ClassVar[int]
+    CERTIFY_FIELD_NUMBER: _ClassVar[int]
     round: int
     agent_id: str
     horizon_start: int
@@ -102,10 +107,11 @@ class ConsensusTarget(_message.Message):
     price_signal: _containers.RepeatedScalarFieldContainer[float]
     done: bool
     alpha: float
-    def __init__(self, round: _Optional[int] = ..., agent_id: _Optional[str] = ..., horizon_start: _Optional[int] = ..., z_kw: _Optional[_Iterable[float]] = ..., u: _Optional[_Iterable[float]] = ..., rho: _Optional[float] = ..., price_signal: _Optional[_Iterable[float]] = ..., done: _Optional[bool] = ..., alpha: _Optional[float] = ...) -> None: ...
+    certify: bool
+    def __init__(self, round: _Optional[int] = ..., agent_id: _Optional[str] = ..., horizon_start: _Optional[int] = ..., z_kw: _Optional[_Iterable[float]] = ..., u: _Optional[_Iterable[float]] = ..., rho: _Optional[float] = ..., price_signal: _Optional[_Iterable[float]] = ..., done: _Optional[bool] = ..., alpha: _Optional[float] = ..., certify: _Optional[bool] = ...) -> None: ...
 
 class TargetBatch(_message.Message):
-    __slots__ = ("round", "horizon_start", "horizon_steps", "agent_ids", "agent_zone", "zone_u_f64", "zone_shift_f64", "rho", "done", "z_kw_f64", "alpha", "participants_known")
+    __slots__ = ("round", "horizon_start", "horizon_steps", "agent_ids", "agent_zone", "zone_u_f64", "zone_shift_f64", "rho", "done", "z_kw_f64", "alpha", "participants_known", "certify")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     HORIZON_START_FIELD_NUMBER: _ClassVar[int]
     HORIZON_STEPS_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +124,7 @@ class TargetBatch(_message.Message):
     Z_KW_F64_FIELD_NUMBER: _ClassVar[int]
     ALPHA_FIELD_NUMBER: _ClassVar[int]
     PARTICIPANTS_KNOWN_FIELD_NUMBER: _ClassVar[int]
+    CERTIFY_FIELD_NUMBER: _ClassVar[int]
     round: int
     horizon_start: int
     horizon_steps: int
@@ -130,7 +137,8 @@ class TargetBatch(_message.Message):
     z_kw_f64: bytes
     alpha: float
     participants_known: bool
-    def __init__(self, round: _Optional[int] = ..., horizon_start: _Optional[int] = ..., horizon_steps: _Optional[int] = ..., agent_ids: _Optional[_Iterable[str]] = ..., agent_zone: _Optional[_Iterable[int]] = ..., zone_u_f64: _Optional[bytes] = ..., zone_shift_f64: _Optional[bytes] = ..., rho: _Optional[float] = ..., done: _Optional[bool] = ..., z_kw_f64: _Optional[bytes] = ..., alpha: _Optional[float] = ..., participants_known: _Optional[bool] = ...) -> None: ...
+    certify: bool
+    def __init__(self, round: _Optional[int] = ..., horizon_start: _Optional[int] = ..., horizon_steps: _Optional[int] = ..., agent_ids: _Optional[_Iterable[str]] = ..., agent_zone: _Optional[_Iterable[int]] = ..., zone_u_f64: _Optional[bytes] = ..., zone_shift_f64: _Optional[bytes] = ..., rho: _Optional[float] = ..., done: _Optional[bool] = ..., z_kw_f64: _Optional[bytes] = ..., alpha: _Optional[float] = ..., participants_known: _Optional[bool] = ..., certify: _Optional[bool] = ...) -> None: ...
 
 class StationState(_message.Message):
     __slots__ = ("agent_id", "horizon_start", "dt_h", "charger", "arrival_step", "departure_step", "horizon_steps", "upper_kw", "eta", "owed_kwh", "price_per_kwh", "carbon_kg_per_kwh")
