@@ -90,11 +90,12 @@ def _q(dt: float, unit: float, eta: float, value: float) -> float:
 @njit(cache=True, fastmath=_FAST)
 def _dual_row(ad: np.ndarray, u: np.ndarray, rho: float, dt: float, unit: np.ndarray, eta: float,
               value: np.ndarray, up: np.ndarray, budget: float, width: int, wear: float,
-              bd: float, mu_dual: np.ndarray, r: int) -> float:
+              bd: float, mu: float) -> float:
     """One EV's local minimum at prices y = max(ρ·u, 0) without the proximal term:
-    min Σ_t (q_t + y_t)·p_t + κΔt·p_t² over its feasible set, by the same multiplier search
-    (started from its last one, in ``mu_dual[r]``)."""
-    md = max(mu_dual[r], 0.0)
+    min Σ_t (q_t + y_t)·p_t + κΔt·p_t² over its feasible set, by the same multiplier search,
+    started from the ADMM local problem's multiplier ``mu`` (near agreement the proximal term
+    vanishes and the two problems, so their multipliers, coincide)."""
+    md = max(mu, 0.0)
     g, free = -budget, 0
     for t in range(width):
         ad[t] = -(_q(dt, unit[t], eta, value[t]) + max(rho * u[t], 0.0)) * bd
@@ -102,7 +103,6 @@ def _dual_row(ad: np.ndarray, u: np.ndarray, rho: float, dt: float, unit: np.nda
         g += min(max(v, 0.0), up[t])
         free += (v > 0.0) & (v < up[t])
     md = _multiplier(ad, up, bd, budget, width, md, g, free * bd)
-    mu_dual[r] = md
     d = 0.0
     for t in range(width):
         v = min(max(ad[t] - md * bd, 0.0), up[t])
@@ -116,7 +116,6 @@ def admm_round(
     row_ptr: np.ndarray, unit: np.ndarray, eta: np.ndarray, value: np.ndarray, dt: float,
     upper: np.ndarray, budget: np.ndarray, width: np.ndarray, rho: float, wear: float,
     alpha: float, xh_sum: np.ndarray, x_sum: np.ndarray, cost: np.ndarray,
-    certify: bool, mu_dual: np.ndarray, dual: np.ndarray,
 ) -> None:
     """One ADMM x-update for every EV of every targeted station, in place (Boyd §7.3, §3.4.3).
 
@@ -129,14 +128,6 @@ def admm_round(
     z is the EV's warm start), and the station's sums of x̂ and x and its cost Σ q·x + κΔt·x²
     are accumulated. With α = 1, ``xh`` holds the plan itself.
 
-    With ``certify`` (the coordinator asks near the end of a solve) each station also
-    evaluates its share of the Lagrangian dual function at the prices it was sent,
-    y = max(ρ·u_k, 0): ``dual[s]`` = Σ_v min_{p_v feasible} Σ_t (q_t + y_t)·p_t + κΔt·p_t²
-    (the local problem without the proximal term, its multipliers in ``mu_dual``). Summed over
-    stations, less the prices' worth of the limits, it bounds the coupled optimum from below
-    (weak duality), which certifies the gap before the coordinator stops. Needs κ > 0; with
-    κ = 0, or without ``certify``, ``dual`` is NaN.
-
     Usually three passes per EV: the target with g at last round's μ, g at the Newton step
     from there (the root when the EV's active set has not changed), and the plan. Stations are
     independent, so they are spread over the process's threads (``NUMBA_NUM_THREADS``; 1 in
@@ -145,17 +136,13 @@ def admm_round(
     """
     n_st, h = src.size, shift.shape[1]
     b = 1.0 / (rho + 2.0 * wear)
-    with_dual = certify and wear > 0.0
-    bd = 1.0 / (2.0 * wear) if with_dual else 0.0
     for s in prange(n_st):
         k = src[s]
         if k < 0:
             continue
         a = np.empty(h)
-        ad = np.empty(h)  # the dual's a_t (price y, no proximal term)
         z = np.empty(h)
         c = 0.0
-        d = 0.0
         xh_sum[s, :] = 0.0
         x_sum[s, :] = 0.0
         for r in range(row_ptr[s], row_ptr[s + 1]):
@@ -176,11 +163,35 @@ def admm_round(
                 xh_sum[s, t] += xh[r, t]
                 x_sum[s, t] += v
                 c += (_q(dt, unit[s, t], eta_r, value[t]) + wear * v) * v
-            if with_dual:
-                d += _dual_row(ad, u[k], rho, dt, unit[s], eta_r, value, up, budget_r, wr,
-                               wear, bd, mu_dual, r)
         cost[s] = c
-        dual[s] = d if with_dual else np.nan
+
+
+@njit(cache=True, fastmath=_FAST, parallel=True)
+def dual_round(
+    u: np.ndarray, src: np.ndarray, row_ptr: np.ndarray, unit: np.ndarray, eta: np.ndarray,
+    value: np.ndarray, dt: float, upper: np.ndarray, budget: np.ndarray, width: np.ndarray,
+    rho: float, wear: float, mu: np.ndarray, dual: np.ndarray,
+) -> None:
+    """Each targeted station's share of the Lagrangian dual function at the prices it was sent,
+    y = max(ρ·u_k, 0): ``dual[s]`` = Σ_v min_{p_v feasible} Σ_t (q_t + y_t)·p_t + κΔt·p_t²,
+    the local problem without the proximal term (each EV's search starts from its ADMM
+    multiplier in ``mu``; other arguments as for :func:`admm_round`). Summed over stations, less the prices' worth of the limits, it
+    bounds the coupled optimum from below (weak duality): the coordinator's certificate. About
+    half a round's work, so the coordinator asks for it only near the end of a solve. Needs
+    κ > 0 (with κ = 0 the local problem is a linear program this search does not solve).
+    """
+    n_st, h = src.size, u.shape[1]
+    bd = 1.0 / (2.0 * wear)
+    for s in prange(n_st):
+        k = src[s]
+        if k < 0:
+            continue
+        ad = np.empty(h)
+        d = 0.0
+        for r in range(row_ptr[s], row_ptr[s + 1]):
+            d += _dual_row(ad, u[k], rho, dt, unit[s], eta[r], value, upper[r], budget[r],
+                           width[r], wear, bd, mu[r])
+        dual[s] = d
 
 
 def solve_local(
@@ -202,8 +213,7 @@ def solve_local(
                np.zeros(h), 1.0, np.array(upper, dtype=float, order="C"),
                np.array(budget, dtype=float),
                np.full(n, h) if width is None else np.array(width, dtype=np.int64),
-               float(rho), float(wear), 1.0, np.zeros((n, h)), np.zeros((n, h)), np.zeros(n),
-               False, np.zeros(n), np.zeros(n))
+               float(rho), float(wear), 1.0, np.zeros((n, h)), np.zeros((n, h)), np.zeros(n))
     if width is not None:  # the kernel leaves the columns past a row's width alone: still w
         p[np.arange(h)[None, :] >= np.asarray(width)[:, None]] = 0.0
     return p, mu
@@ -216,4 +226,6 @@ def warm_up() -> None:
     one, z = np.ones((1, 1)), np.zeros((1, 1))
     admm_round(z.copy(), np.zeros(1), z, z, np.zeros(1, np.int64), np.array([0, 1]), z,
                np.ones(1), np.ones(1), 1.0, one, np.ones(1), np.ones(1, np.int64), 1.0, 0.0, 1.5,
-               z.copy(), z.copy(), np.zeros(1), True, np.zeros(1), np.zeros(1))
+               z.copy(), z.copy(), np.zeros(1))
+    dual_round(z, np.zeros(1, np.int64), np.array([0, 1]), z, np.ones(1), np.ones(1), 1.0, one,
+               np.ones(1), np.ones(1, np.int64), 1.0, 1.0, np.zeros(1), np.zeros(1))

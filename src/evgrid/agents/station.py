@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from evgrid.agents.local_qp import admm_round, warm_up
+from evgrid.agents.local_qp import admm_round, dual_round, warm_up
 from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
 from evgrid.envs.interface import Observation
 
@@ -187,7 +187,6 @@ class StationPack:
         )
         self.xh = np.clip(x, 0.0, self.upper)
         self.mu = np.zeros(self._rows)
-        self.mu_dual = np.zeros(self._rows)
         self.dual = np.zeros(len(sts))
         self.xh_sum = self.agg @ self.xh
         self.x_sum = self.xh_sum.copy()
@@ -225,18 +224,22 @@ class StationPack:
         self.x_sum = np.empty_like(self.x_sum) if everyone else self.x_sum.copy()
         # Own, writable C arrays ([zones × H], cheap to copy): a read-only view of a decoded
         # message is another type to numba, and would be compiled inside the round's deadline.
-        admm_round(self.xh, self.mu, np.array(shift, dtype=float, order="C"),
-                   np.array(u, dtype=float, order="C"), src, self.row_ptr, self.unit, self.eta,
-                   self.value, float(self.dt_h), self.upper, self.budget, self.width,
-                   float(targets.rho), float(self.wear), float(targets.alpha), self.xh_sum,
-                   self.x_sum, self.cost, bool(targets.certify), self.mu_dual, self.dual)
+        u = np.array(u, dtype=float, order="C")
+        admm_round(self.xh, self.mu, np.array(shift, dtype=float, order="C"), u, src,
+                   self.row_ptr, self.unit, self.eta, self.value, float(self.dt_h), self.upper,
+                   self.budget, self.width, float(targets.rho), float(self.wear),
+                   float(targets.alpha), self.xh_sum, self.x_sum, self.cost)
+        certify = targets.certify and self.wear > 0  # κ = 0: an LP, no dual from this search
+        if certify:
+            dual_round(u, src, self.row_ptr, self.unit, self.eta, self.value, float(self.dt_h),
+                       self.upper, self.budget, self.width, float(targets.rho), float(self.wear),
+                       self.mu, self.dual)
         return PowerProposals(
             round=targets.round, horizon_start=targets.horizon_start,
             agent_ids=targets.agent_ids, plan_kw=self.x_sum[sel],
             participants=self.present[sel], objective=self.cost[sel] + self.const[sel],
             want_kw=self.want_now[sel], start_kw=start,
-            dual_objective=(self.dual[sel] + self.const[sel]
-                            if targets.certify and self.wear > 0 else None),
+            dual_objective=self.dual[sel] + self.const[sel] if certify else None,
         )
 
     @property

@@ -198,7 +198,8 @@ class PowerCoordinator:
     def _targets(self, z: np.ndarray, shift: np.ndarray, done: bool) -> ConsensusTargets:
         p = self._p
         assert p is not None
-        p.y_sent = np.maximum(self.rho * self.u, 0.0)
+        if p.certify:
+            p.y_sent = np.maximum(self.rho * self.u, 0.0)
         return ConsensusTargets(round=p.round, horizon_start=p.start, agent_ids=p.agents,
                                 agent_zone=p.zone_of, zone_u=self.u, rho=self.rho, done=done,
                                 zone_shift=shift, z_kw=z, alpha=self.config.alpha,
@@ -275,7 +276,9 @@ class PowerCoordinator:
         # Duals cost the stations about half a round: they are asked for only near the end.
         certified = gap <= cfg.gap_tol or p.no_duals
         near = cfg.certify_within
-        p.certify = p.certify or (r <= near * eps_pri and sres <= near * eps_dual)
+        # Asked from near convergence on, until the bound has a margin (it only gets better).
+        p.certify = (p.certify or (r <= near * eps_pri and sres <= near * eps_dual)) and not (
+            gap <= 0.5 * cfg.gap_tol or p.no_duals)
         converged = (r <= eps_pri and sres <= eps_dual and viol <= cfg.violation_tol
                      and k - p.last_rho_change >= cfg.freeze and certified)
         stop = ("converged" if converged else "max_iter" if k >= cfg.max_iter
