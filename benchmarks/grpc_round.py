@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import multiprocessing as mp
 import os
 import time
@@ -61,6 +62,7 @@ def main() -> None:
         "benchmark": "admm", "n_stations": args.n, "horizon_steps": args.horizon,
         "transport": "grpc", "edge_clients": joined, "connect_s": round(connect_s, 2),
         "iterations": stats.iterations, "converged": bool(stats.converged),
+        "gap_bound": stats.gap_bound if math.isfinite(stats.gap_bound) else None,
         "missing_proposals": stats.missing, "coupling_violation_rel": stats.violation_rel,
         "wall_ms": round(1000 * wall, 1),
         "ms_per_round": round(1000 * wall / max(stats.iterations, 1), 2),
