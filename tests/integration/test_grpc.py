@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
+import math
 import os
 import signal
 import socket
@@ -427,6 +428,8 @@ def test_grpc_period_equals_in_process(serve, edges, small) -> None:  # type: ig
 
     assert got.iterations == want.iterations and got.missing == 0
     assert got.converged == want.converged
+    # The certificate travelled too: every edge node's dual came back over its stream.
+    assert math.isfinite(got.gap_bound) and got.gap_bound == pytest.approx(want.gap_bound, rel=1e-9)
     for name in ("consensus", "plans"):
         a, b = getattr(local, name)(), getattr(remote, name)()
         assert a.keys() == b.keys()

@@ -38,6 +38,9 @@ def test_ray_actors_give_the_inprocess_answer(ray_session, small_sim, inprocess)
     ref, ref_policy = inprocess
     np.testing.assert_allclose(result.power_kw, ref.power_kw, rtol=1e-6, atol=1e-6)
     assert [s.iterations for s in policy.history] == [s.iterations for s in ref_policy.history]
+    # Every period certified over Ray as in-process: the packs' duals crossed the boundary.
+    gaps = [s.gap_bound for s in policy.history]
+    assert all(np.isfinite(gaps)) and gaps == pytest.approx([s.gap_bound for s in ref_policy.history])
     check_invariants(result)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cvxpy as cp
 import numpy as np
 from hypothesis import given, settings
@@ -169,3 +171,39 @@ def test_stations_that_report_no_dual_still_converge() -> None:
     stats = solve_period(coord, pack, horizon_start=0, zone_limit_kw=inst.zone_limit_kw,
                          city_limit_kw=inst.city_limit_kw)
     assert stats.converged and stats.gap_bound == float("inf"), stats
+
+
+def test_an_unbounded_zone_still_lets_the_gap_be_certified() -> None:
+    """A zone without a limit (the schema allows .inf) is priced by the city limit alone: the
+    bound stays finite and below the optimum, and the solve stops on it."""
+    inst, pack, coord = wired(8, seed=1)
+    inst.zone_limit_kw[:, 0] = np.inf
+    stats = solve_period(coord, pack, horizon_start=0, zone_limit_kw=inst.zone_limit_kw,
+                         city_limit_kw=inst.city_limit_kw)
+    assert stats.stopped_by == "converged" and stats.gap_bound <= 1e-3, stats
+    limited = inst.zone_limit_kw.copy()
+    limited[:, 0] = 1e9  # the same problem for the centralised solver
+    zone_of = np.array([inst.zone_ids.index(z) for z in inst.grid_zones])
+    opt, _ = centralised_optimum(pack, zone_of, limited, inst.city_limit_kw)
+    assert stats.lower_bound <= opt + 1e-7 * abs(opt)
+
+
+def test_a_station_that_overstates_its_dual_certifies_nothing() -> None:
+    """A dual above the station's own objective plus its plan's worth at the same prices is
+    impossible; such an answer counts as no dual, so the solve falls back to the residual test
+    instead of stopping on a false certificate."""
+    inst, pack, coord = wired(10, seed=7)
+    honest = pack.propose
+
+    def boastful(targets):  # type: ignore[no-untyped-def]
+        answer = honest(targets)
+        if answer.dual_objective is None:
+            return answer
+        inflated = answer.dual_objective.copy()
+        inflated[0] += 0.01 * abs(answer.objective.sum())
+        return replace(answer, dual_objective=inflated)
+
+    pack.propose = boastful  # type: ignore[method-assign]
+    stats = solve_period(coord, pack, horizon_start=0, zone_limit_kw=inst.zone_limit_kw,
+                         city_limit_kw=inst.city_limit_kw)
+    assert stats.converged and stats.lower_bound == -np.inf and stats.gap_bound == np.inf

@@ -91,22 +91,20 @@ def _q(dt: float, unit: float, eta: float, value: float) -> float:
 def _dual_row(ad: np.ndarray, u: np.ndarray, rho: float, dt: float, unit: np.ndarray, eta: float,
               value: np.ndarray, up: np.ndarray, budget: float, width: int, wear: float,
               bd: float, mu: float) -> float:
-    """One EV's local minimum at prices y = max(ρ·u, 0) without the proximal term:
-    min Σ_t (q_t + y_t)·p_t + κΔt·p_t² over its feasible set, by the same multiplier search,
+    """One EV's local minimum at prices y = max(ρ·u, 0) without the proximal term,
+    min Σ_t (q_t + y_t)·p_t + κΔt·p_t² over its feasible set, by the same multiplier search
     started from the ADMM local problem's multiplier ``mu`` (near agreement the proximal term
     vanishes and the two problems, so their multipliers, coincide)."""
     md = max(mu, 0.0)
-    g, free = -budget, 0
     for t in range(width):
         ad[t] = -(_q(dt, unit[t], eta, value[t]) + max(rho * u[t], 0.0)) * bd
-        v = ad[t] - md * bd
-        g += min(max(v, 0.0), up[t])
-        free += (v > 0.0) & (v < up[t])
-    md = _multiplier(ad, up, bd, budget, width, md, g, free * bd)
-    d = 0.0
+    g, slope = _excess(ad, up, bd, md, budget, width)
+    md = _multiplier(ad, up, bd, budget, width, md, g, slope)
+    # The Lagrangian at md, a lower bound for any md ≥ 0: exact search or not, it stays valid.
+    d = -md * budget
     for t in range(width):
         v = min(max(ad[t] - md * bd, 0.0), up[t])
-        d += (wear * v - ad[t] / bd) * v
+        d += (wear * v - ad[t] / bd + md) * v
     return d
 
 
@@ -175,10 +173,11 @@ def dual_round(
     """Each targeted station's share of the Lagrangian dual function at the prices it was sent,
     y = max(ρ·u_k, 0): ``dual[s]`` = Σ_v min_{p_v feasible} Σ_t (q_t + y_t)·p_t + κΔt·p_t²,
     the local problem without the proximal term (each EV's search starts from its ADMM
-    multiplier in ``mu``; other arguments as for :func:`admm_round`). Summed over stations, less the prices' worth of the limits, it
-    bounds the coupled optimum from below (weak duality): the coordinator's certificate. About
-    half a round's work, so the coordinator asks for it only near the end of a solve. Needs
-    κ > 0 (with κ = 0 the local problem is a linear program this search does not solve).
+    multiplier in ``mu``; other arguments as for :func:`admm_round`). Summed over stations,
+    less the prices' worth of the limits, it bounds the coupled optimum from below (weak
+    duality): the coordinator's certificate. About half a round's work, so the coordinator
+    asks for it only near the end of a solve. Needs κ > 0 (with κ = 0 the local problem is a
+    linear program this search does not solve).
     """
     n_st, h = src.size, u.shape[1]
     bd = 1.0 / (2.0 * wear)

@@ -194,7 +194,8 @@ class StationPack:
         self.want_now = np.array([setpoints_within(st, np.inf)[1].sum() for st in sts])
 
     def propose(self, targets: ConsensusTargets) -> PowerProposals:
-        """One ADMM x-update for every EV of every targeted station (one compiled pass)."""
+        """One ADMM x-update for every EV of every targeted station (one compiled pass), and
+        their duals when the targets say certify (a second one)."""
         everyone = targets.agent_ids == self.id_tuple
         if everyone:  # the common case: no index arrays, no gathers
             sel: slice | np.ndarray = slice(None)

@@ -158,6 +158,34 @@ def coupling_violation(x_g: np.ndarray, zone_limit: np.ndarray, city_limit: np.n
     return worst
 
 
+@njit(cache=True)
+def limits_worth(y: np.ndarray, n: np.ndarray, zone_limit: np.ndarray,
+                 city_limit: np.ndarray) -> float:
+    """max Σ_g y[g, t]·Z_g over 0 ≤ Z_g ≤ C_g[t], Σ_g Z_g ≤ P[t], summed over the steps: what
+    the limits are worth at prices ``y`` [G, H]. Subtracted from the stations' duals it makes
+    the Lagrangian dual of the coupled problem (the zone sums are ≥ 0 because every p is), so
+    it is a fractional knapsack per step: the dearest zones first. Zones with no participant
+    at a step (``n`` [G, H] = 0) have nothing to price. Infinite when a limit is and a price
+    on it is not 0 (no bound then)."""
+    g_count, h = y.shape
+    total = 0.0
+    for t in range(h):
+        left = city_limit[t]
+        taken = np.zeros(g_count, dtype=np.bool_)
+        while left > 0.0:
+            best, price = -1, 0.0
+            for g in range(g_count):
+                if not taken[g] and n[g, t] > 0 and y[g, t] > price:
+                    best, price = g, y[g, t]
+            if best < 0:
+                break
+            taken[best] = True
+            z = min(zone_limit[best, t], left)
+            total += price * z
+            left -= z
+    return total
+
+
 @functools.cache
 def warm_up() -> None:
     """Load (or compile, the first time on a machine) the kernels before round 0's deadline."""
@@ -167,3 +195,4 @@ def warm_up() -> None:
     consensus_and_norms(z, z, n, zone, z, z, z, np.empty((1, 1)))
     zone_city_prices(z, n, n, np.ones(1))
     coupling_violation(z, n, np.ones(1))
+    limits_worth(z, n, n, np.ones(1))

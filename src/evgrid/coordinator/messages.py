@@ -44,7 +44,8 @@ class PowerProposals:
     want_kw: np.ndarray | None = None  # [M] most power each station can use right now [kW]
     start_kw: np.ndarray | None = None  # [M, H] round 0 only: the warm start x̂ relaxes from
     # [M] the station's dual function at the prices it was sent, min over its feasible plans of
-    # objective + Σ_t y_t·p_t (y = max(ρ·u, 0)) [currency]; None: not computed (κ = 0)
+    # objective + Σ_t y_t·p_t (y = max(ρ·u, 0)) [currency]; None when the targets did not ask
+    # (certify), a station cannot (κ = 0, an older edge node), or a batch joined one without
     dual_objective: np.ndarray | None = None
 
     def __len__(self) -> int:
