@@ -76,8 +76,10 @@ def run_admm(n_stations: int, seed: int, config: AdmmConfig | None = None):  # t
 def test_admm_matches_the_centralised_optimum(seed: int, n: int) -> None:
     inst, coord, stats, opt = run_admm(n, seed)
     assert stats.converged, stats
-    # Stopping at 0.5 % residuals leaves ≈0.1–0.3 % objective gap (benchmarks/admm.py reports it).
-    assert abs(stats.objective - opt) <= 5e-3 * abs(opt), (stats.objective, opt)
+    # Certified: within 0.1 % of the optimum, and the dual bound below it. (On residuals alone,
+    # 66 of 150 such instances stopped 0.1–0.17 % off.)
+    assert abs(stats.objective - opt) <= 1e-3 * abs(opt), (stats.objective, opt)
+    assert stats.lower_bound <= opt + 1e-7 * abs(opt), (stats.lower_bound, opt)
     # The consensus shares meet every limit exactly (that is what gets executed).
     z = np.stack(list(coord.consensus().values()))
     zone_of = np.array([inst.zone_ids.index(g) for g in inst.grid_zones])
