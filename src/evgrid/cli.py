@@ -1,18 +1,31 @@
 """The ``evgrid`` command line (typer + rich).
 
-Heavy imports stay inside the commands so ``evgrid --help`` answers at once.
+Heavy imports stay inside the commands so ``evgrid --help`` answers at once. A user error is
+one line and exit code 2; a failure of the run itself (Ray died, a policy crashed) is one line
+and exit code 1, with what to do; a traceback is shown only with ``EVGRID_DEBUG=1``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from evgrid.cli_options import OUT_HELP, OVERWRITE_HELP
+
+if TYPE_CHECKING:
+    from evgrid.evaluation.checkpoint import Checkpoint
+    from evgrid.evaluation.output import OutputTarget
+    from evgrid.evaluation.runner import Experiment
+    from evgrid.scenario.schema import Scenario
 
 app = typer.Typer(
     name="evgrid",
@@ -63,11 +76,35 @@ def progress_bar(quiet: bool) -> Iterator[Callable[[str, int, int], None]]:
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Print ``message`` as one error (escaped: a YAML error's ``[...]`` is not rich markup)
+    and return the Exit to raise."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 
-def kpi_table(exp, title: str) -> Table:  # type: ignore[no-untyped-def]
+def prepare_out(out: Path, overwrite: bool) -> OutputTarget:
+    """Check ``--out`` before any work (``evgrid.evaluation.output``): a bad one fails in 0 s."""
+    from evgrid.evaluation.output import OutputError, prepare_output
+    from evgrid.evaluation.report import EXPERIMENT_FILES
+
+    try:
+        return prepare_output(out, overwrite=overwrite, files=EXPERIMENT_FILES)
+    except OutputError as exc:
+        raise fail(str(exc)) from None
+
+
+def write_out(exp: Experiment, target: OutputTarget) -> None:
+    """Write the run's files; the disk may have changed since ``prepare_out``."""
+    from evgrid.evaluation.output import OutputError
+    from evgrid.evaluation.report import write_experiment
+
+    try:
+        write_experiment(exp, target)
+    except OutputError as exc:
+        raise fail(str(exc), code=1) from None
+
+
+def kpi_table(exp: Experiment, title: str) -> Table:
     from evgrid.evaluation.report import TABLE_KPIS, format_gap, format_value
 
     table = Table(title=title, show_lines=False)
@@ -92,35 +129,31 @@ def kpi_table(exp, title: str) -> Table:  # type: ignore[no-untyped-def]
 
 
 def run_and_report(
-    scenario,
+    scenario: Scenario,
     policies: list[str],
     *,
     seed: int | None,
-    out: Path,  # type: ignore[no-untyped-def]
+    target: OutputTarget,
     offline: bool,
     quiet: bool,
-    sessions=None,
-    world=None,
-    factory=None,
+    sessions: Any = None,
+    world: Any = None,
+    factory: Any = None,
     routing: str = "nearest",
-    cohort_host=None,
+    cohort_host: Any = None,
+    checkpoint: Checkpoint | None = None,
 ) -> None:
-    """Shared by ``run`` and ``replay``: validate policies, simulate with a progress bar,
-    solve the bound, write the folder, print the KPI table."""
-    from evgrid.agents.policies import check_policy_names
-    from evgrid.evaluation.report import write_experiment
+    """Shared by ``run`` and ``replay``: simulate with a progress bar, solve the bound, write
+    the folder, print the KPI table. A run that fails keeps its checkpoint and says how to
+    continue it."""
     from evgrid.evaluation.runner import run_experiment
     from evgrid.scenario.recorded import RecordedDataError
 
-    try:
-        check_policy_names(policies)
-    except ValueError as exc:
-        raise fail(str(exc)) from None
     with progress_bar(quiet) as progress:
         try:
             exp = run_experiment(
                 scenario,
-                policies,
+                list(policies),
                 seed=seed,
                 sessions=sessions,
                 world=world,
@@ -128,11 +161,19 @@ def run_and_report(
                 progress=progress,
                 routing=routing,
                 cohort_host=cohort_host,
+                checkpoint=checkpoint,
                 **({"factory": factory} if factory is not None else {}),
             )
         except RecordedDataError as exc:  # a sessions_csv / price_csv named by the scenario
             raise fail(str(exc)) from None
-    write_experiment(exp, out)
+        except KeyboardInterrupt:
+            raise fail("interrupted" + _resume_hint(checkpoint, target), code=130) from None
+        except Exception as exc:
+            raise fail(f"the run failed: {_one_line(exc)}{_ray_hint(exc)}"
+                       f"{_resume_hint(checkpoint, target)}", code=1) from exc
+    write_out(exp, target)
+    if checkpoint is not None:
+        target.remove_evgrid_path(checkpoint.folder.name)
     if not quiet:
         console.print(kpi_table(exp, f"{scenario.name} (seed {exp.seed})"))
         if exp.offline is not None:
@@ -140,7 +181,35 @@ def run_and_report(
                 f"offline LP: {exp.offline.n_variables:,} variables, "
                 f"{exp.offline.solver} {exp.offline.solve_s:.2f} s"
             )
-    console.print(f"wrote {out}/ (results.json, timeseries.csv, plots, report.html)")
+    console.print(f"wrote {target.path}/ (results.json, timeseries.csv, plots, report.html)")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _resume_hint(checkpoint: Checkpoint | None, target: OutputTarget) -> str:
+    if checkpoint is None:
+        return ""
+    done = checkpoint.finished()
+    kept = f"; finished policies ({', '.join(done)}) are kept" if done else ""
+    return f"{kept}; continue with: evgrid run --resume {target.path}"
+
+
+def _ray_hint(exc: BaseException) -> str:
+    """What to do when Ray itself failed (out of memory, dead workers, no cluster)."""
+    if type(exc).__module__.startswith("ray"):
+        return (" (Ray failed; run without it: --transport inprocess, or with fewer actors: "
+                "--stations-per-actor N)")
+    return ""
+
+
+def _run_spec(sc: Scenario, policies: list[str], seed: int | None, offline: bool,
+              transport: str, stations_per_actor: int | None, routing: str) -> dict[str, Any]:
+    return {"command": "run", "scenario": sc.model_dump(mode="json"), "seed": seed,
+            "policies": policies, "offline": offline, "transport": transport,
+            "stations_per_actor": stations_per_actor, "routing": routing}
 
 
 @app.command()
@@ -149,10 +218,14 @@ def run(
         str, typer.Argument(help="bundled scenario name (see `evgrid scenarios`) or a YAML file")
     ] = "city",
     policy: PolicyOption = None,
-    seed: Annotated[int | None, typer.Option(help="random seed (default: the scenario's)")] = None,
-    out: Annotated[Path, typer.Option(help="output folder, written atomically")] = Path(
-        "runs/latest"
-    ),
+    seed: Annotated[int | None, typer.Option(
+        min=0, help="random seed, >= 0 (default: the scenario's)")] = None,
+    out: Annotated[Path, typer.Option(help=OUT_HELP)] = Path("runs/latest"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
+    resume: Annotated[Path | None, typer.Option(
+        help="continue the interrupted run whose output folder this is, at the step after "
+        "its checkpoint, with its own scenario and options (the others given are ignored); "
+        "finished policies are not run again")] = None,
     days: Annotated[float | None, typer.Option(help="override the horizon [days]")] = None,
     dt_min: Annotated[int | None, typer.Option(help="override the control period Δt [min]")] = None,
     offline: Annotated[bool, typer.Option(help="solve the offline-optimal LP bound")] = True,
@@ -163,52 +236,97 @@ def run(
     address: Annotated[str | None, typer.Option(
         help="existing Ray cluster, e.g. ray://head:10001 (default: $RAY_ADDRESS, else a "
         "local embedded Ray)")] = None,
-    stations_per_actor: Annotated[int, typer.Option(
-        help="stations hosted by one Ray actor (default 1: one actor per station; a large "
-        "city on few cores runs faster packed, e.g. 10)")] = 1,
+    stations_per_actor: Annotated[int | None, typer.Option(
+        min=1, help="stations hosted by one Ray actor (default: packed onto as many actors as "
+        "the machine has CPUs and memory for; 1 = one actor per station)")] = None,
     routing: Annotated[str, typer.Option(
         help="how arriving drivers pick a facility zone: 'nearest' (nearest free charger in "
         "their SoC zone) or 'cohorts' (shares agreed by the cohort agents by ADMM)")] = "nearest",
 ) -> None:
     """Simulate SCENARIO with each policy and the offline optimum; write KPIs, plots, report."""
+    from evgrid.agents.policies import check_policy_names
+    from evgrid.evaluation.checkpoint import Checkpoint, CheckpointError
     from evgrid.scenario import ScenarioError, load_scenario, parse_scenario
 
-    try:
-        sc = load_scenario(scenario)
-        overrides = {k: v for k, v in (("horizon_days", days), ("dt_min", dt_min)) if v is not None}
-        if overrides:
-            sc = parse_scenario({**sc.model_dump(mode="json"), **overrides}, source=scenario)
-    except ScenarioError as exc:
-        raise fail(str(exc)) from None
+    checkpoint = None
+    if resume is not None:
+        target = prepare_out(resume, overwrite=False)
+        try:
+            checkpoint = Checkpoint.open(target.path / "checkpoint")
+            spec = checkpoint.spec
+            if spec.get("command") != "run":
+                raise CheckpointError(f"{resume}: a checkpoint of `evgrid {spec.get('command')}`"
+                                      f", resume it with that command")
+            sc = parse_scenario(spec["scenario"], source=f"{resume} (checkpoint)")
+        except (CheckpointError, ScenarioError) as exc:
+            raise fail(str(exc)) from None
+        policies, seed, offline = list(spec["policies"]), spec["seed"], bool(spec["offline"])
+        transport, stations_per_actor = spec["transport"], spec["stations_per_actor"]
+        routing = spec["routing"]
+        err.print(f"resuming {sc.name}: finished {', '.join(checkpoint.finished()) or 'none'}",
+                  highlight=False)
+    else:
+        try:
+            sc = load_scenario(scenario)
+            overrides = {k: v for k, v in (("horizon_days", days), ("dt_min", dt_min))
+                         if v is not None}
+            if overrides:
+                sc = parse_scenario({**sc.model_dump(mode="json"), **overrides}, source=scenario)
+        except ScenarioError as exc:
+            raise fail(str(exc)) from None
+        policies = policy or DEFAULT_POLICIES
+        try:
+            check_policy_names(policies)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
     if transport not in {"ray", "inprocess"}:
         raise fail(f"unknown transport {transport!r}: choose from ['ray', 'inprocess']")
-    policies = policy or DEFAULT_POLICIES
-    factory = None
-    if transport == "ray" and "coordinated" in policies:
-        factory = ray_factory(address, stations_per_actor)
     if routing not in {"nearest", "cohorts"}:
         raise fail(f"unknown routing {routing!r}: choose from ['nearest', 'cohorts']")
+    if resume is None:
+        target = prepare_out(out, overwrite)
+    factory = None
     cohort_host = None
-    if transport == "ray" and routing == "cohorts":
-        from evgrid.transport.ray_actors import ensure_ray, ray_cohort_host
+    if transport == "ray" and ("coordinated" in policies or routing == "cohorts"):
+        start_ray(address)
+        if "coordinated" in policies:
+            factory = ray_factory(stations_per_actor)
+        if routing == "cohorts":
+            from evgrid.transport.ray_actors import ray_cohort_host
 
-        ensure_ray(address)
-        cohort_host = ray_cohort_host
-    run_and_report(sc, policies, seed=seed, out=out, offline=offline, quiet=quiet,
-                   factory=factory, routing=routing, cohort_host=cohort_host)
+            cohort_host = ray_cohort_host
+    if checkpoint is None:
+        checkpoint = Checkpoint.start(
+            target.claim_folder("checkpoint"),
+            _run_spec(sc, policies, seed, offline, transport, stations_per_actor, routing))
+    run_and_report(sc, policies, seed=seed, target=target, offline=offline, quiet=quiet,
+                   factory=factory, routing=routing, cohort_host=cohort_host,
+                   checkpoint=checkpoint)
 
 
-def ray_factory(address: str | None, stations_per_actor: int):  # type: ignore[no-untyped-def]
-    """Policy factory that builds the coordinated policy on Ray actors (starting Ray once)."""
+def start_ray(address: str | None) -> None:
+    """Start or join Ray, or fail in one line saying why and what else to do."""
+    from evgrid.transport.ray_actors import ensure_ray
+
+    with err.status("starting Ray"):
+        try:
+            ensure_ray(address)
+        except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
+            where = address or os.environ.get("RAY_ADDRESS") or "a local Ray"
+            raise fail(f"cannot start or reach {where}: {_one_line(exc)} (check --address, or "
+                       "run without Ray: --transport inprocess)") from None
+
+
+def ray_factory(stations_per_actor: int | None) -> Callable[[str, Any], Any]:
+    """Policy factory that builds the coordinated policy on Ray actors (Ray already up)."""
     from evgrid.agents.policies import make_policy
 
-    def factory(name: str, world):  # type: ignore[no-untyped-def]
+    def factory(name: str, world: Any) -> Any:
         if name != "coordinated":
             return make_policy(name, world)
-        from evgrid.transport.ray_actors import ensure_ray, ray_coordinated_policy
+        from evgrid.transport.ray_actors import ray_coordinated_policy
 
-        with err.status("starting Ray and the agent actors"):
-            ensure_ray(address)
+        with err.status("starting the agent actors"):
             return ray_coordinated_policy(world, stations_per_actor=stations_per_actor)
 
     return factory
@@ -293,9 +411,8 @@ def replay(
         str, typer.Option(help="column holding the station id (optional in the file)")
     ] = "station_id",
     policy: PolicyOption = None,
-    out: Annotated[Path, typer.Option(help="output folder, written atomically")] = Path(
-        "runs/replay"
-    ),
+    out: Annotated[Path, typer.Option(help=OUT_HELP)] = Path("runs/replay"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
     offline: Annotated[bool, typer.Option(help="solve the offline-optimal LP bound")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
 ) -> None:
@@ -303,6 +420,7 @@ def replay(
 
     Bad rows are skipped and reported before the run; the output is laid out as `evgrid run`'s.
     """
+    from evgrid.agents.policies import check_policy_names
     from evgrid.envs.world import build_world
     from evgrid.evaluation.replay import (
         check_nonempty,
@@ -313,6 +431,12 @@ def replay(
     )
     from evgrid.scenario.recorded import prices_for_horizon, read_price_csv, read_sessions_csv
 
+    policies = policy or DEFAULT_POLICIES
+    try:
+        check_policy_names(policies)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    target = prepare_out(out, overwrite)
     try:
         recorded = read_sessions_csv(
             sessions_csv,
@@ -344,31 +468,39 @@ def replay(
             )
     except (OSError, ValueError) as exc:  # RecordedDataError and ScenarioError are ValueErrors
         raise fail(str(exc)) from None
-    run_and_report(
-        sc,
-        policy or DEFAULT_POLICIES,
-        seed=None,
-        out=out,
-        offline=offline,
-        quiet=quiet,
-        sessions=sessions,
-        world=world,
-    )
+    run_and_report(sc, policies, seed=None, target=target, offline=offline, quiet=quiet,
+                   sessions=sessions, world=world)
 
 
-def _register_edge_commands() -> None:
-    """`evgrid coordinator` and `evgrid station`: the gRPC side (evgrid.cli_edge)."""
+def _register_commands() -> None:
+    """`evgrid coordinator`, `evgrid station` (the gRPC side, evgrid.cli_edge) and `evgrid
+    certs` (evgrid.cli_certs)."""
+    from evgrid.cli_certs import app as certs_app
     from evgrid.cli_edge import coordinator, station
 
     app.command("coordinator")(coordinator)
     app.command("station")(station)
+    app.add_typer(certs_app, name="certs")
 
 
-_register_edge_commands()
+_register_commands()
 
 
 def main() -> None:
-    app()
+    """The console script: SIGTERM runs ``finally`` blocks (temporaries are removed), and an
+    error that is evgrid's bug, not the user's, is still one line (exit 1) unless
+    ``EVGRID_DEBUG=1`` asks for the traceback."""
+    from evgrid.evaluation.output import sigterm_as_exit
+
+    with sigterm_as_exit():
+        try:
+            app()
+        except Exception as exc:
+            if os.environ.get("EVGRID_DEBUG"):
+                raise
+            err.print(f"[bold red]error:[/] {escape(_one_line(exc))} ({type(exc).__name__}; "
+                      "EVGRID_DEBUG=1 shows the traceback)", highlight=False)
+            sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,14 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from evgrid.cli_options import OUT_HELP, OVERWRITE_HELP
+
+if TYPE_CHECKING:
+    from evgrid.transport.auth import Authenticator
 
 TOKEN_ENV = "EVGRID_TOKEN"
 
@@ -25,7 +30,8 @@ TokenOption = Annotated[
     typer.Option(
         envvar=TOKEN_ENV,
         show_default=False,
-        help=f"shared bearer token (default: the {TOKEN_ENV} environment variable)",
+        help=f"bearer token (default: the {TOKEN_ENV} environment variable); on the "
+        "coordinator a shared one, for loopback experiments",
     ),
 ]
 ScenarioOption = Annotated[
@@ -40,34 +46,51 @@ def _setup_logging(verbose: bool) -> None:
     )
 
 
-def _need_token(token: str | None) -> str:
+def _server_auth(token: str | None, token_file: Path | None, client_ca: Path | None,
+                 host: str) -> Authenticator:
+    """The coordinator's credentials check from its options (one-line errors, exit 2)."""
     from evgrid.cli import fail
+    from evgrid.transport.auth import Authenticator, AuthError, read_token_file
+    from evgrid.transport.grpc_server import is_loopback
 
-    if not token:
-        raise fail(f"give --token or set {TOKEN_ENV}: the coordinator refuses calls without it")
-    return token
+    if token and not is_loopback(host):
+        raise fail(f"a shared --token admits anyone who holds it as any station: it is for "
+                   f"loopback only, not {host}; give each station its own credentials with "
+                   "--token-file or --tls-client-ca")
+    try:
+        tokens = read_token_file(token_file) if token_file is not None else {}
+        return Authenticator(shared_token=token or None, station_tokens=tokens,
+                             client_certs=client_ca is not None)
+    except AuthError as exc:
+        raise fail(f"{exc}; give --token (loopback), --token-file or --tls-client-ca"
+                   if "no credentials" in str(exc) else str(exc)) from None
 
 
 def coordinator(
     scenario: ScenarioOption = "small",
-    port: Annotated[int, typer.Option(help="TCP port to listen on (0: any free port)")] = 50051,
-    host: Annotated[
-        str, typer.Option(help="address to listen on (0.0.0.0: every interface; use TLS then)")
-    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535,
+                                      help="TCP port to listen on (0: any free port)")] = 50051,
+    host: Annotated[str, typer.Option(
+        help="address to listen on: 127.0.0.1 or ::1 (loopback), 0.0.0.0 or :: (every "
+        "interface; then give TLS and per-station credentials)")] = "127.0.0.1",
     token: TokenOption = None,
+    token_file: Annotated[Path | None, typer.Option(
+        help="per-station tokens: a YAML file 'station_id: sha256:<hex>' (evgrid certs token "
+        "STATION writes it); a station may then act only as itself")] = None,
     expect_stations: Annotated[
-        int, typer.Option(help="edge stations to wait for before the day starts")
+        int, typer.Option(min=0, help="edge stations to wait for before the day starts")
     ] = 0,
-    wait_s: Annotated[float, typer.Option(help="longest wait for them, in seconds")] = 30.0,
-    seed: Annotated[int | None, typer.Option(help="random seed (default: the scenario's)")] = None,
-    out: Annotated[Path, typer.Option(help="output folder, written atomically")] = Path(
-        "runs/grpc"
-    ),
+    wait_s: Annotated[float, typer.Option(min=0, help="longest wait for them, in seconds")] = 30.0,
+    seed: Annotated[int | None, typer.Option(
+        min=0, help="random seed, >= 0 (default: the scenario's)")] = None,
+    out: Annotated[Path, typer.Option(help=OUT_HELP)] = Path("runs/grpc"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
     round_timeout_s: Annotated[
         float,
         typer.Option(
+            min=0.01,
             help="how long one ADMM round waits for edge stations, in seconds; "
-            "late ones are left out of that round"
+            "late ones are left out of that round, and dropped after 3 such rounds",
         ),
     ] = 2.0,
     offline: Annotated[bool, typer.Option(help="solve the offline-optimal LP bound")] = True,
@@ -81,52 +104,62 @@ def coordinator(
         help="serve over TLS with this certificate (chain), PEM; needs --tls-key")] = None,
     tls_key: Annotated[Path | None, typer.Option(
         help="the private key of --tls-cert, PEM")] = None,
+    tls_client_ca: Annotated[Path | None, typer.Option(
+        help="require every station to present a certificate signed by this CA (PEM; "
+        "evgrid certs init): the certificate names the station, no token needed; needs "
+        "--tls-cert")] = None,
 ) -> None:
     """Serve edge stations over gRPC and run the scenario's coordinated day with them."""
 
-    from evgrid.agents.coordinated import CoordinatedPolicy
-    from evgrid.cli import console, err, fail, kpi_table, progress_bar
+    from evgrid.agents.coordinated import CoordinatedPolicy, station_registrations
+    from evgrid.cli import console, err, fail, kpi_table, prepare_out, progress_bar, write_out
     from evgrid.envs.world import build_world
-    from evgrid.evaluation.report import write_experiment
     from evgrid.evaluation.runner import run_experiment
     from evgrid.scenario import ScenarioError, load_scenario
-    from evgrid.transport.grpc_server import create_server, edge_transport
+    from evgrid.transport.grpc_server import create_server, edge_transport, host_port, is_loopback
 
     _setup_logging(verbose)
-    token = _need_token(token)
+    if transport not in {"inprocess", "ray"}:
+        raise fail(f"unknown transport {transport!r}: choose from ['inprocess', 'ray']")
     if (tls_cert is None) != (tls_key is None):
         raise fail("give both --tls-cert and --tls-key (or neither)")
+    if tls_client_ca is not None and tls_cert is None:
+        raise fail("--tls-client-ca needs TLS: give --tls-cert and --tls-key too")
+    auth = _server_auth(token, token_file, tls_client_ca, host)
     credentials = None
     if tls_cert is not None and tls_key is not None:
         from evgrid.transport.tls import TlsError, server_credentials
 
         try:
-            credentials = server_credentials(tls_cert, tls_key)
+            credentials = server_credentials(tls_cert, tls_key, client_ca=tls_client_ca)
         except TlsError as exc:
             raise fail(str(exc)) from None
-    elif host not in {"127.0.0.1", "localhost", "::1"}:
-        err.print(f"[yellow]warning:[/] listening on {host} without TLS: the token and the "
+    elif not is_loopback(host):
+        err.print(f"[yellow]warning:[/] listening on {host} without TLS: the tokens and the "
                   "schedules cross the network in clear (see --tls-cert)", highlight=False)
     try:
         sc = load_scenario(scenario)
     except ScenarioError as exc:
         raise fail(str(exc)) from None
+    target = prepare_out(out, overwrite)
     world = build_world(sc)
     try:
         server, bound, hub = create_server(
-            f"{host}:{port}",
+            host_port(host, port),
             grid_zones=list(world.grid_ids),
             dt_h=world.dt_h,
-            token=token,
+            stations=station_registrations(world),
+            auth=auth,
             round_timeout_s=round_timeout_s,
-            station_ids=world.facility_ids,
             server_credentials=credentials,
         )
     except RuntimeError as exc:  # grpc cannot bind the address
-        raise fail(f"cannot listen on {host}:{port}: {exc}") from None
+        raise fail(f"cannot listen on {host_port(host, port)}: {exc}") from None
     with server:
-        err.print(f"coordinator for {sc.name} listening on {host}:{bound}"
-                  f"{' (TLS)' if credentials is not None else ''}", highlight=False)
+        err.print(f"coordinator for {sc.name} listening on {host_port(host, bound)}"
+                  f"{' (TLS)' if credentials is not None else ''}"
+                  f"{' (client certificates)' if tls_client_ca is not None else ''}",
+                  highlight=False)
         if expect_stations > 0:
             n = hub.wait_for_stations(expect_stations, wait_s)
             if n < expect_stations:
@@ -141,10 +174,7 @@ def coordinator(
 
             ensure_ray()
             local = RayStations
-        elif transport != "inprocess":
-            raise fail(f"unknown transport {transport!r}: choose from ['inprocess', 'ray']")
         policy = CoordinatedPolicy(world, stations=edge_transport(hub, local), name="coordinated")
-        hub.attach(policy.coordinator)
         edge = sorted(r.agent_id for r in hub.registrations())
         err.print(
             f"edge stations: {', '.join(edge) or 'none'}; "
@@ -156,16 +186,18 @@ def coordinator(
             exp = run_experiment(
                 sc, [policy], seed=seed, world=world, with_offline=offline, progress=progress
             )
-        s = hub.stats
+        k = exp.kpis["coordinated"]
         err.print(
-            f"gRPC: {s.missing_proposals} proposals missed their round, {s.late_proposals} "
-            f"came late, {s.fallbacks} fallback schedules, refused {s.refused or 'none'}",
+            f"gRPC: {k['admm_missing_proposals']:,} proposals missed their round "
+            f"({k['late_proposals']:,} came late), {k['admm_dropped_station_periods']:,} "
+            f"station-periods dropped, {k['fallback_schedules']:,} fallback schedules, "
+            f"{k['refused_messages']:,} messages refused",
             highlight=False,
         )
-    write_experiment(exp, out)
+    write_out(exp, target)
     if not quiet:
         console.print(kpi_table(exp, f"{sc.name} over gRPC (seed {exp.seed})"))
-    console.print(f"wrote {out}/ (results.json, timeseries.csv, plots, report.html)")
+    console.print(f"wrote {target.path}/ (results.json, timeseries.csv, plots, report.html)")
 
 
 def station(
@@ -173,18 +205,31 @@ def station(
         str, typer.Option(help="facility id this edge node serves (one of the scenario's)")
     ],
     coordinator: Annotated[
-        str, typer.Option(help="coordinator address, host:port")
+        str, typer.Option(help="coordinator address, host:port ([::1]:50051 for IPv6)")
     ] = "127.0.0.1:50051",
     scenario: ScenarioOption = "small",
     token: TokenOption = None,
     backoff_max_s: Annotated[
-        float, typer.Option(help="longest wait between reconnection attempts, in seconds")
+        float, typer.Option(min=0.01, help="longest wait between reconnection attempts, in "
+                            "seconds")
     ] = 5.0,
+    step_s: Annotated[float | None, typer.Option(
+        min=0.001,
+        help="real seconds per control step of the station's own clock, which executes its "
+        "fallback (last envelope, then its safe share) while the link is down (default: the "
+        "scenario's step, real time; give e.g. 0.05 beside a simulating coordinator)")] = None,
+    setpoint_log: Annotated[Path | None, typer.Option(
+        help="append every step set on the chargers to this CSV "
+        "(step,kw,chargers,fallback): each step appears once")] = None,
     tls: Annotated[bool, typer.Option(
         help="connect over TLS, trusting the system's certificate authorities")] = False,
     tls_ca: Annotated[Path | None, typer.Option(
         help="connect over TLS, trusting this CA (or the coordinator's self-signed "
         "certificate), PEM")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(
+        help="this station's client certificate, PEM (evgrid certs issue STATION), for a "
+        "coordinator that requires one; needs --tls-key")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="the private key of --tls-cert, PEM")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
 ) -> None:
     """Run one edge station agent against the coordinator until Ctrl-C."""
@@ -198,20 +243,32 @@ def station(
     import contextlib
     import signal
 
-    from evgrid.agents.coordinated import station_config, station_specs
+    import numpy as np
+
+    from evgrid.agents.coordinated import (
+        station_chargers,
+        station_config,
+        station_safe_share,
+        station_specs,
+    )
+    from evgrid.agents.edge import EdgeStation
     from evgrid.cli import err, fail
     from evgrid.envs.world import build_world
     from evgrid.scenario import ScenarioError, load_scenario
     from evgrid.transport.grpc_station import Backoff, StationRefused, run_station
 
     _setup_logging(verbose)
-    token = _need_token(token)
+    if (tls_cert is None) != (tls_key is None):
+        raise fail("give both --tls-cert and --tls-key (or neither)")
+    if not token and tls_cert is None:
+        raise fail(f"give --token (or set {TOKEN_ENV}) or a client certificate "
+                   "(--tls-cert/--tls-key): the coordinator refuses calls without credentials")
     credentials = None
-    if tls or tls_ca is not None:
+    if tls or tls_ca is not None or tls_cert is not None:
         from evgrid.transport.tls import TlsError, channel_credentials
 
         try:
-            credentials = channel_credentials(tls_ca)
+            credentials = channel_credentials(tls_ca, cert=tls_cert, key=tls_key)
         except TlsError as exc:
             raise fail(str(exc)) from None
     try:
@@ -222,8 +279,24 @@ def station(
     if station_id not in ids:
         raise fail(f"station {station_id!r} is not a facility of {scenario}: one of {ids}")
     i = ids.index(station_id)
-    # The local-problem weights must be the coordinator's: both read them from the scenario.
-    config = station_config(world)
+    log_file = None
+    if setpoint_log is not None:
+        try:
+            log_file = setpoint_log.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise fail(f"--setpoint-log {setpoint_log}: {exc.strerror or exc}") from None
+        if log_file.tell() == 0:
+            log_file.write("step,kw,chargers,fallback\n")
+    # The local-problem weights must be the coordinator's: both read them from the scenario,
+    # and so is the safe share it reserves for this station when it falls silent.
+    edge = EdgeStation(station_id, zones[i], caps[i], station_config(world),
+                       chargers=station_chargers(world)[i],
+                       safe_share_kw=station_safe_share(world, station_id))
+
+    def on_setpoints(step: int, chargers: np.ndarray, kw: np.ndarray, fallback: bool) -> None:
+        if log_file is not None:
+            log_file.write(f"{step},{float(np.sum(kw)):.6f},{len(chargers)},{int(fallback)}\n")
+            log_file.flush()
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -234,14 +307,16 @@ def station(
                 loop.add_signal_handler(sig, stop.set)
         await run_station(
             coordinator,
-            token=token,
+            token=token or None,
             station_id=station_id,
             grid_zone=zones[i],
             max_power_kw=caps[i],
             stop=stop,
-            config=config,
+            edge=edge,
             backoff=Backoff(max_s=backoff_max_s),
             credentials=credentials,
+            step_s=step_s if step_s is not None else world.dt_h * 3600.0,
+            on_setpoints=on_setpoints if log_file is not None else None,
         )
 
     err.print(f"station {station_id} ({zones[i]}, {caps[i]:g} kW) -> {coordinator}"
@@ -250,4 +325,7 @@ def station(
         asyncio.run(serve())
     except StationRefused as exc:
         raise fail(str(exc), code=1) from None
+    finally:
+        if log_file is not None:
+            log_file.close()
     err.print(f"station {station_id} stopped", highlight=False)

@@ -1,4 +1,5 @@
-"""`evgrid run` end to end: files written, table printed, bad input leaves nothing behind."""
+"""`evgrid run` end to end: files written, table printed, bad input leaves nothing behind,
+`--out` deletes nothing evgrid did not write."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from evgrid.cli import app
-from evgrid.evaluation.report import PLOTS, write_atomically
+from evgrid.evaluation.output import MARKER, prepare_output, read_marker
+from evgrid.evaluation.report import EXPERIMENT_FILES, PLOTS
 
 runner = CliRunner()
 
@@ -34,16 +36,50 @@ def test_run_small_writes_every_file(tmp_path: Path) -> None:
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == len(PLOTS)
     assert [p.name for p in tmp_path.iterdir()] == ["out"], "temporary folders left behind"
+    assert sorted(p.name for p in out.iterdir()) == sorted([MARKER, *EXPERIMENT_FILES])
 
 
-def test_run_replaces_an_existing_folder_whole(tmp_path: Path) -> None:
+def test_run_rewrites_its_own_folder_and_keeps_the_users_files(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "stale.txt").write_text("old")
+    res = runner.invoke(app, ["run", "small", "-p", "llf", "-q", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    (out / "notes.txt").write_text("mine")
     res = runner.invoke(app, ["run", "small", "-p", "fcfs", "--no-offline", "-q", "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert not (out / "stale.txt").exists()
-    assert "offline_optimal" not in json.loads((out / "results.json").read_text())["policies"]
+    assert (out / "notes.txt").read_text() == "mine", "--out deletes nothing evgrid did not write"
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["policies"]) == {"fcfs"} and not results.get("offline_optimal")
+    marker = read_marker(out)
+    assert marker is not None and marker.complete
+    assert set(marker.files) == set(EXPERIMENT_FILES)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"], "temporary folders left behind"
+
+
+def test_run_refuses_a_folder_it_did_not_write(tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("years of work")
+    res = runner.invoke(app, ["run", "small", "-p", "fcfs", "--no-offline", "-q", "--out", str(out)])
+    assert res.exit_code != 0
+    # One line, whether the CLI prints it (exit 2) or the OutputError reaches the runner.
+    assert "was not written by evgrid" in res.output + str(res.exception)
+    assert sorted(p.name for p in out.iterdir()) == ["thesis.tex"]
+    assert (out / "thesis.tex").read_text() == "years of work"
+
+
+@pytest.mark.parametrize("where", [".", "file"])
+def test_run_refuses_the_current_folder_and_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file").write_text("data")
+    res = runner.invoke(app, ["run", "small", "-p", "fcfs", "--no-offline", "-q", "--out", where])
+    assert res.exit_code != 0
+    assert ("is the current folder" if where == "." else "is a file, not a folder") in (
+        res.output + str(res.exception)
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+    assert (tmp_path / "file").read_text() == "data"
 
 
 def test_bad_scenario_exits_nonzero_and_leaves_no_folder(tmp_path: Path, small_copy, write_yaml) -> None:  # type: ignore[no-untyped-def]
@@ -70,7 +106,7 @@ def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        write_atomically(tmp_path / "out", boom)
+        prepare_output(tmp_path / "out").write(boom)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import cvxpy as cp
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -89,8 +90,9 @@ def test_admm_matches_the_centralised_optimum(seed: int, n: int) -> None:
 
 
 def test_missing_proposals_keep_the_last_one() -> None:
-    """Partial participation: a station that misses rounds does not stop the solve."""
-    inst, pack, coord = wired(6, seed=3)
+    """Partial participation: a station that misses rounds (and is never dropped, here) does
+    not stop the solve, and its last word stands."""
+    inst, pack, coord = wired(6, seed=3, config=AdmmConfig(drop_after=10_000))
     targets = coord.begin(0, inst.zone_limit_kw, inst.city_limit_kw)
     silent = targets.agent_ids[0]
     for _ in range(200):
@@ -105,11 +107,50 @@ def test_missing_proposals_keep_the_last_one() -> None:
         targets = coord.update(answers)
         if targets.done:
             break
-    assert targets.done and coord.stats.missing > 0
+    assert targets.done and coord.stats.missing > 0 and coord.stats.dropped == ()
     # Its last word stands (kept in the coordinator's own copy: the messages are read-only).
     np.testing.assert_array_equal(coord.plans()[silent], last_word)
     z = np.stack(list(coord.consensus().values()))
     assert (z.sum(0) <= inst.city_limit_kw * (1 + 1e-9) + 1e-6).all()
+
+
+def test_a_silent_station_is_dropped_and_its_fallback_reserved() -> None:
+    """After ``drop_after`` missed rounds a station leaves the period: its fallback draw (here
+    its safe share: it has no envelope yet) is reserved, and the others converge and certify
+    their gap without it, within what is left. Its last envelope is reserved in the next period
+    if it is still gone, and the stations' shares and the reservation meet every limit."""
+    inst, pack, coord = wired(6, seed=3)
+    targets = coord.begin(0, inst.zone_limit_kw, inst.city_limit_kw)
+    silent = targets.agent_ids[0]
+    asked = []
+    while not targets.done:
+        asked.append(silent in targets.agent_ids)
+        answers = pack.propose(targets)
+        if targets.round >= 2:
+            answers = answers.take(np.array(
+                [i for i, a in enumerate(answers.agent_ids) if a != silent]))
+        targets = coord.update(answers)
+    stats = coord.stats
+    assert stats.dropped == (silent,) and stats.converged
+    assert stats.gap_bound <= coord.config.gap_tol
+    assert asked[:5] == [True] * 5 and not any(asked[5:]), "asked after it was dropped"
+    zone_of = np.array([inst.zone_ids.index(z) for z in inst.grid_zones])
+    caps = np.array(inst.max_power_kw)
+    mine = zone_of == zone_of[0]
+    safe = np.minimum(np.minimum(inst.zone_limit_kw[:, zone_of[0]] * caps[0] / caps[mine].sum(),
+                                 inst.city_limit_kw * caps[0] / caps.sum()), caps[0])
+    z = coord.consensus()
+    np.testing.assert_allclose(z[silent], safe, rtol=1e-12)
+    agreed, envelopes = coord.settle()
+    assert agreed[silent] == pytest.approx(safe[0])
+    zs = np.stack(list(envelopes.values()))  # every station, in registration order
+    tol = 1e-6
+    assert (zs.sum(0) <= inst.city_limit_kw * (1 + 1e-9) + tol).all()
+    for g in range(len(inst.zone_ids)):
+        assert (zs[zone_of == g].sum(0) <= inst.zone_limit_kw[:, g] * (1 + 1e-9) + tol).all()
+    # Gone for good: next period it is dropped at once, on the envelope it was sent.
+    coord.begin(1, inst.zone_limit_kw[1:], inst.city_limit_kw[1:], absent=[silent])
+    np.testing.assert_allclose(coord.consensus()[silent], envelopes[silent][1:])
 
 
 def test_warm_start_takes_fewer_rounds() -> None:
@@ -197,8 +238,8 @@ def test_a_station_that_overstates_its_dual_certifies_nothing() -> None:
     inst, pack, coord = wired(10, seed=7)
     honest = pack.propose
 
-    def boastful(targets):  # type: ignore[no-untyped-def]
-        answer = honest(targets)
+    def boastful(targets, **kw):  # type: ignore[no-untyped-def]
+        answer = honest(targets, **kw)
         if answer.dual_objective is None:
             return answer
         inflated = answer.dual_objective.copy()

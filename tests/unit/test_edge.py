@@ -7,10 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evgrid.agents.coordinated import station_config, station_specs
-from evgrid.agents.edge import EdgeStation, envelope_budget_kw, fallback_schedule
+from evgrid.agents.coordinated import station_config, station_safe_share, station_specs
+from evgrid.agents.edge import EdgeStation, fallback_schedule
 from evgrid.agents.station import StationPack, StationState, station_states
 from evgrid.coordinator.admm import PowerCoordinator
+from evgrid.coordinator.fallback import Envelope
 from evgrid.coordinator.messages import ConsensusTargets
 from tests.worlds import busy_period
 
@@ -48,34 +49,49 @@ def done_targets(z: np.ndarray, start: int) -> ConsensusTargets:
     h=st.integers(1, 12),
     scale=st.floats(-20.0, 120.0),
     step_off=st.integers(-3, 15),
+    safe=st.floats(0.0, 50.0),
 )
-def test_fallback_never_exceeds_the_agreed_envelope(
-    seed: int, n: int, h: int, scale: float, step_off: int
+def test_fallback_never_exceeds_its_envelope_or_its_safe_share(
+    seed: int, n: int, h: int, scale: float, step_off: int, safe: float
 ) -> None:
     start = 10
     rng = np.random.default_rng(seed + 1)
-    envelope = scale * rng.uniform(-0.2, 1.0, h)  # may dip below 0 (a relaxed z can)
+    envelope = Envelope(start, scale * rng.uniform(-0.2, 1.0, h))  # z may dip below 0
     step = start + step_off
     st_now = random_state(seed + 2, n, h, step)  # the EVs the station sees then
-    chargers, kw = fallback_schedule(st_now, envelope, start, step)
-    budget = envelope_budget_kw(envelope, start, step)
-    assert np.array_equal(chargers, st_now.charger)
-    assert kw.sum() <= budget + 1e-9, "fallback drew more than the station agreed for that step"
-    assert (kw >= 0).all() and (kw <= st_now.upper_kw[:, 0] + 1e-12).all()
+    chargers, kw = fallback_schedule(st_now, envelope, step, safe)
     inside = 0 <= step_off < h
-    assert budget == (max(envelope[step_off], 0.0) if inside else 0.0)
+    budget = max(envelope.kw[step_off], 0.0) if inside else safe
+    assert np.array_equal(chargers, st_now.charger)
+    assert kw.sum() <= budget + 1e-9, "fallback drew more than its envelope / safe share"
+    assert (kw >= 0).all() and (kw <= st_now.upper_kw[:, 0] + 1e-12).all()
 
 
-def test_fallback_after_the_envelope_ends_is_zero() -> None:
-    edge = EdgeStation("s", "g", 100.0)
+def test_past_its_envelope_a_station_draws_its_safe_share() -> None:
+    safe = np.full(50, 4.0)
+    edge = EdgeStation("s", "g", 100.0, safe_share_kw=safe)
     state = random_state(3, 5, 6, start=10)
-    assert edge.fallback(10, state)[1].sum() == 0.0, "no agreement yet: nothing to spend"
+    assert 0 < edge.fallback(10, state)[1].sum() <= 4.0 + 1e-9, "no agreement yet: safe share"
     edge.on_period(state, ConsensusTargets.per_station(0, 10, ("s",), np.zeros((1, 6)), np.zeros((1, 6)), 0.05))
     _, _, env = edge.on_done(done_targets(np.full(6, 30.0), 10))
-    assert np.array_equal(env, np.full(6, 30.0)) and edge.envelope_start == 10
-    assert 0 < edge.fallback(15, random_state(4, 5, 6, start=15))[1].sum() <= 30.0 + 1e-9
+    assert np.array_equal(env, np.full(6, 30.0)) and edge.envelope.start == 10
+    assert 4.0 < edge.fallback(15, random_state(4, 5, 6, start=15))[1].sum() <= 30.0 + 1e-9
     for step in (16, 17, 40, 9):
-        assert edge.fallback(step, random_state(4, 5, 6, start=step))[1].sum() == 0.0
+        assert edge.fallback(step, random_state(4, 5, 6, start=step))[1].sum() <= 4.0 + 1e-9
+    assert edge.fallback(60, random_state(4, 5, 6, start=60))[1].sum() == 0.0, "past the world"
+
+
+def test_safe_shares_of_all_stations_fit_every_limit() -> None:
+    """Every station falling back on its safe share at once stays within every zone and the
+    city limit, at every step (the reason a station may draw it without asking)."""
+    sim, _ = busy_period()
+    w = sim.world
+    ids, zones, _ = station_specs(w)
+    shares = np.stack([station_safe_share(w, i) for i in ids])  # [F, T]
+    assert (shares.sum(0) <= w.city_limit_kw * (1 + 1e-12)).all()
+    for g, z in enumerate(w.grid_ids):
+        mine = np.array([zz == z for zz in zones])
+        assert (shares[mine].sum(0) <= w.zone_limit_kw[:, g] * (1 + 1e-12)).all()
 
 
 def test_done_schedule_is_the_fallback_at_the_envelope_start() -> None:

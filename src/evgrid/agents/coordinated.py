@@ -8,14 +8,17 @@ has the last word, so an unconverged round or a vanished agent never breaks a li
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from evgrid.agents.station import StationConfig, StationPack, station_states
-from evgrid.coordinator.admm import AdmmConfig, AdmmStats, PowerCoordinator
-from evgrid.coordinator.driver import StationTransport, solve_period
+from evgrid.coordinator.admm import AdmmConfig, AdmmStats, CoordinatorState, PowerCoordinator
+from evgrid.coordinator.driver import Coordinator, CoordinatorLost, StationTransport, solve_period
+from evgrid.coordinator.fallback import Envelope, rated_sums_kw, safe_share_kw
+from evgrid.coordinator.messages import Registration
 from evgrid.envs.interface import Observation
 from evgrid.envs.world import World
 
@@ -28,6 +31,31 @@ def station_specs(world: World) -> tuple[list[str], list[str], list[float]]:
     return ids, zones, [float(c) for c in cap]
 
 
+def station_chargers(world: World) -> list[int]:
+    """Charging points of every facility of the world (at most this many EVs at a time)."""
+    n = np.bincount(world.charger_facility, minlength=len(world.facility_ids))
+    return [int(c) for c in n]
+
+
+def station_registrations(world: World) -> list[Registration]:
+    """Every facility's terms from the city file: what the coordinator checks claims against."""
+    ids, zones, caps = station_specs(world)
+    return [Registration(agent_id=i, kind="station", grid_zone=z, max_power_kw=c, chargers=n)
+            for i, z, c, n in zip(ids, zones, caps, station_chargers(world), strict=True)]
+
+
+def station_safe_share(world: World, station_id: str) -> np.ndarray:
+    """[T] the station's safe share of its zone's and the city's limits at every step of the
+    world: what it may draw on its own past its last envelope (``evgrid.coordinator.fallback``),
+    computed exactly as the coordinator reserves it."""
+    ids, zones, caps = station_specs(world)
+    i = ids.index(station_id)
+    zone_cap, city_cap = rated_sums_kw(zip(zones, caps, strict=True))
+    g = world.grid_ids.index(zones[i])
+    return safe_share_kw(caps[i], zone_cap[zones[i]], city_cap, world.zone_limit_kw[:, g],
+                         world.city_limit_kw)
+
+
 def station_config(world: World, **overrides: float) -> StationConfig:
     sc = world.scenario
     return StationConfig(unmet_penalty_per_kwh=sc.unmet_penalty_per_kwh,
@@ -36,7 +64,11 @@ def station_config(world: World, **overrides: float) -> StationConfig:
 
 def in_process_stations(world: World, config: StationConfig) -> StationPack:
     ids, zones, cap = station_specs(world)
-    return StationPack(ids, zones, cap, config)
+    return StationPack(ids, zones, cap, config, chargers=station_chargers(world))
+
+
+#: Times one period may lose its coordinator and be solved again on a restored one.
+RECOVERIES = 3
 
 
 @dataclass
@@ -51,9 +83,13 @@ class CoordinatedPolicy:
     admm: AdmmConfig = field(default_factory=AdmmConfig)
     horizon_steps: int | None = None
     stations: Callable[[World, StationConfig], StationTransport] = in_process_stations
-    coordinator_factory: Callable[[list[str], AdmmConfig], PowerCoordinator] = PowerCoordinator
+    coordinator_factory: Callable[[list[str], AdmmConfig], Coordinator] = PowerCoordinator
     name: str = "coordinated"
     history: list[AdmmStats] = field(default_factory=list)
+    #: Stations dropped last period: asked again, but not waited for (driver.solve_period).
+    probation: frozenset[str] = frozenset()
+    #: Times the coordinator was lost mid-period and restored from the last period's state.
+    recoveries: int = 0
 
     def __post_init__(self) -> None:
         self.config = station_config(self.world)
@@ -63,6 +99,7 @@ class CoordinatedPolicy:
             self.coordinator.register(reg)
         day = round(24 / self.world.dt_h)
         self.h_max = self.horizon_steps or day
+        self.coordinator_state = self.coordinator.state()
 
     def schedule(self, obs: Observation) -> np.ndarray:
         power = np.zeros(obs.connected.size)
@@ -71,15 +108,30 @@ class CoordinatedPolicy:
         left = int((obs.ev_departure_step[obs.connected] - obs.t).max())
         h = max(1, min(self.h_max, left, obs.price_per_kwh.size))
         states = station_states(obs, list(self.world.facility_ids), h)
-        self.transport.begin_period(states)
-        stats = solve_period(self.coordinator, self.transport, horizon_start=obs.t,
-                             zone_limit_kw=obs.zone_limit_kw[:h], city_limit_kw=obs.city_limit_kw[:h])
+        for attempt in range(1, RECOVERIES + 2):
+            self.transport.begin_period(states)
+            try:
+                stats = solve_period(
+                    self.coordinator, self.transport, horizon_start=obs.t,
+                    zone_limit_kw=obs.zone_limit_kw[:h], city_limit_kw=obs.city_limit_kw[:h],
+                    optional=self.probation)
+                # Execute the consensus share z (feasible for every zone and the city by
+                # construction), not the plan x, which may still exceed a limit by the ADMM
+                # tolerance; unused room goes to stations that can use it now
+                # (PowerCoordinator.executable_now), and a dropped station gets exactly the
+                # fallback draw that was reserved for it.
+                agreed, envelopes = self.coordinator.settle()
+                break
+            except CoordinatorLost:
+                # Nothing of this period was executed: solve it again on a restored coordinator.
+                if attempt > RECOVERIES:
+                    raise
+                self.coordinator.restore(self.coordinator_state)
+                self.recoveries += 1
+        self.coordinator_state = self.coordinator.state()
+        self.probation = frozenset(stats.dropped)
         self.history.append(stats)
-        # Execute the consensus share z (feasible for every zone and the city by construction),
-        # not the plan x, which may still exceed a limit by the ADMM tolerance; unused room
-        # goes to stations that can use it now (PowerCoordinator.executable_now).
-        agreed = self.coordinator.executable_now()
-        for chargers, kw in self.transport.finish_period(agreed).values():
+        for chargers, kw in self.transport.finish_period(agreed, envelopes).values():
             power[chargers] = kw
         return power
 
@@ -102,4 +154,76 @@ class CoordinatedPolicy:
             "admm_uncertified_periods": int((~certified).sum()),
             "admm_wall_ms_mean": 1000.0 * float(np.mean([s.wall_s for s in self.history])),
             "admm_missing_proposals": int(sum(s.missing for s in self.history)),
+            # Station-periods a silent station was dropped from (its fallback reserved).
+            "admm_dropped_station_periods": int(sum(len(s.dropped) for s in self.history)),
+            "coordinator_recoveries": self.recoveries,
+            **self.transport_summary(),
         }
+
+    # -- checkpoints (evgrid.evaluation.checkpoint) ---------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """What a resumed run needs, between two periods, as named arrays: the coordinator's
+        state (ρ, duals, envelopes), probation, the ADMM history the KPIs summarise, and the
+        warm starts of the stations hosted on this side (edge nodes keep their own)."""
+        st = self.coordinator_state
+        env_ids = sorted(st.envelopes)
+        warm = self.transport.warm_starts()
+        keys = sorted(warm)
+        meta = {
+            "rho": st.rho, "start": st.start, "probation": sorted(self.probation),
+            "recoveries": self.recoveries, "history": [asdict(h) for h in self.history],
+            "env_ids": env_ids, "env_start": [st.envelopes[a].start for a in env_ids],
+        }
+        env_kw, env_len = _ragged([st.envelopes[a].kw for a in env_ids])
+        warm_kw, warm_len = _ragged([warm[k][1] for k in keys])
+        return {
+            "meta": np.array(json.dumps(meta)),
+            "u": st.u,
+            "env_kw": env_kw, "env_len": env_len,
+            "warm_station": np.array([k[0] for k in keys], dtype=str),
+            "warm_key": np.array([[k[1], k[2], k[3], warm[k][0]] for k in keys],
+                                 dtype=np.int64).reshape(-1, 4),
+            "warm_kw": warm_kw, "warm_len": warm_len,
+        }
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Continue from a ``state_dict``: the next period warm-starts as if uninterrupted."""
+        meta = json.loads(str(state["meta"]))
+        envs = _unragged(state["env_kw"], state["env_len"])
+        self.coordinator_state = CoordinatorState(
+            rho=float(meta["rho"]), u=np.asarray(state["u"], dtype=float), start=int(meta["start"]),
+            envelopes={a: Envelope(int(s), kw) for a, s, kw in
+                       zip(meta["env_ids"], meta["env_start"], envs, strict=True)})
+        self.coordinator.restore(self.coordinator_state)
+        self.probation = frozenset(meta["probation"])
+        self.recoveries = int(meta["recoveries"])
+        self.history = [AdmmStats(**{**h, "dropped": tuple(h["dropped"])})
+                        for h in meta["history"]]
+        plans = _unragged(state["warm_kw"], state["warm_len"])
+        self.transport.load_warm_starts({
+            (str(sid), int(c), int(a), int(d)): (int(t), kw)
+            for sid, (c, a, d, t), kw in zip(state["warm_station"], state["warm_key"], plans,
+                                             strict=True)})
+
+    def transport_summary(self) -> dict[str, float]:
+        """Messages refused (by status code), late answers, and station-periods executed on a
+        silent station's behalf: the same numbers the coordinator's log line prints."""
+        st = self.transport.stats
+        out: dict[str, float] = {
+            "refused_messages": int(sum(st.refused.values())),
+            "late_proposals": st.late_proposals,
+            "fallback_schedules": st.fallbacks,
+        }
+        out.update({f"refused_{code.lower()}": n for code, n in sorted(st.refused.items())})
+        return out
+
+
+def _ragged(rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of different lengths as one flat float array and their lengths."""
+    lengths = np.array([r.size for r in rows], dtype=np.int64)
+    flat = np.concatenate(rows).astype(float) if rows else np.zeros(0)
+    return flat, lengths
+
+
+def _unragged(flat: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+    return np.split(np.asarray(flat, dtype=float), np.cumsum(lengths)[:-1]) if lengths.size else []

@@ -5,10 +5,11 @@ and ``evgrid.transport.grpc_server`` uses :func:`fallback_schedule` to reproduce
 coordinator's side, what a station that lost its link executes. Keeping both in one function
 is what makes the simulated fallback the real one.
 
-Fallback rule: a station that cannot reach the coordinator keeps charging, least laxity first,
-inside the *last envelope it agreed* (the consensus profile z of its last finished period,
-which the ADMM z-update made feasible for every zone and the city), and never above it; past
-the end of that envelope it agreed nothing, so it draws nothing.
+Fallback rule (``evgrid.coordinator.fallback``, which the coordinator reserves exactly): a
+station that cannot reach the coordinator keeps charging, least laxity first, inside the *last
+envelope it was sent* (the consensus profile z of its last finished period, which the ADMM
+z-update made feasible for every zone and the city), and past its end inside its *safe share*
+(its rated power's share of its zone's and the city's limits), never above either.
 """
 
 from __future__ import annotations
@@ -16,31 +17,26 @@ from __future__ import annotations
 import numpy as np
 
 from evgrid.agents.station import StationAgent, StationConfig, StationState, setpoints_within
+from evgrid.coordinator.fallback import Envelope, fallback_budget_kw
 from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
 
 
-def envelope_budget_kw(envelope_kw: np.ndarray, envelope_start: int, step: int) -> float:
-    """What a station may draw at ``step`` under an envelope starting at ``envelope_start``:
-    max(z[step − start], 0) inside it, 0 before or after it (it agreed nothing there)."""
-    k = step - envelope_start
-    if envelope_start < 0 or k < 0 or k >= envelope_kw.size:
-        return 0.0
-    return max(float(envelope_kw[k]), 0.0)
-
-
 def fallback_schedule(
-    state: StationState, envelope_kw: np.ndarray, envelope_start: int, step: int
+    state: StationState, envelope: Envelope, step: int, safe_kw: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The link-down schedule at ``step``: LLF within the last agreed envelope (module docstring)."""
-    return setpoints_within(state, envelope_budget_kw(envelope_kw, envelope_start, step))
+    """The link-down schedule at ``step``: LLF within the fallback budget (module docstring);
+    ``safe_kw`` is the station's safe share at ``step``."""
+    budget = float(fallback_budget_kw(envelope, np.array([safe_kw]), step)[0])
+    return setpoints_within(state, budget)
 
 
 class EdgeStation:
     """A single station agent driven by coordinator messages (see module docstring).
 
-    It wraps a ``StationAgent`` (a ``StationPack`` of one), so its proposals are bit-for-bit those of the
-    same station inside an in-process pack; it adds the memory of the last agreed envelope
-    that the fallback needs.
+    It wraps a ``StationAgent`` (a ``StationPack`` of one), so its proposals are bit-for-bit
+    those of the same station inside an in-process pack; it adds the memory of the last
+    envelope that the fallback needs, and its safe share per simulation step
+    (``safe_share_kw[step]``; 0 past its end, and everywhere when not given).
     """
 
     def __init__(
@@ -49,16 +45,22 @@ class EdgeStation:
         grid_zone: str,
         max_power_kw: float,
         config: StationConfig | None = None,
+        *,
+        chargers: int = 0,
+        safe_share_kw: np.ndarray | None = None,
     ) -> None:
         self.station_id = station_id
-        self.pack = StationAgent(station_id, grid_zone, max_power_kw, config)
-        self.envelope_kw: np.ndarray = np.zeros(0)  # last agreed z [kW per step]
-        self.envelope_start = -1  # simulation step of envelope_kw[0]; -1 before any agreement
+        self.pack = StationAgent(station_id, grid_zone, max_power_kw, config, chargers=chargers)
+        self.envelope = Envelope.none()  # last agreed z [kW per step] and its start step
+        self.safe_share_kw = np.zeros(0) if safe_share_kw is None else np.asarray(safe_share_kw)
         self.state: StationState | None = None  # this period's local state
 
     @property
     def registration(self) -> Registration:
         return self.pack.registrations()[0]
+
+    def safe_kw(self, step: int) -> float:
+        return float(self.safe_share_kw[step]) if 0 <= step < self.safe_share_kw.size else 0.0
 
     def on_period(self, state: StationState, target0: ConsensusTargets) -> PowerProposals:
         """Load a new period's state and answer its round-0 target (one message, not two)."""
@@ -80,19 +82,19 @@ class EdgeStation:
         The agreed power for this step is max(z[0], 0), as in ``CoordinatedPolicy``; z over
         the whole horizon becomes the fallback envelope.
         """
-        if self.state is None:
+        if self.state is None or targets.z_kw is None:
             raise RuntimeError("a done target arrived before any period start")
         z = np.asarray(targets.z_kw[0], dtype=float).copy()
         agreed = max(float(z[0]), 0.0) if z.size else 0.0
         chargers, kw = self.pack.finish_period({self.station_id: agreed})[self.station_id]
-        self.envelope_kw, self.envelope_start = z, targets.horizon_start
+        self.envelope = Envelope(targets.horizon_start, z)
         return chargers, kw, z
 
     def fallback(
         self, step: int, state: StationState | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Link down: LLF at ``step`` within the last agreed envelope (default: last state)."""
+        """Link down: LLF at ``step`` within the fallback budget (default: last state)."""
         st = state if state is not None else self.state
         if st is None:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        return fallback_schedule(st, self.envelope_kw, self.envelope_start, step)
+        return fallback_schedule(st, self.envelope, step, self.safe_kw(step))

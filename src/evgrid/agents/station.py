@@ -19,12 +19,14 @@ a pack of one is the edge deployment, a pack of all is the in-process run, and p
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
 from evgrid.agents.local_qp import admm_round, dual_round, warm_up
+from evgrid.coordinator.driver import Executed, TransportStats, WarmStarts
 from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
 from evgrid.envs.interface import Observation
 
@@ -105,8 +107,11 @@ class StationPack:
         grid_zones: list[str],
         max_power_kw: list[float],
         config: StationConfig | None = None,
+        *,
+        chargers: list[int] | None = None,
     ) -> None:
         self.ids = list(station_ids)
+        self.chargers = list(chargers) if chargers is not None else [0] * len(self.ids)
         self.id_tuple = tuple(self.ids)
         self.index = {a: i for i, a in enumerate(self.ids)}
         self.grid_zones = list(grid_zones)
@@ -114,17 +119,35 @@ class StationPack:
         self.config = config or StationConfig()
         # (station, charger, arrival, departure) -> (step planned at, plan): charger numbers
         # need not be unique across stations (an edge node numbers its own from 0).
-        self._warm: dict[tuple[str, int, int, int], tuple[int, np.ndarray]] = {}
+        self._warm: WarmStarts = {}
         self.states: dict[str, StationState] = {}
         self._rows = 0
+        self._stats = TransportStats()  # in this process: nothing is ever refused or late
         warm_up()
 
+    @property
+    def stats(self) -> TransportStats:
+        return self._stats
+
+    def unreachable(self) -> set[str]:
+        return set()
+
+    def warm_starts(self) -> WarmStarts:
+        """Each EV's last plan (its warm start next period), for a checkpoint."""
+        return dict(self._warm)
+
+    def load_warm_starts(self, warm: WarmStarts) -> None:
+        """Take the warm starts of this pack's stations from a checkpoint."""
+        mine = set(self.ids)
+        self._warm = {k: v for k, v in warm.items() if k[0] in mine}
+
     def registrations(self) -> list[Registration]:
-        return [Registration(agent_id=a, kind="station", grid_zone=g, max_power_kw=m)
-                for a, g, m in zip(self.ids, self.grid_zones, self.max_power_kw, strict=True)]
+        return [Registration(agent_id=a, kind="station", grid_zone=g, max_power_kw=m, chargers=c)
+                for a, g, m, c in zip(self.ids, self.grid_zones, self.max_power_kw, self.chargers,
+                                      strict=True)]
 
     # -- one control period -------------------------------------------------------------------
-    def begin_period(self, states: dict[str, StationState]) -> None:
+    def begin_period(self, states: Mapping[str, StationState]) -> None:
         """Load this period's local data and warm-start each EV from its previous plan."""
         missing = [s for s in self.ids if s not in states]
         if missing:
@@ -193,9 +216,12 @@ class StationPack:
         self.cost = np.zeros(len(sts))
         self.want_now = np.array([setpoints_within(st, np.inf)[1].sum() for st in sts])
 
-    def propose(self, targets: ConsensusTargets) -> PowerProposals:
+    def propose(
+        self, targets: ConsensusTargets, *, optional: frozenset[str] = frozenset()
+    ) -> PowerProposals:
         """One ADMM x-update for every EV of every targeted station (one compiled pass), and
-        their duals when the targets say certify (a second one)."""
+        their duals when the targets say certify (a second one). In-process stations always
+        answer, so ``optional`` changes nothing here."""
         everyone = targets.agent_ids == self.id_tuple
         if everyone:  # the common case: no index arrays, no gathers
             sel: slice | np.ndarray = slice(None)
@@ -253,11 +279,15 @@ class StationPack:
         """Each station's current plan X_i [H] (sum of its EVs' profiles)."""
         return {s: self.x_sum[i].copy() for i, s in enumerate(self.ids)}
 
-    def finish_period(self, agreed_kw: dict[str, float] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def finish_period(
+        self, agreed_kw: Mapping[str, float] | None = None,
+        envelopes: Mapping[str, np.ndarray] | None = None,
+    ) -> Executed:
         """Remember plans for the warm start; return (charger indices, kW) per station.
 
         ``agreed_kw`` is each station's agreed power for the current step (default: its plan's
-        first step); least laxity first shares it among the station's EVs.
+        first step); least laxity first shares it among the station's EVs. ``envelopes`` are
+        for edge nodes (their fallback); a pack in this process needs none.
         """
         plans = self.plans()
         for r, key in enumerate(self.keys):
@@ -294,6 +324,6 @@ class StationAgent(StationPack):
 
     def __init__(
         self, station_id: str, grid_zone: str, max_power_kw: float,
-        config: StationConfig | None = None,
+        config: StationConfig | None = None, *, chargers: int = 0,
     ) -> None:
-        super().__init__([station_id], [grid_zone], [max_power_kw], config)
+        super().__init__([station_id], [grid_zone], [max_power_kw], config, chargers=[chargers])

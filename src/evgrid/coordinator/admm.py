@@ -18,18 +18,32 @@ the optimum) AND on a certified objective gap, or at an iteration / wall-clock d
 The certificate is weak duality: near the end each station also reports its dual function at
 the prices it was sent (``evgrid.agents.local_qp``), and their sum less the prices' worth of
 the limits bounds the optimum from below; the solve stops once the plans' objective is within
-``gap_tol`` of the best such bound. Partial participation: an agent whose proposal is missing
-keeps its last one.
+``gap_tol`` of the best such bound.
+
+Partial participation: an agent whose proposal is missing keeps its last one; one that misses
+``drop_after`` rounds in a row (or that its transport already knows to be unreachable when the
+period opens) is *dropped* from the period. Its draw is then its fallback budget
+(``evgrid.coordinator.fallback``: its last envelope, then its safe share), which is reserved on
+its zone and on the city, and the others converge without it on what is left. It is asked again
+the next period. Every station's envelope (the consensus it was sent at the end of a period) is
+kept here, so the reservation is exactly what the station executes on its own.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from evgrid.coordinator.fallback import (
+    Envelope,
+    fallback_budget_kw,
+    rated_sums_kw,
+    safe_share_kw,
+)
 from evgrid.coordinator.kernels import (
     consensus_and_norms,
     coupling_violation,
@@ -63,7 +77,8 @@ class AdmmConfig:
     adapt_mu: float = 10.0  # residual balancing: adapt when one residual is μ× the other
     adapt_tau: float = 2.0  # ... by this factor
     adapt_until: int = 60  # stop adapting ρ after this round (guarantees convergence)
-    freeze: int = 3  # rounds after a ρ change before convergence may be declared
+    freeze: int = 3  # rounds after a ρ change (or a drop) before convergence may be declared
+    drop_after: int = 3  # rounds a station may miss in a row before it is dropped from the period
 
 
 @dataclass
@@ -82,6 +97,18 @@ class AdmmStats:
     missing: int = 0  # proposals that missed their round (kept from the round before)
     gap_bound: float = math.inf  # certified relative gap: no plan is better by more (inf: none)
     lower_bound: float = -math.inf  # best dual bound: the optimum is at least this [currency]
+    dropped: tuple[str, ...] = ()  # stations dropped from this period (fallback reserved)
+
+
+@dataclass
+class CoordinatorState:
+    """What a coordinator carries from one period to the next (its checkpoint): ρ, the scaled
+    duals (warm start) and the step they start at, and each station's last envelope."""
+
+    rho: float
+    u: np.ndarray  # [G, H] scaled duals
+    start: int  # horizon start of the period u belongs to (-1: none yet)
+    envelopes: dict[str, Envelope]
 
 
 @dataclass
@@ -97,6 +124,12 @@ class _Period:
     x: np.ndarray  # [M, H] last plan per agent
     n: np.ndarray  # [M, H] participants (EVs plugged in at each step)
     borrowed: bool  # x and n are a message's arrays (all answered), not the coordinator's
+    caps: np.ndarray  # [M] registered power of each station [kW]
+    zone_limit0: np.ndarray  # [G, H] the limits as given (before any reservation)
+    city_limit0: np.ndarray  # [H]
+    active: np.ndarray  # [M] bool: still taking part (not dropped)
+    missed: np.ndarray  # [M] rounds missed in a row
+    reserve: np.ndarray  # [M, H] fallback draw reserved for a dropped station [kW]
     obj: np.ndarray  # [M]
     want: np.ndarray  # [M] most each station can use at the first step [kW]
     everyone: np.ndarray  # [M] 0..M−1, the rows when every station answers in order
@@ -108,6 +141,7 @@ class _Period:
     round: int = 0
     last_rho_change: int = 0
     t0: float = 0.0
+    dropped: list[str] = field(default_factory=list)
 
 
 class PowerCoordinator:
@@ -115,10 +149,10 @@ class PowerCoordinator:
 
     ``begin(...)`` opens a control period and returns round-0 targets; each
     ``update(proposals)`` consumes one round of proposals and returns the next targets, with
-    ``done`` set once the solve has converged or hit a deadline. Warm start: the scaled duals
-    of the previous period, shifted to the new start, and its ρ. Proposals are kept only
-    within a period: a station silent for a whole period counts as asking for nothing (its
-    EVs and horizon have changed since its last word).
+    ``done`` set once the solve has converged or hit a deadline; ``settle()`` then gives each
+    station its power for the first step and its envelope. Warm start: the scaled duals of the
+    previous period, shifted to the new start, and its ρ. Proposals are kept only within a
+    period; a station silent for ``drop_after`` rounds is dropped (module docstring).
     """
 
     def __init__(self, grid_ids: list[str], config: AdmmConfig | None = None) -> None:
@@ -128,8 +162,21 @@ class PowerCoordinator:
         self.rho = self.config.rho
         self.u = np.zeros((len(grid_ids), 0))  # [G, H] scaled duals (warm start)
         self.stats = AdmmStats()
+        self.envelopes: dict[str, Envelope] = {}  # last envelope sent to each station
         self._p: _Period | None = None
+        self._resume_start = -1  # start of the duals in u when restored between periods
         warm_up()
+
+    def state(self) -> CoordinatorState:
+        """The state a restarted coordinator resumes from (between periods)."""
+        start = self._p.start if self._p is not None else self._resume_start
+        return CoordinatorState(self.rho, self.u.copy(), start, dict(self.envelopes))
+
+    def restore(self, state: CoordinatorState) -> None:
+        """Resume from ``state``: the next ``begin`` warm-starts as if nothing had happened."""
+        self.rho, self.u, self.envelopes = state.rho, state.u.copy(), dict(state.envelopes)
+        self._p = None
+        self._resume_start = state.start
 
     def register(self, reg: Registration) -> None:
         if reg.kind == "station" and reg.grid_zone not in self.grid_ids:
@@ -152,12 +199,15 @@ class PowerCoordinator:
         return 0 if self._p is None else int(self._p.city_limit.size)
 
     def begin(
-        self, horizon_start: int, zone_limit_kw: np.ndarray, city_limit_kw: np.ndarray
+        self, horizon_start: int, zone_limit_kw: np.ndarray, city_limit_kw: np.ndarray,
+        *, absent: Iterable[str] = (),
     ) -> ConsensusTargets:
-        """Open a period: limits are [H, G] and [H] from ``horizon_start`` on."""
+        """Open a period: limits are [H, G] and [H] from ``horizon_start`` on. Stations in
+        ``absent`` (known unreachable) are dropped at once; the targets skip them."""
         agents = tuple(a for a, r in self.registry.items() if r.kind == "station")
         h, m, g = city_limit_kw.size, len(agents), len(self.grid_ids)
-        shift = horizon_start - (self._p.start if self._p is not None else horizon_start)
+        prev = self._p.start if self._p is not None else self._resume_start
+        shift = horizon_start - (prev if prev >= 0 else horizon_start)
         u = np.zeros((g, h))
         if self.u.size and shift >= 0:
             old = self.u[:, shift:]
@@ -175,9 +225,17 @@ class PowerCoordinator:
             agents=agents, row={a: i for i, a in enumerate(agents)}, zone_of=zone_of,
             onehot=onehot, xh=np.zeros((m, h)), x=np.zeros((m, h)), n=np.zeros((m, h)),
             borrowed=False, everyone=np.arange(m, dtype=np.int64),
+            caps=np.array([self.registry[a].max_power_kw for a in agents], dtype=float),
+            zone_limit0=np.asarray(zone_limit_kw, float).T.copy(),
+            city_limit0=np.asarray(city_limit_kw, float).copy(),
+            active=np.ones(m, dtype=bool), missed=np.zeros(m, dtype=np.int64),
+            reserve=np.zeros((m, h)),
             obj=np.zeros(m), want=np.zeros(m), t0=time.perf_counter(),
         )
         self.stats = AdmmStats(rho=self.rho)
+        gone = [a for a in absent if a in self._p.row]
+        if gone:
+            self._drop(np.array([self._p.row[a] for a in gone], dtype=np.int64))
         return self._targets(np.zeros((m, h)), np.zeros((g, h)), False)
 
     def _targets(self, z: np.ndarray, shift: np.ndarray, done: bool) -> ConsensusTargets:
@@ -186,10 +244,49 @@ class PowerCoordinator:
         p.certify = p.certify and not done
         if p.certify:
             p.y_sent = np.maximum(self.rho * self.u, 0.0)
-        return ConsensusTargets(round=p.round, horizon_start=p.start, agent_ids=p.agents,
-                                agent_zone=p.zone_of, zone_u=self.u, rho=self.rho, done=done,
-                                zone_shift=shift, z_kw=z, alpha=self.config.alpha,
+        ids, zone, zz = p.agents, p.zone_of, z
+        if p.dropped:  # the targets go to the stations still taking part
+            act = np.flatnonzero(p.active)
+            ids, zone, zz = tuple(p.agents[i] for i in act), p.zone_of[act], z[act]
+        return ConsensusTargets(round=p.round, horizon_start=p.start, agent_ids=ids,
+                                agent_zone=zone, zone_u=self.u, rho=self.rho, done=done,
+                                zone_shift=shift, z_kw=zz, alpha=self.config.alpha,
                                 certify=p.certify)
+
+    def fallback_kw(self, agent_id: str, horizon_start: int, safe_kw: np.ndarray) -> np.ndarray:
+        """What ``agent_id`` draws on its own from ``horizon_start`` on (its last envelope,
+        then ``safe_kw``, its safe share): see ``evgrid.coordinator.fallback``."""
+        return fallback_budget_kw(self.envelopes.get(agent_id, Envelope.none()), safe_kw,
+                                  horizon_start)
+
+    def _drop(self, rows: np.ndarray) -> None:
+        """Take stations out of this period: reserve their fallback draw on their zone and the
+        city, and solve for the others on what is left (module docstring)."""
+        p = self._p
+        assert p is not None
+        rows = rows[p.active[rows]]
+        if rows.size == 0:
+            return
+        if p.borrowed:
+            p.x, p.n, p.borrowed = p.x.copy(), p.n.copy(), False
+        zone_cap, city_cap = rated_sums_kw(
+            (self.grid_ids[g], c) for g, c in zip(p.zone_of.tolist(), p.caps.tolist(), strict=True))
+        for i in rows.tolist():
+            g = p.zone_of[i]
+            safe = safe_share_kw(p.caps[i], zone_cap[self.grid_ids[g]], city_cap,
+                                 p.zone_limit0[g], p.city_limit0)
+            r = self.fallback_kw(p.agents[i], p.start, safe)
+            p.reserve[i] = r
+            p.zone_limit[g] = np.maximum(p.zone_limit[g] - r, 0.0)
+            p.city_limit = np.maximum(p.city_limit - r, 0.0)
+            p.dropped.append(p.agents[i])
+        p.active[rows] = False
+        p.x[rows] = p.xh[rows] = p.n[rows] = 0.0
+        p.obj[rows] = p.want[rows] = 0.0
+        if p.z_prev is not None:
+            p.z_prev[rows] = 0.0
+        # A new problem: the old bound is not a bound of it, and ρ must settle again.
+        p.best_bound, p.no_duals, p.last_rho_change = -math.inf, False, p.round
 
     def update(self, proposals: PowerProposals) -> ConsensusTargets:
         """Consume one round; return the next round's targets (``done`` when finished)."""
@@ -200,9 +297,19 @@ class PowerCoordinator:
             rows = p.everyone
             missing = 0
             p.x, p.n, p.borrowed = _c(proposals.plan_kw), _c(proposals.participants), True
+            p.missed[:] = 0
         else:
+            unknown = [a for a in proposals.agent_ids if a not in p.row]
+            if unknown:
+                raise ValueError(f"proposals from stations outside this period: {unknown}")
             rows = np.array([p.row[a] for a in proposals.agent_ids], dtype=np.int64)
-            missing = len(p.agents) - int(np.unique(rows).size)
+            keep = p.active[rows]
+            if not keep.all():  # a dropped station answered after all: it is out this period
+                proposals = proposals.take(np.flatnonzero(keep))
+                rows = rows[keep]
+            missing = int(p.active.sum()) - int(np.unique(rows).size)
+            p.missed[p.active] += 1
+            p.missed[rows] = 0
             if p.borrowed:  # rows are about to be overwritten: own them first
                 p.x, p.n, p.borrowed = p.x.copy(), p.n.copy(), False
             p.x[rows], p.n[rows] = proposals.plan_kw, proposals.participants
@@ -269,11 +376,15 @@ class PowerCoordinator:
                      and k - p.last_rho_change >= cfg.freeze and certified)
         stop = ("converged" if converged else "max_iter" if k >= cfg.max_iter
                 else "deadline" if wall >= cfg.deadline_s else "")
+        if not stop:
+            lagging = np.flatnonzero(p.active & (p.missed >= cfg.drop_after))
+            if lagging.size:
+                self._drop(lagging)
         self.stats = AdmmStats(iterations=k, primal_residual=r, dual_residual=sres,
                                violation_rel=viol, objective=obj, rho=self.rho,
                                converged=converged, stopped_by=stop, wall_s=wall,
                                missing=self.stats.missing + missing, gap_bound=gap,
-                               lower_bound=p.best_bound)
+                               lower_bound=p.best_bound, dropped=tuple(p.dropped))
         return self._targets(z, shift, bool(stop))
 
     def _bound(self, dual: np.ndarray | None, rows: np.ndarray, n_g: np.ndarray) -> float:
@@ -297,11 +408,30 @@ class PowerCoordinator:
 
     def consensus(self) -> dict[str, np.ndarray]:
         """Each station's consensus share Z_i [H] after the last round: the zone and city sums
-        of these meet every limit exactly (they are the z-update's projection)."""
+        of these meet every limit exactly (they are the z-update's projection). A dropped
+        station's share is its reserved fallback draw."""
         p = self._p
-        if p is None or p.z_prev is None:
+        if p is None:
             return {}
-        return {a: p.z_prev[i] for i, a in enumerate(p.agents)}
+        z = p.z_prev if p.z_prev is not None else np.zeros_like(p.reserve)
+        return {a: (z[i] if p.active[i] else p.reserve[i]) for i, a in enumerate(p.agents)}
+
+    def settle(self) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+        """End the period: each station's power for the first step (``executable_now``) and its
+        envelope, the consensus over the horizon with that power first, which is also what it
+        falls back on until the next agreement (kept here to reserve it if it goes silent)."""
+        p = self._p
+        if p is None:
+            return {}, {}
+        agreed = self.executable_now()
+        envelopes = {}
+        for a, z in self.consensus().items():
+            env = np.array(z, dtype=float)
+            if env.size:
+                env[0] = agreed.get(a, 0.0)
+            envelopes[a] = env
+            self.envelopes[a] = Envelope(p.start, env)
+        return agreed, envelopes
 
     def executable_now(self) -> dict[str, float]:
         """Each station's power for the first step: its consensus share, made executable and
@@ -314,17 +444,21 @@ class PowerCoordinator:
         never idles capacity an EV is waiting for, and still never sees an EV.
         """
         p = self._p
-        if p is None or p.z_prev is None:
+        if p is None or p.city_limit.size == 0:
             return {}
+        # A dropped station draws its reservation, which the limits here already exclude.
         zone_now, city_now = p.zone_limit[:, 0], float(p.city_limit[0])
         inf = np.full(len(p.agents), np.inf)
-        share, _ = project(np.clip(p.z_prev[:, 0], 0.0, p.want), upper_kw=inf,
+        z0 = p.z_prev[:, 0] if p.z_prev is not None else np.zeros(len(p.agents))
+        want = np.where(p.active, p.want, 0.0)
+        share, _ = project(np.clip(z0, 0.0, want), upper_kw=inf,
                            charger_grid=p.zone_of, zone_limit_kw=zone_now, city_limit_kw=city_now)
-        ask = np.maximum(p.want - share, 0.0)
+        ask = np.maximum(want - share, 0.0)
         extra, _ = project(ask, upper_kw=ask, charger_grid=p.zone_of,
                            zone_limit_kw=np.maximum(zone_now - p.onehot @ share, 0.0),
                            city_limit_kw=max(city_now - float(share.sum()), 0.0))
-        return dict(zip(p.agents, (share + extra).tolist(), strict=True))
+        out = np.where(p.active, share + extra, p.reserve[:, 0])
+        return dict(zip(p.agents, out.tolist(), strict=True))
 
     def plans(self) -> dict[str, np.ndarray]:
         """The last plan X_i [H] each station proposed this period."""

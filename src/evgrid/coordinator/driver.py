@@ -2,47 +2,134 @@
 
 A *station transport* is anything that can hand targets to station agents and bring their
 proposals back: a ``StationPack`` in this process, Ray actors, or gRPC streams to edge nodes.
-The loop is the same for all three, which is what lets the tests hold them to one answer.
+A *coordinator* is the ADMM side: ``PowerCoordinator`` in this process, or a proxy for one in
+a Ray actor. The loop is the same for all of them, which is what lets the tests hold them to
+one answer; the two protocols below say what each side must offer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
-from evgrid.coordinator.admm import AdmmStats, PowerCoordinator
+from evgrid.coordinator.admm import AdmmConfig, AdmmStats, CoordinatorState
 from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
+
+#: Each station's executed set-points: station id -> (charger indices, kW per charger).
+Executed = dict[str, tuple[np.ndarray, np.ndarray]]
+#: Each EV's warm start: (station, charger, arrival step, departure step) -> (step planned at,
+#: plan [kW per step from then on]).
+WarmStarts = dict[tuple[str, int, int, int], tuple[int, np.ndarray]]
+
+
+class CoordinatorLost(RuntimeError):
+    """The coordinator went away mid-period (a Ray actor died). Nothing of the period was
+    executed yet: recover it (``Coordinator.recover``) and solve the period again."""
+
+
+@dataclass
+class TransportStats:
+    """What a transport refused, missed or executed on a station's behalf (KPIs and logs)."""
+
+    refused: dict[str, int] = field(default_factory=dict)  # status code -> messages refused
+    late_proposals: int = 0  # answers that arrived after their round's deadline (dropped)
+    fallbacks: int = 0  # station-periods executed on a silent station's behalf
+
+    def refuse(self, code: str) -> None:
+        self.refused[code] = self.refused.get(code, 0) + 1
+
+    def merge(self, other: TransportStats) -> TransportStats:
+        refused = dict(self.refused)
+        for k, v in other.refused.items():
+            refused[k] = refused.get(k, 0) + v
+        return TransportStats(refused, self.late_proposals + other.late_proposals,
+                              self.fallbacks + other.fallbacks)
 
 
 class StationTransport(Protocol):
+    """Station agents, wherever they run (module docstring)."""
+
+    @property
+    def stats(self) -> TransportStats: ...
+
     def registrations(self) -> list[Registration]: ...
 
-    def begin_period(self, states: dict[str, Any]) -> None: ...
+    def begin_period(self, states: Mapping[str, Any]) -> None: ...
 
-    def propose(self, targets: ConsensusTargets) -> PowerProposals:
-        """Proposals of the stations that answered in time (missing ones are allowed)."""
+    def unreachable(self) -> set[str]:
+        """Stations known to be gone for this period (no link, dead actor): not worth asking."""
+        ...
+
+    def propose(
+        self, targets: ConsensusTargets, *, optional: frozenset[str] = frozenset()
+    ) -> PowerProposals:
+        """Proposals of the stations that answered in time (missing ones are allowed).
+        Stations in ``optional`` are asked but not waited for."""
         ...
 
     def finish_period(
-        self, agreed_kw: dict[str, float] | None = None
-    ) -> dict[str, tuple[np.ndarray, np.ndarray]]: ...
+        self, agreed_kw: Mapping[str, float] | None = None,
+        envelopes: Mapping[str, np.ndarray] | None = None,
+    ) -> Executed:
+        """Execute the agreed power of the first step; ``envelopes`` (consensus over the
+        horizon, agreed power first) is what an edge node keeps to fall back on."""
+        ...
+
+    def warm_starts(self) -> WarmStarts:
+        """The warm starts this side holds (for a checkpoint; edge nodes keep their own)."""
+        ...
+
+    def load_warm_starts(self, warm: WarmStarts) -> None: ...
+
+
+class Coordinator(Protocol):
+    """The ADMM coordinator's side, as ``CoordinatedPolicy`` drives it."""
+
+    grid_ids: list[str]
+    config: AdmmConfig
+
+    @property
+    def stats(self) -> AdmmStats: ...
+
+    def register(self, reg: Registration) -> None: ...
+
+    def begin(
+        self, horizon_start: int, zone_limit_kw: np.ndarray, city_limit_kw: np.ndarray,
+        *, absent: Iterable[str] = (),
+    ) -> ConsensusTargets: ...
+
+    def update(self, proposals: PowerProposals) -> ConsensusTargets: ...
+
+    def settle(self) -> tuple[dict[str, float], dict[str, np.ndarray]]: ...
+
+    def state(self) -> CoordinatorState: ...
+
+    def restore(self, state: CoordinatorState) -> None: ...
 
 
 def solve_period(
-    coordinator: PowerCoordinator,
+    coordinator: Coordinator,
     stations: StationTransport,
     *,
     horizon_start: int,
     zone_limit_kw: np.ndarray,
     city_limit_kw: np.ndarray,
+    optional: frozenset[str] = frozenset(),
 ) -> AdmmStats:
-    """Run ADMM rounds until the coordinator says done; return its statistics."""
-    targets = coordinator.begin(horizon_start, zone_limit_kw, city_limit_kw)
-    while True:
-        targets = coordinator.update(stations.propose(targets))
-        if targets.done:
-            return coordinator.stats
+    """Run ADMM rounds until the coordinator says done; return its statistics.
+
+    Stations the transport knows to be unreachable are dropped before round 0; ``optional``
+    ones (dropped last period: on probation) are asked but never waited for, so a station
+    that hangs costs its waiting time once, not every period.
+    """
+    targets = coordinator.begin(horizon_start, zone_limit_kw, city_limit_kw,
+                                absent=stations.unreachable())
+    while not targets.done:
+        targets = coordinator.update(stations.propose(targets, optional=optional))
+    return coordinator.stats
 
 
 class MixedStations:
@@ -61,29 +148,53 @@ class MixedStations:
                     raise ValueError(f"station {reg.agent_id!r} is hosted twice")
                 self.owner[reg.agent_id] = i
 
+    @property
+    def stats(self) -> TransportStats:
+        total = TransportStats()
+        for part in self.parts:
+            total = total.merge(part.stats)
+        return total
+
     def registrations(self) -> list[Registration]:
         return [r for part in self.parts for r in part.registrations()]
 
-    def begin_period(self, states: dict[str, Any]) -> None:
+    def begin_period(self, states: Mapping[str, Any]) -> None:
         for i, part in enumerate(self.parts):
             part.begin_period({a: s for a, s in states.items() if self.owner.get(a) == i})
 
-    def propose(self, targets: ConsensusTargets) -> PowerProposals:
+    def unreachable(self) -> set[str]:
+        return set().union(*(part.unreachable() for part in self.parts))
+
+    def warm_starts(self) -> WarmStarts:
+        out: WarmStarts = {}
+        for part in self.parts:
+            out.update(part.warm_starts())
+        return out
+
+    def load_warm_starts(self, warm: WarmStarts) -> None:
+        for part in self.parts:
+            part.load_warm_starts(warm)
+
+    def propose(
+        self, targets: ConsensusTargets, *, optional: frozenset[str] = frozenset()
+    ) -> PowerProposals:
         answers = []
         for i, part in enumerate(self.parts):
             mine = [a for a in targets.agent_ids if self.owner.get(a) == i]
             if mine:
-                answers.append(part.propose(targets.select(mine)))
+                answers.append(part.propose(targets.select(mine), optional=optional))
         return PowerProposals.concat(answers, round=targets.round,
                                      horizon_start=targets.horizon_start,
                                      horizon=targets.horizon)
 
     def finish_period(
-        self, agreed_kw: dict[str, float] | None = None
-    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self, agreed_kw: Mapping[str, float] | None = None,
+        envelopes: Mapping[str, np.ndarray] | None = None,
+    ) -> Executed:
+        out: Executed = {}
         for i, part in enumerate(self.parts):
-            mine = None if agreed_kw is None else {
-                a: v for a, v in agreed_kw.items() if self.owner.get(a) == i}
-            out.update(part.finish_period(mine))
+            def mine(d: Mapping[str, Any] | None, i: int = i) -> dict[str, Any] | None:
+                return None if d is None else {a: v for a, v in d.items()
+                                               if self.owner.get(a) == i}
+            out.update(part.finish_period(mine(agreed_kw), mine(envelopes)))
         return out

@@ -22,6 +22,7 @@ class Registration:
     grid_zone: str = ""  # stations: the grid zone id
     max_power_kw: float = 0.0  # stations: Σ charger ratings, the most it may ever ask for
     slots: tuple[str, ...] = ()  # cohorts: the facility zones it may claim
+    chargers: int = 0  # stations: charging points (0: not stated); at most this many EVs
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ every controller: controllers differ only in power. The offline LP relies on thi
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -346,13 +347,59 @@ class Simulator:
         self._advance()
         return self.observe()
 
+    # -- checkpoints ---------------------------------------------------------------------------
+    #: The arrays that change as the plant steps (with ``t``, the whole mutable state: sessions,
+    #: outages and prices are fixed by the seed and the scenario; routers draw from
+    #: (seed, step), so there is no live random state).
+    _STATE = ("status", "ev_slot", "ev_charger", "delivered_kwh", "connect_step", "charger_ev",
+              "ev_at_charger", "power_kw")
+
+    def sessions_fingerprint(self) -> str:
+        """SHA-256 of the session table: a checkpoint taken on other sessions cannot resume."""
+        h = hashlib.sha256()
+        for f in fields(Sessions):
+            a = np.ascontiguousarray(getattr(self.sessions, f.name))
+            h.update(f.name.encode())
+            h.update(str(a.dtype).encode())
+            h.update(a.tobytes())
+        return h.hexdigest()
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Everything ``load_state_dict`` needs to continue from step ``t`` (copies)."""
+        out = {name: getattr(self, name).copy() for name in self._STATE}
+        out.update({f"record.{f.name}": getattr(self.record, f.name).copy()
+                    for f in fields(StepRecord)})
+        out["t"] = np.array(self.t)
+        return out
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> Observation:
+        """Continue from a ``state_dict`` of a run on the same sessions (after ``reset``)."""
+        for name in self._STATE:
+            old = getattr(self, name)
+            new = np.asarray(state[name])
+            if new.shape != old.shape or new.dtype != old.dtype:
+                raise ValueError(f"checkpoint array {name} is {new.shape} {new.dtype}, the run "
+                                 f"needs {old.shape} {old.dtype}: another scenario or seed")
+            setattr(self, name, new.copy())
+        for f in fields(StepRecord):
+            getattr(self.record, f.name)[...] = state[f"record.{f.name}"]
+        self.t = int(state["t"])
+        return self.observe()
+
     def run(
-        self, controller: Controller, *, progress: Callable[[int, int], None] | None = None
+        self, controller: Controller, *, progress: Callable[[int, int], None] | None = None,
+        resume: dict[str, np.ndarray] | None = None,
+        after_step: Callable[[Simulator], None] | None = None,
     ) -> SimResult:
-        """Run the whole horizon from a fresh reset with ``controller``."""
+        """Run the horizon with ``controller``: from a fresh reset, or from ``resume`` (a
+        ``state_dict``); ``after_step`` is called after every executed step (checkpoints)."""
         obs = self.reset()
+        if resume is not None:
+            obs = self.load_state_dict(resume)
         while not self.done:
             obs = self.step(controller.schedule(obs), obs)
+            if after_step is not None:
+                after_step(self)
             if progress is not None:
                 progress(self.t, self.world.steps)
         return self.result(getattr(controller, "name", type(controller).__name__))

@@ -1,7 +1,8 @@
 """Write an experiment to a folder: results.json, timeseries.csv, PNG plots and report.html.
 
-The folder appears whole or not at all: everything is written to a temporary sibling folder
-that is renamed into place at the end (an existing folder is replaced only then).
+Where and how the files land (a new folder appears whole; an existing one is updated file by
+file, results.json last, and nothing evgrid did not write is deleted) is
+``evgrid.evaluation.output``'s job.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ import csv
 import html
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from evgrid.envs.kpis import waiting_min
+from evgrid.evaluation.output import OutputTarget, prepare_output
 from evgrid.evaluation.runner import OFFLINE, Experiment
 
 #: The KPIs shown in tables (all of them are in results.json).
@@ -42,33 +42,23 @@ TABLE_KPIS = [
 ]
 
 PLOTS = ["load_vs_limits.png", "energy.png", "waiting.png"]
+#: Every file ``write_experiment`` writes (pass to ``prepare_output(files=...)``).
+EXPERIMENT_FILES = ("results.json", "timeseries.csv", *PLOTS, "report.html")
 
 
-def write_atomically(out: Path, fill: callable) -> Path:  # type: ignore[valid-type]
-    """Create ``out`` by calling ``fill(tmp_dir)`` and renaming; nothing is left half-written."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; the result is an ordinary folder
-        fill(tmp)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+def write_experiment(exp: Experiment, out: str | os.PathLike[str] | OutputTarget) -> Path:
+    """Write every output file of ``exp`` into ``out``; return the folder's absolute path.
 
-
-def write_experiment(exp: Experiment, out: Path) -> Path:
-    """Write every output file of ``exp`` to ``out`` (atomically)."""
+    ``out`` is best an ``OutputTarget`` from ``prepare_output(..., files=EXPERIMENT_FILES)``,
+    made before the run so a bad folder fails before the simulation. A plain path is checked
+    here with ``overwrite=False``: a new, empty or evgrid-written folder is accepted, anything
+    else raises ``OutputError``. See ``evgrid.evaluation.output`` for what is atomic.
+    """
+    target = (
+        out
+        if isinstance(out, OutputTarget)
+        else prepare_output(out, overwrite=False, files=EXPERIMENT_FILES)
+    )
 
     def fill(tmp: Path) -> None:
         (tmp / "results.json").write_text(json.dumps(exp.to_json(), indent=2, allow_nan=False))
@@ -76,7 +66,7 @@ def write_experiment(exp: Experiment, out: Path) -> Path:
         write_plots(exp, tmp)
         (tmp / "report.html").write_text(render_html(exp, tmp))
 
-    return write_atomically(out, fill)
+    return target.write(fill, last="results.json")
 
 
 def write_timeseries(exp: Experiment, path: Path) -> None:

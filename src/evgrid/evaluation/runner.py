@@ -16,6 +16,7 @@ from evgrid.envs.kpis import breakdown, compute_kpis
 from evgrid.envs.sessions import Sessions
 from evgrid.envs.simulator import SimResult, Simulator, nearest_free_router
 from evgrid.envs.world import World, build_world
+from evgrid.evaluation.checkpoint import Checkpoint
 from evgrid.evaluation.offline import OfflineSolution, offline_optimal_run
 from evgrid.scenario.schema import Scenario
 
@@ -86,8 +87,14 @@ def run_experiment(
     factory: Callable[[str, World], Controller] = make_policy,
     routing: str = "nearest",
     cohort_host: Callable[..., Any] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> Experiment:
-    """Run each policy over the horizon, then the offline-optimal bound on the same sessions."""
+    """Run each policy over the horizon, then the offline-optimal bound on the same sessions.
+
+    With ``checkpoint``, finished policies are kept there and taken from there (a resumed run
+    does not run them again), and a controller with state (``state_dict``) is checkpointed
+    after every step and continues from its last one (``evgrid.evaluation.checkpoint``).
+    Policies are built only when they run, so a finished one costs nothing on resume."""
     if not policies:
         raise ValueError("give at least one policy")
     if routing not in ROUTINGS:
@@ -101,26 +108,52 @@ def run_experiment(
         router, claims = cohort_router(world, seed=scenario.seed if seed is None else seed,
                                        host=cohort_host)
     sim = Simulator(scenario, seed=seed, sessions=sessions, world=world, router=router)
-    controllers = [factory(p, sim.world) if isinstance(p, str) else p for p in policies]
-    names = [c.name for c in controllers]
+    names = [p if isinstance(p, str) else p.name for p in policies]
     if len(set(names)) != len(names) or OFFLINE in names:
         raise ValueError(f"policy names must be unique and not {OFFLINE!r}: got {names}")
+    done: list[str] = []
+    in_flight = None
+    if checkpoint is not None:
+        fingerprint = sim.sessions_fingerprint()
+        checkpoint.check_sessions(fingerprint)
+        checkpoint.note(sessions=fingerprint)
+        done = checkpoint.finished()
+        in_flight = checkpoint.load_progress()
     exp = Experiment(scenario=scenario, seed=sim.seed, routing=routing)
     if claims is not None:
         exp.claims = {"claims_iterations": claims.iterations, "claims_converged": claims.converged,
                       "claims_violation_rel": claims.violation_rel}
-    for ctrl in controllers:
+    for name, p in zip(names, policies, strict=True):
 
-        def tick(done: int, total: int, name: str = ctrl.name) -> None:
+        def tick(step: int, total: int, name: str = name) -> None:
             if progress is not None:
-                progress(name, done, total)
+                progress(name, step, total)
 
-        result = sim.run(ctrl, progress=tick)
-        exp.runs[ctrl.name] = result
-        exp.kpis[ctrl.name] = compute_kpis(result)
+        if checkpoint is not None and name in done:
+            exp.runs[name], exp.kpis[name] = checkpoint.load_finished(name, sim.world,
+                                                                      sim.sessions)
+            tick(sim.world.steps, sim.world.steps)
+            continue
+        ctrl = factory(p, sim.world) if isinstance(p, str) else p
+        resume, after = None, None
+        state_dict = getattr(ctrl, "state_dict", None)
+        if in_flight is not None and in_flight.policy == name and callable(state_dict):
+            resume = in_flight.sim
+            ctrl.load_state_dict(in_flight.controller)  # type: ignore[attr-defined]
+        if checkpoint is not None and callable(state_dict):
+
+            def after(s: Simulator, name: str = name, state: Any = state_dict,
+                      ck: Checkpoint = checkpoint) -> None:
+                ck.save_progress(name, s.t, s.state_dict(), state())
+
+        result = sim.run(ctrl, progress=tick, resume=resume, after_step=after)
+        exp.runs[name] = result
+        exp.kpis[name] = compute_kpis(result)
         summary = getattr(ctrl, "summary", None)
         if callable(summary):
-            exp.kpis[ctrl.name].update(summary())
+            exp.kpis[name].update(summary())
+        if checkpoint is not None:
+            checkpoint.save_finished(result, exp.kpis[name])
     if with_offline:
         if progress is not None:
             progress(OFFLINE, 0, 1)

@@ -4,12 +4,17 @@ field deployment cannot drift apart.
 
 Checks (each failure is a :class:`MessageError` with a gRPC-style status code name):
 agent registered (UNAUTHENTICATED otherwise), round and horizon start current
-(FAILED_PRECONDITION), arrays of the horizon's length with finite values, powers within
-[0, registered max_power_kw] (INVALID_ARGUMENT).
+(FAILED_PRECONDITION), arrays of the horizon's length with finite values, powers (plans, the
+round-0 warm start, what it can use now) within [0, registered max_power_kw], participant
+counts within [0, registered chargers], telemetry finite, non-negative and within the same
+limits (INVALID_ARGUMENT). The registered terms are the coordinator's city file's, never the
+station's (``check_claim``): a station can misstate nothing about itself but its answers, and
+those are range-checked here.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -35,7 +40,8 @@ class MessageError(ValueError):
 # -- registration -------------------------------------------------------------------------------
 def registration_to_proto(reg: Registration) -> pb.RegisterRequest:
     return pb.RegisterRequest(agent_id=reg.agent_id, kind=KINDS[reg.kind], grid_zone=reg.grid_zone,
-                              max_power_kw=reg.max_power_kw, slots=list(reg.slots))
+                              max_power_kw=reg.max_power_kw, slots=list(reg.slots),
+                              chargers=reg.chargers)
 
 
 def registration_from_proto(msg: pb.RegisterRequest, grid_zones: list[str]) -> Registration:
@@ -50,8 +56,44 @@ def registration_from_proto(msg: pb.RegisterRequest, grid_zones: list[str]) -> R
                                f"grid_zone {msg.grid_zone!r} is not one of {grid_zones}")
         if not (np.isfinite(msg.max_power_kw) and msg.max_power_kw > 0):
             raise MessageError("INVALID_ARGUMENT", f"max_power_kw {msg.max_power_kw} is not > 0")
+        if msg.chargers < 0:
+            raise MessageError("INVALID_ARGUMENT", f"chargers {msg.chargers} is not >= 0")
     return Registration(agent_id=msg.agent_id, kind=kind, grid_zone=msg.grid_zone,
-                        max_power_kw=msg.max_power_kw, slots=tuple(msg.slots))
+                        max_power_kw=msg.max_power_kw, slots=tuple(msg.slots),
+                        chargers=int(msg.chargers))
+
+
+def check_claim(claim: Registration, spec: Registration) -> None:
+    """Refuse a registration whose terms differ from the city file's (INVALID_ARGUMENT): a
+    station in the wrong grid zone would be given another feeder's power, one that overstates
+    its rating would be allowed to ask for more than its chargers can take."""
+    wrong = []
+    if claim.grid_zone != spec.grid_zone:
+        wrong.append(f"grid zone {claim.grid_zone!r} (the city file: {spec.grid_zone!r})")
+    if not np.isclose(claim.max_power_kw, spec.max_power_kw, rtol=LIMIT_RTOL, atol=1e-9):
+        wrong.append(f"max_power_kw {claim.max_power_kw:g} (the city file: {spec.max_power_kw:g})")
+    if claim.chargers and spec.chargers and claim.chargers != spec.chargers:
+        wrong.append(f"chargers {claim.chargers} (the city file: {spec.chargers})")
+    if wrong:
+        raise MessageError("INVALID_ARGUMENT",
+                           f"{claim.agent_id!r} registered with " + ", ".join(wrong))
+
+
+def check_telemetry(msg: pb.Telemetry, reg: Registration) -> None:
+    """Refuse telemetry that is not finite, negative, or beyond the station's registered power
+    or chargers (INVALID_ARGUMENT)."""
+    for name in ("power_kw", "energy_owed_kwh"):
+        v = getattr(msg, name)
+        if not (math.isfinite(v) and v >= 0):
+            raise MessageError("INVALID_ARGUMENT", f"telemetry {name} {v} is not finite and >= 0")
+    if msg.power_kw > reg.max_power_kw * (1 + LIMIT_RTOL) + 1e-9:
+        raise MessageError("INVALID_ARGUMENT", f"telemetry power_kw {msg.power_kw:g} is above "
+                           f"the registered {reg.max_power_kw:g} kW")
+    if msg.connected_evs < 0 or (reg.chargers and msg.connected_evs > reg.chargers):
+        raise MessageError("INVALID_ARGUMENT", f"telemetry connected_evs {msg.connected_evs} is "
+                           f"outside [0, {reg.chargers or 'inf'}]")
+    if msg.step < -1:
+        raise MessageError("INVALID_ARGUMENT", f"telemetry step {msg.step} is < -1")
 
 
 # -- proposals ----------------------------------------------------------------------------------
@@ -94,26 +136,29 @@ def _array(raw: bytes, dtype: str, name: str) -> np.ndarray:
 def _check_sender(
     agent_ids: list[str], msg_round: int, msg_start: int, *, registry: Mapping[str, Registration],
     round: int, horizon_start: int,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Registered stations (UNAUTHENTICATED) answering the current round (FAILED_PRECONDITION);
-    returns their registered power limits [kW]."""
+    returns their registered power limits [kW] and charger counts (inf where not stated)."""
     caps = np.empty(len(agent_ids))
+    chargers = np.empty(len(agent_ids))
     for k, a in enumerate(agent_ids):
         reg = registry.get(a)
         if reg is None or reg.kind != "station":
             raise MessageError("UNAUTHENTICATED", f"agent {a!r} is not a registered station")
         caps[k] = reg.max_power_kw
+        chargers[k] = reg.chargers or np.inf
     if msg_round != round or msg_start != horizon_start:
         raise MessageError(
             "FAILED_PRECONDITION",
             f"proposal for round {msg_round} at step {msg_start} is stale: the "
             f"coordinator is at round {round}, step {horizon_start}",
         )
-    return caps
+    return caps, chargers
 
 
 def _decode_proposals(
-    agent_ids: tuple[str, ...], caps: np.ndarray, *, round: int, horizon_start: int,
+    agent_ids: tuple[str, ...], limits: tuple[np.ndarray, np.ndarray], *, round: int,
+    horizon_start: int,
     horizon: int, plan: object, participants: object, objective: object,
     want: object, start: object, held: np.ndarray | None = None, dual: object = (),
 ) -> PowerProposals:
@@ -121,6 +166,7 @@ def _decode_proposals(
     the participant counts the receiver already holds (and checked) for these stations, used
     when the message leaves them out. ``dual`` (dual objectives) is optional: empty or M."""
     m = len(agent_ids)
+    caps, chargers = limits
     cols: dict[str, np.ndarray] = {}
     fields = [("plan_kw", plan, True), ("objective", objective, False),
               ("want_now_kw", want, False)]
@@ -148,24 +194,34 @@ def _decode_proposals(
                                f"{name} of {agent_ids[row]!r} holds NaN or infinite values")
         cols[name] = values.reshape(m, horizon) if per_step else values
     top = caps * (1 + LIMIT_RTOL) + 1e-9
+    # A plan, and the warm start it relaxes from, are sums of EV profiles each within its
+    # charger: never negative, never above the station's rating at any step (a 1e12 start_kw
+    # was finite, and wrecked ρ and the duals for the rest of a day).
+    for name in ("plan_kw", "start_kw"):
+        if name not in cols:
+            continue
+        a = cols[name]
+        out = (a.min(axis=1, initial=0.0) < -1e-9) | (a.max(axis=1, initial=0.0) > top)
+        if out.any():
+            k = int(np.flatnonzero(out)[0])
+            raise MessageError(
+                "INVALID_ARGUMENT",
+                f"{name} spans [{a[k].min():.3f}, {a[k].max():.3f}] kW, outside the "
+                f"registered [0, {caps[k]:g}] kW of {agent_ids[k]!r}",
+            )
     plan_kw = cols["plan_kw"]
-    out = (plan_kw.min(axis=1, initial=0.0) < -1e-9) | (plan_kw.max(axis=1, initial=0.0) > top)
-    if out.any():
-        k = int(np.flatnonzero(out)[0])
-        raise MessageError(
-            "INVALID_ARGUMENT",
-            f"plan_kw spans [{plan_kw[k].min():.3f}, {plan_kw[k].max():.3f}] kW, outside the "
-            f"registered [0, {caps[k]:g}] kW of {agent_ids[k]!r}",
-        )
     if held is not None and use_held:
         if held.shape != (m, horizon):
             raise MessageError("INVALID_ARGUMENT", "participants held for another batch shape")
         cols["participants"] = held
     else:
-        neg = (cols["participants"] < 0).any(axis=1)
-        if neg.any():
+        n = cols["participants"]
+        bad = (n < 0).any(axis=1) | (n > chargers[:, None]).any(axis=1)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
             raise MessageError("INVALID_ARGUMENT",
-                               f"participants of {agent_ids[int(np.flatnonzero(neg)[0])]!r} < 0")
+                               f"participants of {agent_ids[k]!r} are outside [0, "
+                               f"{chargers[k]:g}] (its chargers)")
     want_kw = cols["want_now_kw"]
     out = (want_kw < 0) | (want_kw > top)
     if out.any():
@@ -185,10 +241,10 @@ def check_proposal(
 ) -> PowerProposals:
     """Refuse a proposal that is unregistered, stale, malformed or beyond the agent's limit;
     return it decoded (one row)."""
-    caps = _check_sender([msg.agent_id], msg.round, msg.horizon_start, registry=registry,
-                         round=round, horizon_start=horizon_start)
+    limits = _check_sender([msg.agent_id], msg.round, msg.horizon_start, registry=registry,
+                           round=round, horizon_start=horizon_start)
     return _decode_proposals(
-        (msg.agent_id,), caps, round=round, horizon_start=horizon_start, horizon=horizon,
+        (msg.agent_id,), limits, round=round, horizon_start=horizon_start, horizon=horizon,
         plan=msg.plan_kw, participants=msg.participants,
         objective=[msg.objective], want=[msg.want_now_kw], start=msg.start_kw,
         dual=[msg.dual_objective] if msg.HasField("dual_objective") else [])
@@ -202,12 +258,12 @@ def proposals_from_proto(
     without participant counts takes ``participants`` (the receiver's copy from earlier in the
     period); without either it is refused like any short field."""
     ids = tuple(batch.agent_ids)
-    caps = _check_sender(list(ids), batch.round, batch.horizon_start, registry=registry,
-                         round=round, horizon_start=horizon_start)
+    limits = _check_sender(list(ids), batch.round, batch.horizon_start, registry=registry,
+                           round=round, horizon_start=horizon_start)
     if len(set(ids)) != len(ids):
         raise MessageError("INVALID_ARGUMENT", "a station appears twice in one batch")
     return _decode_proposals(
-        ids, caps, round=round, horizon_start=horizon_start, horizon=horizon,
+        ids, limits, round=round, horizon_start=horizon_start, horizon=horizon,
         plan=_array(batch.plan_kw_f64, "<f8", "plan_kw"),
         participants=_array(batch.participants_i32, "<i4", "participants"), held=participants,
         objective=batch.objective, want=batch.want_now_kw,

@@ -9,67 +9,91 @@ same ``solve_period`` / ``CoordinatedPolicy`` drive in-process, Ray and gRPC sta
 
 Protocol (one ``Exchange`` stream per station; the servicer is thin, the hub does the work):
 
-* ``Register`` (unary) validates the registration with the codec; then the station opens
-  ``Exchange`` and sends ``Hello``. An unregistered agent is refused with UNAUTHENTICATED.
+* Credentials come first (``evgrid.transport.auth``): an interceptor refuses a call without
+  them (UNAUTHENTICATED) before a byte of its message is read, and health checking needs none.
+  Messages arrive as raw bytes and are parsed by the handlers, so undecodable bytes are
+  INVALID_ARGUMENT, never UNKNOWN. A caller may act only as its own station
+  (PERMISSION_DENIED); a shared token may act as any (loopback experiments).
+* ``Register`` (unary) checks the registration against the coordinator's own city file: the
+  zone, rated power and charger count are the file's, never the station's; a claim that differs
+  is INVALID_ARGUMENT, an unknown facility NOT_FOUND. Then the station opens ``Exchange`` and
+  sends ``Hello`` within ``hello_timeout_s`` (DEADLINE_EXCEEDED otherwise). An unregistered
+  agent is refused with UNAUTHENTICATED; a second stream for a station whose stream is live is
+  refused with ALREADY_EXISTS (it never takes over); more than ``streams_per_client`` streams
+  of one caller are RESOURCE_EXHAUSTED.
 * ``begin_period(states)`` stages each station's simulated state; the first ``propose`` of the
   period sends it a ``PeriodStart`` that carries the state *and* its round-0 target (one
   message instead of two). Later rounds send a bare ``ConsensusTarget``. A station that
   (re)connects mid-period gets a ``PeriodStart`` with the current round's target.
-* ``propose`` waits up to ``round_timeout_s`` for the proposals. Each is checked by
-  ``codec.check_proposal``; a bad one aborts *that* stream with the codec's status code and
-  the others carry on. Late stations are simply missing (the coordinator keeps their last
-  proposal); a late answer that arrives after its deadline is dropped, not punished.
-* ``finish_period`` sends each station a done target whose z over the horizon is its agreed
-  envelope, and collects the executed ``SetpointSchedule``. A station that does not answer in
-  time gets, on this side, the same fallback its edge node executes
-  (``evgrid.agents.edge.fallback_schedule``: least laxity first inside its last *acknowledged*
-  envelope), so the simulated chargers always get a safe schedule. Caveat: that keeps the
-  station within what *it* agreed, but the current period's consensus counted it at its last
-  proposal, so a zone or the city can be over by the difference for the steps it is silent;
-  the simulator's safety projection has the last word there (and reports the cut).
+* ``propose`` waits up to ``round_timeout_s`` for the proposals (not for stations on
+  probation). Each is checked by ``codec.check_proposal``; a bad one aborts *that* stream with
+  the codec's status code and the others carry on. Late stations are simply missing (the
+  coordinator keeps their last proposal, and drops them after a few rounds); a late answer
+  that arrives after its deadline is dropped, not punished. Stations without a live stream are
+  ``unreachable``: dropped before round 0, their fallback reserved.
+* ``finish_period`` sends each station a done target whose z over the horizon is its envelope,
+  and collects the executed ``SetpointSchedule``. A station that does not answer in time is
+  executed on this side least laxity first within min(its agreed power, its previous
+  envelope's budget where that covers the step): whichever of the two its edge node holds, the
+  simulated chargers never draw more than the coordinator counted for it. Known gap: an edge
+  node that missed the done target falls back on its previous envelope, which this period's
+  consensus did not count, for at most the one step until the next period drops it and
+  reserves exactly that envelope; in a simulation the projection has the last word there.
 
-Every RPC needs ``authorization: Bearer <token>`` (UNAUTHENTICATED otherwise), health checking
-reports ``evgrid.v1.CoordinatorService`` SERVING while the server runs, keepalive and the
-message-size limits are set on both ends. Use ``server_credentials`` (TLS) outside loopback:
-a bearer token on a plaintext channel is readable by anyone on the path.
+Health checking reports ``evgrid.v1.CoordinatorService`` SERVING while the server runs;
+keepalive and the message-size limits are set on both ends. Use TLS outside loopback: a
+bearer token on a plaintext channel is readable by anyone on the path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import hmac
+import ipaddress
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
 import numpy as np
+from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from evgrid.agents.coordinated import station_specs
-from evgrid.agents.edge import fallback_schedule
-from evgrid.agents.station import StationConfig, StationPack, StationState
-from evgrid.coordinator.admm import PowerCoordinator
-from evgrid.coordinator.driver import MixedStations, StationTransport
+from evgrid.agents.coordinated import station_chargers, station_specs
+from evgrid.agents.station import StationConfig, StationPack, StationState, setpoints_within
+from evgrid.coordinator.driver import (
+    Executed,
+    MixedStations,
+    StationTransport,
+    TransportStats,
+    WarmStarts,
+)
+from evgrid.coordinator.fallback import Envelope
 from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
 from evgrid.envs.world import World
 from evgrid.transport import codec
+from evgrid.transport.auth import ANY_STATION, Authenticator, may_act_as
 from evgrid.transport.codec import MessageError
 from evgrid.transport.pb import coordinator_pb2 as pb
-from evgrid.transport.pb import coordinator_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+M = TypeVar("M", bound=Message)
 
 #: The service name health checking reports.
 SERVICE_NAME = "evgrid.v1.CoordinatorService"
-#: Largest message either side accepts: a PeriodStart of a big station (n EVs × H steps) fits.
+#: Largest message a station receives: a PeriodStart of a big station (n EVs × H steps) fits.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+#: Largest message the coordinator receives: a proposal of a day at 1-min steps is ≈40 kB, the
+#: set-points of a 100,000-charger station ≈1.2 MB; anything bigger is refused unread.
+MAX_INBOUND_BYTES = 4 * 1024 * 1024
+#: How long a new Exchange stream may take to say Hello (DEADLINE_EXCEEDED after).
+HELLO_TIMEOUT_S = 10.0
 #: Server keepalive: ping idle links every 20 s and drop them after 10 s without an answer, so a
 #: vanished edge node is noticed; accept the clients' pings every 5 s (they ping every 10 s).
 SERVER_OPTIONS: list[tuple[str, int]] = [
@@ -78,7 +102,7 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_INBOUND_BYTES),
 ]
 #: Slack on the sync side's wait beyond the loop-side timeout (thread hop, scheduling).
 _BRIDGE_SLACK_S = 5.0
@@ -89,55 +113,64 @@ def status_code(name: str) -> grpc.StatusCode:
     return grpc.StatusCode.__members__.get(name, grpc.StatusCode.UNKNOWN)
 
 
+def host_port(host: str, port: int) -> str:
+    """``host:port`` as gRPC parses it: an IPv6 literal goes in brackets (``[::1]:50051``)."""
+    if ":" in host and not host.startswith("["):
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only listens on this machine (127.0.0.0/8, ::1, localhost)."""
+    h = host.strip("[]")
+    if h == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
 # -- authentication -----------------------------------------------------------------------------
-class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
-    """Refuse every RPC whose ``authorization`` metadata is not ``Bearer <token>``.
+async def _refuse_unauthenticated(_requests: Any, context: grpc.aio.ServicerContext) -> None:
+    await context.abort(
+        grpc.StatusCode.UNAUTHENTICATED,
+        "missing or unknown credentials (metadata authorization: Bearer <token>, "
+        "or a client certificate)",
+    )
 
-    The refusal keeps the method's own handler kind and (de)serialisers, so a stream call is
-    answered as a stream call with UNAUTHENTICATED before any message is read.
-    """
 
-    def __init__(self, token: str) -> None:
-        if not token:
-            raise ValueError("an empty token would let anyone in; give a non-empty token")
-        self._expected = f"Bearer {token}".encode()
+#: A stream handler reads nothing before it runs, whatever the method: the refusal of an
+#: unauthenticated call costs no message read, let alone a parse.
+_REFUSAL = grpc.stream_stream_rpc_method_handler(_refuse_unauthenticated)
+
+
+class CredentialsInterceptor(grpc.aio.ServerInterceptor):
+    """Refuse every call without credentials before any message is read (health checks pass:
+    a load balancer or an operator's probe holds no station's token)."""
+
+    def __init__(self, auth: Authenticator) -> None:
+        self.auth = auth
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        got: str | bytes = ""
-        for key, value in handler_call_details.invocation_metadata or ():
-            if key == "authorization":
-                got = value
-        got_b = got.encode() if isinstance(got, str) else got
-        if hmac.compare_digest(got_b, self._expected):
-            return handler
-        return _refusal(handler)
+        method = handler_call_details.method or ""
+        if method.startswith("/grpc.health.v1.Health/") or self.auth.admits(
+                handler_call_details.invocation_metadata):
+            return await continuation(handler_call_details)
+        return _REFUSAL
 
 
-def _refusal(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    async def refuse(_request: Any, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(
-            grpc.StatusCode.UNAUTHENTICATED,
-            "missing or wrong bearer token (metadata authorization: Bearer <token>)",
-        )
-
-    make = {
-        (False, False): grpc.unary_unary_rpc_method_handler,
-        (False, True): grpc.unary_stream_rpc_method_handler,
-        (True, False): grpc.stream_unary_rpc_method_handler,
-        (True, True): grpc.stream_stream_rpc_method_handler,
-    }[(bool(handler.request_streaming), bool(handler.response_streaming))]
-    return make(
-        refuse,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+def _parse(cls: type[M], raw: bytes) -> M:
+    """A message from raw bytes; undecodable bytes are INVALID_ARGUMENT."""
+    try:
+        return cls.FromString(raw)
+    except (DecodeError, RuntimeWarning) as exc:
+        raise MessageError("INVALID_ARGUMENT",
+                           f"undecodable {cls.__name__} ({len(raw)} bytes): {exc}") from None
 
 
 # -- the hub ------------------------------------------------------------------------------------
@@ -161,16 +194,6 @@ class _Session:
     closed: bool = False
 
 
-@dataclass
-class HubStats:
-    """What the hub refused, dropped or replaced (for logs, KPIs and tests)."""
-
-    refused: dict[str, int] = field(default_factory=dict)  # status code -> streams aborted
-    late_proposals: int = 0  # answers that arrived after their round's deadline (dropped)
-    missing_proposals: int = 0  # targets sent but not answered in time
-    fallbacks: int = 0  # stations whose schedule this side computed from their envelope
-
-
 class GrpcStations:
     """The edge stations connected to one server, as a ``StationTransport`` (module docstring).
 
@@ -185,14 +208,23 @@ class GrpcStations:
         grid_zones: list[str],
         dt_h: float,
         round_timeout_s: float,
-        station_ids: Iterable[str] | None = None,
+        stations: Iterable[Registration],
+        auth: Authenticator,
+        hello_timeout_s: float = HELLO_TIMEOUT_S,
+        streams_per_client: int = 2,
     ) -> None:
         self.loop = loop
         self.grid_zones = list(grid_zones)
         self.dt_h = dt_h
         self.round_timeout_s = round_timeout_s
-        self.station_ids = None if station_ids is None else set(station_ids)
-        self.stats = HubStats()
+        self.hello_timeout_s = hello_timeout_s
+        self.auth = auth
+        # The city file's stations: what a registration is checked against, and all it sets.
+        self.specs: dict[str, Registration] = {r.agent_id: r for r in stations}
+        # One live stream per station plus one reconnecting; a shared token holds them all.
+        self.streams_per_client = streams_per_client
+        self._streams: Counter[str] = Counter()  # open Exchange streams per principal
+        self._stats = TransportStats()
         self._registry: dict[str, Registration] = {}
         self._sessions: dict[str, _Session] = {}
         self._states: dict[str, StationState] = {}
@@ -200,12 +232,15 @@ class GrpcStations:
         self._start = -1
         self._round = -1
         self._horizon = 0
-        self._plans: dict[str, np.ndarray] = {}
-        self._envelopes: dict[str, tuple[int, np.ndarray]] = {}  # last acknowledged (start, z)
+        self._envelopes: dict[str, Envelope] = {}  # last envelope sent to each station
         self._telemetry: dict[str, pb.Telemetry] = {}
-        self._coordinator: PowerCoordinator | None = None
         self._closed = False  # registrations closed: the coordinator has sized its problem
         self.last_fallback: set[str] = set()  # stations the last finish_period fell back for
+
+    @property
+    def stats(self) -> TransportStats:
+        """Refusals, late answers, fallbacks (read between periods, from the sim thread)."""
+        return self._stats
 
     # -- sync side (simulation thread) ----------------------------------------------------------
     def _call(self, coro: Awaitable[T], timeout: float | None = None) -> T:
@@ -217,13 +252,6 @@ class GrpcStations:
         except concurrent.futures.TimeoutError:
             fut.cancel()
             raise
-
-    def attach(self, coordinator: PowerCoordinator) -> None:
-        """Read the agreed envelopes (z over the horizon) from ``coordinator`` in
-        ``finish_period``: the protocol's ``agreed_kw`` only carries the first step, and the
-        envelope is what a station falls back on. Without it the envelope is the agreed power
-        for this step and 0 after it (safe, but the fallback then stops after one step)."""
-        self._coordinator = coordinator
 
     def registrations(self) -> list[Registration]:
         """The stations registered so far (registration order)."""
@@ -248,8 +276,8 @@ class GrpcStations:
         """The last telemetry message of each station."""
         return self._call(self._sync(lambda: dict(self._telemetry)), 10.0)
 
-    def envelopes(self) -> dict[str, tuple[int, np.ndarray]]:
-        """Each station's last acknowledged envelope: (start step, z [kW per step])."""
+    def envelopes(self) -> dict[str, Envelope]:
+        """Each station's last envelope sent: (start step, z [kW per step])."""
         return self._call(self._sync(lambda: dict(self._envelopes)), 10.0)
 
     def wait_for_stations(self, count: int, timeout_s: float) -> int:
@@ -257,24 +285,42 @@ class GrpcStations:
         return how many are."""
         return self._call(self._wait_for(count, timeout_s), timeout_s + _BRIDGE_SLACK_S)
 
-    def begin_period(self, states: dict[str, Any]) -> None:
+    def begin_period(self, states: Mapping[str, Any]) -> None:
         """Stage this period's states; they travel with the first target (module docstring)."""
         self._call(self._sync(lambda: self._begin(states)), 10.0)
 
-    def propose(self, targets: ConsensusTargets) -> PowerProposals:
-        """Send one round's targets; return the proposals that came back valid and in time."""
-        return self._call(self._propose(targets), self.round_timeout_s + _BRIDGE_SLACK_S)
+    def warm_starts(self) -> WarmStarts:
+        """None here: each edge node keeps its own, and survives a coordinator restart."""
+        return {}
+
+    def load_warm_starts(self, warm: WarmStarts) -> None:
+        pass
+
+    def restore_envelopes(self, envelopes: Mapping[str, Envelope]) -> None:
+        """Take the envelopes last sent (a resumed coordinator's), for the silent stations'
+        fallback."""
+        self._call(self._sync(lambda: self._envelopes.update(envelopes)), 10.0)
+
+    def unreachable(self) -> set[str]:
+        """Stations of this period without a live stream: not worth asking."""
+        return self._call(self._sync(
+            lambda: {a for a in self._states if a not in self._sessions}), 10.0)
+
+    def propose(
+        self, targets: ConsensusTargets, *, optional: frozenset[str] = frozenset()
+    ) -> PowerProposals:
+        """Send one round's targets; return the proposals that came back valid and in time
+        (not waiting for ``optional`` stations)."""
+        return self._call(self._propose(targets, optional),
+                          self.round_timeout_s + _BRIDGE_SLACK_S)
 
     def finish_period(
-        self, agreed_kw: dict[str, float] | None = None
-    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        self, agreed_kw: Mapping[str, float] | None = None,
+        envelopes: Mapping[str, np.ndarray] | None = None,
+    ) -> Executed:
         """Done targets out, executed set-points back; fallbacks for the silent ones."""
-        c = self._coordinator
-        consensus = c.consensus() if c is not None else {}
-        meta = (c.round if c is not None else self._round + 1, c.rho if c is not None else 0.0)
-        return self._call(
-            self._finish(agreed_kw, consensus, *meta), self.round_timeout_s + _BRIDGE_SLACK_S
-        )
+        return self._call(self._finish(dict(agreed_kw or {}), dict(envelopes or {})),
+                          self.round_timeout_s + _BRIDGE_SLACK_S)
 
     # -- loop side ------------------------------------------------------------------------------
     @staticmethod
@@ -287,46 +333,84 @@ class GrpcStations:
             await asyncio.sleep(0.01)
         return len(self._sessions)
 
-    def register(self, request: pb.RegisterRequest) -> pb.RegisterResponse:
-        """Validate and record a registration (raises MessageError)."""
-        reg = codec.registration_from_proto(request, self.grid_zones)
-        if reg.kind != "station":
+    def register(self, raw: bytes, principal: str | None) -> pb.RegisterResponse:
+        """Check a registration against the city file and record the file's terms (raises
+        MessageError; module docstring)."""
+        claim = codec.registration_from_proto(_parse(pb.RegisterRequest, raw), self.grid_zones)
+        if claim.kind != "station":
             raise MessageError("INVALID_ARGUMENT", "this server hosts station agents only")
-        if self.station_ids is not None and reg.agent_id not in self.station_ids:
+        if not may_act_as(principal, claim.agent_id):
+            raise MessageError("PERMISSION_DENIED",
+                               f"these credentials are {principal!r}'s, not {claim.agent_id!r}'s")
+        spec = self.specs.get(claim.agent_id)
+        if spec is None:
             raise MessageError(
                 "NOT_FOUND",
-                f"{reg.agent_id!r} is not a facility of this "
-                f"scenario: one of {sorted(self.station_ids)}",
+                f"{claim.agent_id!r} is not a facility of this scenario: one of "
+                f"{sorted(self.specs)}",
             )
-        old = self._registry.get(reg.agent_id)
+        codec.check_claim(claim, spec)
+        old = self._registry.get(spec.agent_id)
         if old is None and self._closed:
             raise MessageError(
                 "FAILED_PRECONDITION",
                 f"registration is closed: the run started "
-                f"without {reg.agent_id!r}; it can join the next one",
+                f"without {spec.agent_id!r}; it can join the next one",
             )
-        if old is not None and old != reg:
-            # The coordinator sized its problem on the first registration; a changed zone or
-            # limit needs a new run, not a silent swap.
-            raise MessageError("ALREADY_EXISTS", f"{reg.agent_id!r} is registered as {old}")
-        self._registry[reg.agent_id] = reg
-        log.info("registered %s (zone %s, %.1f kW)", reg.agent_id, reg.grid_zone, reg.max_power_kw)
+        self._registry[spec.agent_id] = spec
+        log.info("registered %s (zone %s, %.1f kW)", spec.agent_id, spec.grid_zone,
+                 spec.max_power_kw)
         return pb.RegisterResponse(
-            agent_id=reg.agent_id, grid_zones=self.grid_zones, dt_h=self.dt_h
-        )
+            agent_id=spec.agent_id, grid_zones=self.grid_zones, dt_h=self.dt_h,
+            grid_zone=spec.grid_zone, max_power_kw=spec.max_power_kw, chargers=spec.chargers)
 
     async def serve_stream(self, context: grpc.aio.ServicerContext) -> None:
         """One station's Exchange: Hello, then a writer (here) and a reader (a task)."""
-        first = await context.read()
-        if first is grpc.aio.EOF or first.WhichOneof("body") != "hello":
+        principal = self.auth.principal(context.invocation_metadata(), context)
+        if principal is None:  # the interceptor admitted it: only a certificate without an id
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                "the client certificate names no evgrid station")
+        key = principal or ""
+        limit = (self.streams_per_client if principal != ANY_STATION
+                 else self.streams_per_client * max(len(self.specs), 1))
+        if self._streams[key] >= limit:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"{limit} Exchange streams of these credentials are open")
+        self._streams[key] += 1
+        try:
+            await self._serve(context, principal)
+        finally:
+            self._streams[key] -= 1
+
+    async def _serve(self, context: grpc.aio.ServicerContext, principal: str | None) -> None:
+        try:
+            raw = await asyncio.wait_for(context.read(), self.hello_timeout_s)
+        except TimeoutError:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                f"no Hello within {self.hello_timeout_s:g} s")
+        try:
+            first = None if raw is grpc.aio.EOF else _parse(pb.ExchangeRequest, raw)
+        except MessageError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if first is None or first.WhichOneof("body") != "hello":
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "the first message on Exchange must be Hello"
             )
         agent = first.hello.agent_id
+        if not may_act_as(principal, agent):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"these credentials are {principal!r}'s, not {agent!r}'s")
         if agent not in self._registry:
             await context.abort(
                 grpc.StatusCode.UNAUTHENTICATED,
                 f"agent {agent!r} is not registered: call Register first",
+            )
+        if agent in self._sessions:
+            # A live stream keeps its station: a second one never takes over (it would be
+            # the way to hijack a station). A half-dead one ends by keepalive; retry then.
+            await context.abort(
+                grpc.StatusCode.ALREADY_EXISTS,
+                f"an Exchange stream for {agent!r} is live; a second one is refused",
             )
         session = self._open(agent)
         reader = asyncio.create_task(self._read_loop(context, session))
@@ -343,15 +427,6 @@ class GrpcStations:
             self._close(session)
 
     def _open(self, agent: str) -> _Session:
-        old = self._sessions.get(agent)
-        if old is not None:
-            # The newest stream wins (a half-dead one may linger until keepalive notices); the
-            # old one is told why, so a second process with the same id stops instead of
-            # fighting for the slot.
-            self._close(old)
-            old.outbox.put_nowait(
-                MessageError("ALREADY_EXISTS", f"a newer Exchange stream for {agent!r} took over")
-            )
         session = _Session(agent)
         self._sessions[agent] = session
         log.info("%s connected", agent)
@@ -372,14 +447,14 @@ class GrpcStations:
     async def _read_loop(self, context: grpc.aio.ServicerContext, session: _Session) -> None:
         try:
             while True:
-                msg = await context.read()
-                if msg is grpc.aio.EOF:
+                raw = await context.read()
+                if raw is grpc.aio.EOF:
                     break
                 try:
-                    self._dispatch(session, msg)
+                    self._dispatch(session, _parse(pb.ExchangeRequest, raw))
                 except MessageError as exc:
                     log.warning("refusing %s: %s %s", session.agent_id, exc.code, exc)
-                    self.stats.refused[exc.code] = self.stats.refused.get(exc.code, 0) + 1
+                    self._stats.refuse(exc.code)
                     self._close(session)
                     session.outbox.put_nowait(exc)
                     return
@@ -403,6 +478,7 @@ class GrpcStations:
         elif kind == "executed":
             self._on_executed(session, msg.executed)
         elif kind == "telemetry":
+            codec.check_telemetry(msg.telemetry, self._registry[session.agent_id])
             self._telemetry[session.agent_id] = msg.telemetry
         else:
             raise MessageError(
@@ -416,7 +492,7 @@ class GrpcStations:
         if key in session.unanswered and not (current and waiting):
             # Asked, never answered, deadline passed: slow is not malicious, just missing.
             session.unanswered.discard(key)
-            self.stats.late_proposals += 1
+            self._stats.late_proposals += 1
             return
         decoded = codec.check_proposal(
             msg,
@@ -447,7 +523,7 @@ class GrpcStations:
             raise MessageError("FAILED_PRECONDITION", "no period is open for this station")
         fut.set_result(codec.check_executed(msg, state=state, agreed_kw=session.agreed_kw))
 
-    def _begin(self, states: dict[str, Any]) -> None:
+    def _begin(self, states: Mapping[str, Any]) -> None:
         self._states = dict(states)
         self._period += 1
         self._round = -1
@@ -456,7 +532,9 @@ class GrpcStations:
             raise ValueError(f"station states of one period start at different steps: {starts}")
         self._start = starts.pop() if starts else self._start
 
-    async def _propose(self, targets: ConsensusTargets) -> PowerProposals:
+    async def _propose(
+        self, targets: ConsensusTargets, optional: frozenset[str]
+    ) -> PowerProposals:
         self._round, self._start = targets.round, targets.horizon_start
         self._horizon = int(targets.horizon)
         asked: dict[str, asyncio.Future[PowerProposals | None]] = {}
@@ -484,8 +562,9 @@ class GrpcStations:
             session.unanswered.add((targets.horizon_start, targets.round))
             session.outbox.put_nowait(msg)
             asked[agent] = session.proposal
-        if asked:
-            await asyncio.wait(asked.values(), timeout=self.round_timeout_s)
+        required = [f for a, f in asked.items() if a not in optional]
+        if required:
+            await asyncio.wait(required, timeout=self.round_timeout_s)
         answers = []
         for agent, fut in asked.items():
             session = self._sessions.get(agent)
@@ -494,42 +573,35 @@ class GrpcStations:
             if fut.done() and fut.result() is not None:
                 answers.append(fut.result())
             else:
-                fut.cancel()
-                self.stats.missing_proposals += 1
-        props = PowerProposals.concat(answers, round=targets.round,
-                                      horizon_start=targets.horizon_start, horizon=self._horizon)
-        for i, agent in enumerate(props.agent_ids):
-            self._plans[agent] = props.plan_kw[i]
-        return props
+                fut.cancel()  # missing: the coordinator counts it
+        return PowerProposals.concat(answers, round=targets.round,
+                                     horizon_start=targets.horizon_start, horizon=self._horizon)
 
     async def _finish(
-        self,
-        agreed_kw: dict[str, float] | None,
-        consensus: dict[str, np.ndarray],
-        round: int,
-        rho: float,
-    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        asked: dict[str, tuple[asyncio.Future[np.ndarray | None], np.ndarray]] = {}
+        self, agreed_kw: dict[str, float], envelopes: dict[str, np.ndarray]
+    ) -> Executed:
+        asked: dict[str, asyncio.Future[np.ndarray | None]] = {}
+        previous = dict(self._envelopes)
         for agent, state in self._states.items():
+            h = state.horizon
+            env = envelopes.get(agent)
+            env = (np.array(env, dtype=float) if env is not None and env.size == h
+                   else np.zeros(h))
+            agreed = max(agreed_kw.get(agent, 0.0), 0.0)
+            if h:
+                env[0] = agreed  # the executed power is what agreed_kw says, whatever z[0] was
+            self._envelopes[agent] = Envelope(state.horizon_start, env)
             session = self._sessions.get(agent)
             if session is None or session.period != self._period:
                 continue  # never got this period: it is running on its old envelope
-            h = state.horizon
-            plan = self._plans.get(agent)
-            first = float(plan[0]) if plan is not None and plan.size == h and h else 0.0
-            agreed = max((agreed_kw or {}).get(agent, first), 0.0)
-            z = consensus.get(agent)
-            env = np.array(z, dtype=float) if z is not None and z.size == h else np.zeros(h)
-            if h:
-                env[0] = agreed  # the executed power is what agreed_kw says, whatever z[0] was
             msg = pb.ExchangeResponse(
                 target=pb.ConsensusTarget(
-                    round=round,
+                    round=self._round + 1,
                     agent_id=agent,
                     horizon_start=state.horizon_start,
                     z_kw=env.tolist(),
                     u=[0.0] * h,
-                    rho=rho,
+                    rho=0.0,
                     price_signal=[0.0] * h,
                     done=True,
                     alpha=1.0,  # nothing left to relax: this target is executed, not answered
@@ -538,26 +610,30 @@ class GrpcStations:
             session.executed = self.loop.create_future()
             session.done_step, session.agreed_kw = state.horizon_start, agreed
             session.outbox.put_nowait(msg)
-            asked[agent] = (session.executed, env)
+            asked[agent] = session.executed
         if asked:
-            await asyncio.wait([f for f, _ in asked.values()], timeout=self.round_timeout_s)
-        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+            await asyncio.wait(asked.values(), timeout=self.round_timeout_s)
+        out: Executed = {}
         self.last_fallback = set()
         for agent, state in self._states.items():
-            fut, env = asked.get(agent, (None, None))
+            fut = asked.get(agent)
             session = self._sessions.get(agent)
-            if session is not None and session.executed is fut:
+            if session is not None and fut is not None and session.executed is fut:
                 session.executed = None
-            if fut is not None and fut.done() and fut.result() is not None and env is not None:
+            if fut is not None and fut.done() and fut.result() is not None:
                 out[agent] = (state.charger, fut.result())
-                self._envelopes[agent] = (state.horizon_start, env)
                 continue
             if fut is not None:
                 fut.cancel()
-            start, env_old = self._envelopes.get(agent, (-1, np.zeros(0)))
-            out[agent] = fallback_schedule(state, env_old, start, state.horizon_start)
+            # Silent: within what the coordinator counted, and within its previous envelope
+            # where that covers the step (whichever one its edge node holds).
+            budget = max(agreed_kw.get(agent, 0.0), 0.0)
+            old, step = previous.get(agent, Envelope.none()), state.horizon_start
+            if old.covers(step):
+                budget = min(budget, max(float(old.kw[step - old.start]), 0.0))
+            out[agent] = setpoints_within(state, budget)
             self.last_fallback.add(agent)
-            self.stats.fallbacks += 1
+            self._stats.fallbacks += 1
         return out
 
 
@@ -569,23 +645,32 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 # -- servicer (thin) ----------------------------------------------------------------------------
-class CoordinatorServicer(pb_grpc.CoordinatorServiceServicer):
-    """Hands each RPC to the hub; turns ``MessageError`` into the status it names."""
+class CoordinatorServicer:
+    """Hands each RPC (raw bytes) to the hub; turns ``MessageError`` into the status it names."""
 
     def __init__(self, hub: GrpcStations) -> None:
         self.hub = hub
 
-    async def Register(
-        self, request: pb.RegisterRequest, context: grpc.aio.ServicerContext
-    ) -> pb.RegisterResponse:
+    async def Register(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.RegisterResponse:
         try:
-            return self.hub.register(request)
+            principal = self.hub.auth.principal(context.invocation_metadata(), context)
+            return self.hub.register(raw, principal)
         except MessageError as exc:
             await context.abort(status_code(exc.code), str(exc))
             raise  # unreachable: abort raises
 
     async def Exchange(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
         await self.hub.serve_stream(context)
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        """The service with raw-bytes requests: the handlers parse, so that bad bytes get
+        INVALID_ARGUMENT and nothing is parsed before credentials are checked."""
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, {
+            "Register": grpc.unary_unary_rpc_method_handler(
+                self.Register, response_serializer=pb.RegisterResponse.SerializeToString),
+            "Exchange": grpc.stream_stream_rpc_method_handler(
+                self.Exchange, response_serializer=pb.ExchangeResponse.SerializeToString),
+        })
 
 
 # -- server -------------------------------------------------------------------------------------
@@ -631,18 +716,23 @@ def create_server(
     *,
     grid_zones: list[str],
     dt_h: float,
-    token: str,
+    stations: Iterable[Registration],
+    token: str | None = None,
+    auth: Authenticator | None = None,
     round_timeout_s: float = 2.0,
-    station_ids: Iterable[str] | None = None,
+    hello_timeout_s: float = HELLO_TIMEOUT_S,
     server_credentials: grpc.ServerCredentials | None = None,
     options: list[tuple[str, int]] | None = None,
 ) -> tuple[EdgeServer, int, GrpcStations]:
-    """Start the coordinator's server on ``address`` ("host:port"; port 0 picks a free one).
+    """Start the coordinator's server on ``address`` ("host:port"; port 0 picks a free one;
+    ``host_port`` brackets an IPv6 host).
 
-    Returns (server, bound port, hub). ``station_ids`` (the scenario's facilities) restricts
-    who may register; ``round_timeout_s`` is how long a round waits for late stations.
+    Returns (server, bound port, hub). ``stations`` are the city file's stations: the only ones
+    that may register, on the file's terms. Credentials: ``auth``, or a shared ``token``
+    (loopback experiments). ``round_timeout_s`` is how long a round waits for late stations.
     """
-    interceptor = BearerTokenInterceptor(token)  # refuses an empty token before any thread starts
+    auth = auth or Authenticator(shared_token=token)  # refuses no credentials before any thread
+    stations = list(stations)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="evgrid-grpc-server", daemon=True)
     thread.start()
@@ -653,10 +743,16 @@ def create_server(
             grid_zones=grid_zones,
             dt_h=dt_h,
             round_timeout_s=round_timeout_s,
-            station_ids=station_ids,
+            stations=stations,
+            auth=auth,
+            hello_timeout_s=hello_timeout_s,
         )
-        server = grpc.aio.server(interceptors=[interceptor], options=options or SERVER_OPTIONS)
-        pb_grpc.add_CoordinatorServiceServicer_to_server(CoordinatorServicer(hub), server)
+        # Every call in flight holds at most one inbound message: bounded memory whatever
+        # the callers do (a registered fleet needs two calls per station at most).
+        server = grpc.aio.server(interceptors=[CredentialsInterceptor(auth)],
+                                 options=options or SERVER_OPTIONS,
+                                 maximum_concurrent_rpcs=2 * len(stations) + 64)
+        server.add_generic_rpc_handlers((CoordinatorServicer(hub).handler(),))
         health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         if server_credentials is not None:
@@ -680,13 +776,12 @@ def create_server(
 
 def edge_transport(
     hub: GrpcStations,
-    local: Callable[[list[str], list[str], list[float], StationConfig], StationTransport]
-    | None = None,
+    local: Callable[..., StationTransport] | None = None,
 ) -> Callable[[World, StationConfig], StationTransport]:
     """A ``CoordinatedPolicy(stations=...)`` factory: the hub's registered edge stations plus
-    ``local(ids, zones, caps, config)`` for every other facility of the world (default: an
-    in-process ``StationPack``; ``RayStations`` gives the Ray-actors + gRPC-edge mix), as one
-    transport.
+    ``local(ids, zones, caps, config, chargers=...)`` for every other facility of the world
+    (default: an in-process ``StationPack``; ``RayStations`` gives the Ray-actors + gRPC-edge
+    mix), as one transport.
 
     Building it closes the hub's registrations, so the split cannot change under the run.
     Edge nodes solve with their own ``StationConfig`` (built from the same scenario); the
@@ -695,12 +790,14 @@ def edge_transport(
 
     def build(world: World, config: StationConfig) -> StationTransport:
         ids, zones, caps = station_specs(world)
+        chargers = station_chargers(world)
         edge = {r.agent_id for r in hub.close_registrations()}
         parts: list[StationTransport] = [hub] if edge else []
         rest = [i for i, sid in enumerate(ids) if sid not in edge]
         if rest:
             parts.append((local or StationPack)(
-                [ids[i] for i in rest], [zones[i] for i in rest], [caps[i] for i in rest], config))
+                [ids[i] for i in rest], [zones[i] for i in rest], [caps[i] for i in rest], config,
+                chargers=[chargers[i] for i in rest]))
         return MixedStations(parts)
 
     return build

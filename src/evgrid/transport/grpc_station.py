@@ -7,10 +7,14 @@ target gets the executed ``SetpointSchedule`` and a ``Telemetry``.
 
 When the link drops it logs, marks itself in fallback, and reconnects with exponential backoff
 (bounded delay, jittered so a fleet does not reconnect in lockstep); meanwhile it keeps the
-chargers on its last agreed envelope (``EdgeStation.fallback``) if it owns a clock
-(``step_s``; in a sim-in-the-loop run the coordinator's simulation owns time and computes the
-same fallback on its side). Errors that retrying cannot fix (wrong token, a registration the
-coordinator refuses, another process serving the same station) end it with an exception.
+chargers on its fallback (``EdgeStation.fallback``: its last envelope, then its safe share) if
+it owns a clock (``step_s``; in a sim-in-the-loop run the coordinator's simulation owns time
+and computes the same fallback on its side). A step is set on the chargers once: a done
+target for a step it already executed (a coordinator that restarted and solved the step
+again) is answered with the set-points but not applied twice. Errors that retrying cannot fix
+(wrong credentials, a registration the coordinator refuses, a TLS setting the coordinator does
+not share) end it with an exception; a second stream for the same station is refused by the
+coordinator and retried here (the first one may be a half-dead link that keepalive ends).
 
 Edge nodes are small: BLAS threads are pinned to one (``OPENBLAS_NUM_THREADS``,
 ``OMP_NUM_THREADS``) unless the environment says otherwise. Kernel threads are the host
@@ -58,13 +62,28 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_reconnect_backoff_ms", 2_000),
 ]
 
-#: Register refusals that retrying cannot fix (wrong token, a registration it refuses).
+#: Register refusals that retrying cannot fix (wrong credentials, a registration it refuses).
 _FATAL_REGISTER = {
     grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
     grpc.StatusCode.INVALID_ARGUMENT,
     grpc.StatusCode.NOT_FOUND,
-    grpc.StatusCode.ALREADY_EXISTS,
 }
+#: Connection failures that name a TLS setting the two ends do not share: (text in the
+#: error, what it means). Fatal after ``_TLS_STRIKES`` in a row (one could be a restart).
+_TLS_MISMATCH = [
+    ("WRONG_VERSION_NUMBER", "the coordinator does not speak TLS: drop --tls/--tls-ca, or "
+     "start the coordinator with --tls-cert/--tls-key"),
+    ("CERTIFICATE_VERIFY_FAILED", "the coordinator's certificate is not signed by the CA this "
+     "station trusts (--tls-ca)"),
+    ("CERTIFICATE_REQUIRED", "the coordinator requires a client certificate: give "
+     "--tls-cert/--tls-key (evgrid certs issue STATION)"),
+]
+#: A plaintext channel whose connections the coordinator closes at once: likely a TLS
+#: coordinator (logged as a hint, not fatal: a restarting server looks the same).
+_PLAINTEXT_HINT = ("Socket closed", "the coordinator closes the connection at once: it may "
+                   "serve TLS (give --tls-ca CA.pem or --tls)")
+_TLS_STRIKES = 3
 
 #: Called with (step, charger indices, kW, fallback?) whenever the station sets its chargers.
 SetpointSink = Callable[[int, np.ndarray, np.ndarray, bool], None]
@@ -72,9 +91,10 @@ SetpointSink = Callable[[int, np.ndarray, np.ndarray, bool], None]
 StateReader = Callable[[int, int], StationState]
 
 
-def auth_metadata(token: str) -> tuple[tuple[str, str], ...]:
-    """The call metadata every RPC to the coordinator needs."""
-    return (("authorization", f"Bearer {token}"),)
+def auth_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    """The call metadata every RPC to the coordinator needs (none with a client certificate
+    alone: the TLS handshake names the station)."""
+    return (("authorization", f"Bearer {token}"),) if token else ()
 
 
 @dataclass(frozen=True)
@@ -112,7 +132,10 @@ class LinkState:
     connects: int = 0  # successful Hellos
     fallback_steps: int = 0  # steps executed in fallback
     executed_step: int = -1  # last step set on the chargers
+    repeats_refused: int = 0  # done targets for a step already executed (not applied again)
     last_error: str = ""
+    hint: str = ""  # what a repeated connection failure most likely means
+    strikes: int = 0  # connection failures in a row with the same TLS cause
 
 
 class StationRefused(RuntimeError):
@@ -136,7 +159,7 @@ def _log_setpoints(step: int, chargers: np.ndarray, kw: np.ndarray, fallback: bo
 async def run_station(
     address: str,
     *,
-    token: str,
+    token: str | None,
     station_id: str,
     grid_zone: str,
     max_power_kw: float,
@@ -193,11 +216,8 @@ async def run_station(
             except grpc.aio.AioRpcError as exc:
                 if stop.is_set():
                     break
-                if exc.code() == grpc.StatusCode.ALREADY_EXISTS:
-                    raise StationRefused(
-                        f"another process serves {station_id!r}: {exc.details()}"
-                    ) from exc
                 link.last_error = f"{exc.code().name}: {exc.details()}"
+                _diagnose(exc, link, station_id, secure=credentials is not None)
             except ValueError as exc:  # a message this agent could not use: resync
                 log.exception("%s: bad message from the coordinator", station_id)
                 link.last_error = f"bad message: {exc}"
@@ -212,6 +232,8 @@ async def run_station(
                     link.last_error,
                 )
             link.fallback = True
+            if link.hint:
+                log.error("%s: %s", station_id, link.hint)
             if step_s is not None and not clock:
                 clock.append(
                     asyncio.create_task(_fallback_clock(edge, link, step_s, read_state, sink))
@@ -224,10 +246,34 @@ async def run_station(
     return edge
 
 
+def _diagnose(exc: grpc.aio.AioRpcError, link: LinkState, station_id: str, *,
+              secure: bool) -> None:
+    """Name a TLS mismatch (fatal once it repeats) or hint at one; else clear the hint."""
+    text = exc.details() or ""
+    for needle, meaning in _TLS_MISMATCH:
+        if needle in text:
+            link.strikes = link.strikes + 1 if link.hint == meaning else 1
+            link.hint = meaning
+            if link.strikes >= _TLS_STRIKES:
+                raise StationRefused(f"{station_id}: cannot connect: {meaning}") from exc
+            return
+    needle, meaning = _PLAINTEXT_HINT
+    if not secure and exc.code() == grpc.StatusCode.UNAVAILABLE and needle in text:
+        link.strikes += 1
+        link.hint = meaning if link.strikes >= _TLS_STRIKES else ""
+        return
+    if exc.code() == grpc.StatusCode.ALREADY_EXISTS:
+        link.hint = ("another stream serves this station (a half-dead link ends within ~30 s; "
+                     "if it persists, a second process runs with this station's credentials)")
+    else:
+        link.hint = ""
+    link.strikes = 0
+
+
 async def _serve_once(
     address: str,
     *,
-    token: str,
+    token: str | None,
     edge: EdgeStation,
     link: LinkState,
     stop: asyncio.Event,
@@ -264,6 +310,7 @@ async def _serve_once(
         try:
             await call.write(pb.ExchangeRequest(hello=pb.Hello(agent_id=edge.station_id)))
             link.connected, link.connects = True, link.connects + 1
+            link.hint, link.strikes = "", 0
             on_connected()
             if link.fallback:
                 await call.write(pb.ExchangeRequest(telemetry=_telemetry(edge, link, fallback=True)))
@@ -317,8 +364,12 @@ def _answer(
         return [pb.ExchangeRequest(proposal=codec.proposal_to_proto(p, 0))]
     chargers, kw, env = edge.on_done(targets)
     step = targets.horizon_start
-    sink(step, chargers, kw, False)
-    link.executed_step = step
+    if step > link.executed_step:
+        sink(step, chargers, kw, False)
+        link.executed_step = step
+    else:  # solved again by a restarted coordinator: answered, never applied twice
+        link.repeats_refused += 1
+        log.warning("%s: step %d was already executed; not applied again", edge.station_id, step)
     return [
         pb.ExchangeRequest(
             executed=codec.executed_to_proto(edge.station_id, step, chargers, kw, env)
@@ -352,7 +403,7 @@ async def _fallback_clock(
 ) -> None:
     """While the link is down, set the chargers each step from the last envelope."""
     while True:
-        start = edge.state.horizon_start if edge.state is not None else edge.envelope_start
+        start = edge.state.horizon_start if edge.state is not None else edge.envelope.start
         step = max(link.executed_step + 1, start)
         state = read_state(step, 1) if read_state is not None else None
         chargers, kw = edge.fallback(step, state)

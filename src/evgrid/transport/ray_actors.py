@@ -7,10 +7,17 @@ for a large city. The coordinator is an actor too. Every actor gets
 fight over BLAS or kernel threads (the actors are the parallelism).
 
 Partial participation: a round waits for the packs until ``round_timeout_s``; a pack that is
-late or dead is simply missing from that round (the coordinator keeps its last proposal), and
-at the end of the period the coordinator side executes the dead pack's stations itself with
-the same least-laxity-first rule inside each station's agreed share, so no limit can break.
-Dead actors are restarted by Ray (``max_restarts``) and get their state again next period.
+late or dead is simply missing from that round (the coordinator keeps its last proposal and
+drops its stations after ``drop_after`` missed rounds, reserving their fallback), and at the
+end of the period the coordinator side executes the dead pack's stations itself with the same
+least-laxity-first rule inside each station's agreed share, so no limit can break. Dead
+actors are restarted by Ray (``max_restarts``) and get their state again next period; a pack
+that could not take its state is unreachable for that period (dropped before round 0).
+
+The coordinator actor is restartable too: the driver-side proxy keeps the coordinator's
+state as of the last finished period, and when the actor dies mid-period it raises
+``CoordinatorLost``; ``CoordinatedPolicy`` then restores the restarted actor from that state
+and solves the period again (nothing of it was executed yet).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numba
@@ -28,11 +35,13 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from evgrid.agents.cohort import CohortAgent
-from evgrid.agents.coordinated import CoordinatedPolicy, station_specs
+from evgrid.agents.coordinated import CoordinatedPolicy, station_chargers, station_specs
 from evgrid.agents.station import StationConfig, StationPack, StationState, setpoints_within
-from evgrid.coordinator.admm import AdmmConfig, AdmmStats, PowerCoordinator
+from evgrid.coordinator.admm import AdmmConfig, AdmmStats, CoordinatorState, PowerCoordinator
+from evgrid.coordinator.driver import CoordinatorLost, Executed, TransportStats, WarmStarts
 from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
 from evgrid.transport import codec
+from evgrid.transport.codec import MessageError
 from evgrid.transport.pb import coordinator_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -77,8 +86,9 @@ def _states_to_bytes(states: dict[str, StationState]) -> list[bytes]:
 class StationPackActor:
     """A :class:`StationPack` behind an actor boundary; protobuf bytes in and out."""
 
-    def __init__(self, ids: list[str], zones: list[str], caps: list[float], config: StationConfig):
-        self.pack = StationPack(ids, zones, caps, config)
+    def __init__(self, ids: list[str], zones: list[str], caps: list[float], config: StationConfig,
+                 chargers: list[int]):
+        self.pack = StationPack(ids, zones, caps, config, chargers=chargers)
 
     def begin_period(self, states: list[bytes]) -> bool:
         decoded = [codec.state_from_proto(pb.StationState.FromString(b)) for b in states]
@@ -91,8 +101,15 @@ class StationPackActor:
         return codec.proposals_to_proto(
             answer, with_participants=not batch.participants_known).SerializeToString()
 
-    def finish_period(self, agreed_kw: dict[str, float]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def finish_period(self, agreed_kw: dict[str, float]) -> Executed:
         return self.pack.finish_period(agreed_kw)
+
+    def warm_starts(self) -> WarmStarts:
+        return self.pack.warm_starts()
+
+    def load_warm_starts(self, warm: WarmStarts) -> bool:
+        self.pack.load_warm_starts(warm)
+        return True
 
     def pid(self) -> int:
         return os.getpid()
@@ -108,12 +125,14 @@ class RayStations:
         caps: list[float],
         config: StationConfig,
         *,
+        chargers: list[int] | None = None,
         stations_per_actor: int = 1,
         round_timeout_s: float = 10.0,
     ) -> None:
         if stations_per_actor < 1:
             raise ValueError(f"stations_per_actor {stations_per_actor} is not >= 1")
         self.ids, self.zones, self.caps = list(ids), list(zones), list(caps)
+        self.chargers = list(chargers) if chargers is not None else [0] * len(self.ids)
         self.id_tuple = tuple(self.ids)
         self.config = config
         self.round_timeout_s = round_timeout_s
@@ -121,7 +140,8 @@ class RayStations:
                        for i in range(0, len(ids), stations_per_actor)]
         self.actors = [
             StationPackActor.options(runtime_env={"env_vars": SINGLE_THREAD_ENV}).remote(
-                [ids[i] for i in g], [zones[i] for i in g], [caps[i] for i in g], config)
+                [ids[i] for i in g], [zones[i] for i in g], [caps[i] for i in g], config,
+                [self.chargers[i] for i in g])
             for g in self.groups
         ]
         self.states: dict[str, StationState] = {}
@@ -130,40 +150,64 @@ class RayStations:
         self.alive = [True] * len(self.actors)
         self.rounds_missed = 0
         self._horizon = 0
+        self._stats = TransportStats()
+        self._reg = {r.agent_id: r for r in self.registrations()}
         ray.get([a.pid.remote() for a in self.actors])  # fail early if actors cannot start
 
-    def registrations(self) -> list[Registration]:
-        return [Registration(agent_id=a, kind="station", grid_zone=z, max_power_kw=c)
-                for a, z, c in zip(self.ids, self.zones, self.caps, strict=True)]
+    @property
+    def stats(self) -> TransportStats:
+        return self._stats
 
-    def _arrivals(self, calls: list[tuple[int, Any]]) -> Iterator[tuple[int, Any]]:
+    def unreachable(self) -> set[str]:
+        """Stations of packs that could not take this period's state (dead, restarting)."""
+        return {self.ids[i] for k, g in enumerate(self.groups) if not self.alive[k] for i in g}
+
+    def registrations(self) -> list[Registration]:
+        return [Registration(agent_id=a, kind="station", grid_zone=z, max_power_kw=c, chargers=n)
+                for a, z, c, n in zip(self.ids, self.zones, self.caps, self.chargers, strict=True)]
+
+    def _arrivals(
+        self, calls: list[tuple[int, Any]], optional: Iterable[int] = ()
+    ) -> Iterator[tuple[int, Any]]:
         """(actor index, result) for each call as its result arrives, then (index, None) for
-        each actor that is dead or missed the round's deadline."""
+        each actor that is dead or missed the round's deadline. Once only ``optional`` actors
+        are left, the round does not wait for them."""
         pending = {ref: k for k, ref in calls}
+        skip = set(optional)
         deadline = time.monotonic() + self.round_timeout_s
         while pending:
+            if all(k in skip for k in pending.values()):  # take what is ready, wait for none
+                ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+                for ref in ready:
+                    k = pending.pop(ref)
+                    yield k, self._result(k, ref)
+                break
             ready, _ = ray.wait(list(pending), num_returns=1,
                                 timeout=max(deadline - time.monotonic(), 0.0))
             if not ready:
                 break
             for ref in ready:
                 k = pending.pop(ref)
-                try:
-                    yield k, ray.get(ref, timeout=0)
-                except (RayActorError, RayTaskError, GetTimeoutError) as exc:
-                    log.warning("station pack %d failed this round: %s", k, type(exc).__name__)
-                    self.alive[k] = False
-                    self.rounds_missed += 1
-                    yield k, None
+                yield k, self._result(k, ref)
         for k in pending.values():
             self.rounds_missed += 1
             yield k, None
+
+    def _result(self, k: int, ref: Any) -> Any:
+        """A ready call's result, or None (counted) when its actor died or the call failed."""
+        try:
+            return ray.get(ref, timeout=0)
+        except (RayActorError, RayTaskError, GetTimeoutError) as exc:
+            log.warning("station pack %d failed this round: %s", k, type(exc).__name__)
+            self.alive[k] = False
+            self.rounds_missed += 1
+            return None
 
     def _call(self, calls: list[tuple[int, Any]]) -> dict[int, Any]:
         """Every call's result (None: dead or late), by actor index."""
         return dict(self._arrivals(calls))
 
-    def begin_period(self, states: dict[str, Any]) -> None:
+    def begin_period(self, states: Mapping[str, Any]) -> None:
         self.states = dict(states)
         self._participants = {}
         self._horizon = next(iter(states.values())).horizon if states else 0
@@ -175,10 +219,12 @@ class RayStations:
         done = self._call(calls)
         self.alive = [done[k] is not None for k in range(len(self.actors))]
 
-    def propose(self, targets: ConsensusTargets) -> PowerProposals:
+    def propose(
+        self, targets: ConsensusTargets, *, optional: frozenset[str] = frozenset()
+    ) -> PowerProposals:
         everyone = targets.agent_ids == self.id_tuple  # the usual case: packs take slices
         pos = {} if everyone else {a: i for i, a in enumerate(targets.agent_ids)}
-        calls, known = [], {}
+        calls, known, skip = [], {}, []
         for k, (a, g) in enumerate(zip(self.actors, self.groups, strict=True)):
             mine: list[int] | slice = (slice(g[0], g[-1] + 1) if everyone else
                                        [pos[self.ids[i]] for i in g if self.ids[i] in pos])
@@ -187,14 +233,21 @@ class RayStations:
                 known[k] = self._participants.get(k, ((), None))[0] == part.agent_ids
                 batch = codec.targets_to_proto(part, participants_known=known[k])
                 calls.append((k, a.propose.remote(batch.SerializeToString())))
+                if optional and all(a in optional for a in part.agent_ids):
+                    skip.append(k)
         parts = {}
-        for k, raw in self._arrivals(calls):  # decode each answer while others still compute
+        for k, raw in self._arrivals(calls, skip):  # decode each answer while others compute
             if raw is not None:
-                got = codec.proposals_from_proto(
-                    pb.ProposalBatch.FromString(raw), registry=self._registry(),
-                    round=targets.round, horizon_start=targets.horizon_start,
-                    horizon=targets.horizon,
-                    participants=self._participants[k][1] if known[k] else None)
+                try:
+                    got = codec.proposals_from_proto(
+                        pb.ProposalBatch.FromString(raw), registry=self._reg,
+                        round=targets.round, horizon_start=targets.horizon_start,
+                        horizon=targets.horizon,
+                        participants=self._participants[k][1] if known[k] else None)
+                except MessageError as exc:  # refused like a gRPC message: counted, missing
+                    log.warning("station pack %d: refused its answer: %s %s", k, exc.code, exc)
+                    self._stats.refuse(exc.code)
+                    continue
                 # Participant counts are fixed for the period: kept from a pack's first
                 # answer, and not sent again while it answers for the same stations.
                 self._participants[k] = (got.agent_ids, got.participants)
@@ -204,19 +257,15 @@ class RayStations:
                                      horizon_start=targets.horizon_start,
                                      horizon=targets.horizon)
 
-    def _registry(self) -> dict[str, Registration]:
-        if not hasattr(self, "_reg"):
-            self._reg = {r.agent_id: r for r in self.registrations()}
-        return self._reg
-
     def finish_period(
-        self, agreed_kw: dict[str, float] | None = None
-    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        self, agreed_kw: Mapping[str, float] | None = None,
+        envelopes: Mapping[str, np.ndarray] | None = None,
+    ) -> Executed:
         agreed_kw = agreed_kw or {}
         calls = [(k, self.actors[k].finish_period.remote(
             {self.ids[i]: agreed_kw.get(self.ids[i], 0.0) for i in self.groups[k]}))
             for k in range(len(self.actors)) if self.alive[k]]
-        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        out: Executed = {}
         for res in self._call(calls).values():
             if res is not None:
                 out.update(res)
@@ -224,18 +273,32 @@ class RayStations:
         for sid in self.ids:
             if sid not in out and sid in self.states:
                 out[sid] = setpoints_within(self.states[sid], agreed_kw.get(sid, 0.0))
+                self._stats.fallbacks += 1
         for k in range(len(self.actors)):
             self.alive[k] = True  # try again next period (Ray restarts dead actors)
         return out
+
+    def warm_starts(self) -> WarmStarts:
+        out: WarmStarts = {}
+        for res in self._call([(k, a.warm_starts.remote())
+                               for k, a in enumerate(self.actors)]).values():
+            out.update(res or {})
+        return out
+
+    def load_warm_starts(self, warm: WarmStarts) -> None:
+        self._call([(k, a.load_warm_starts.remote(warm)) for k, a in enumerate(self.actors)])
 
     def shutdown(self) -> None:
         for a in self.actors:
             ray.kill(a)
 
 
-@ray.remote(num_cpus=0)
+@ray.remote(num_cpus=0, max_restarts=3)
 class CoordinatorActor:
-    """:class:`PowerCoordinator` behind an actor boundary; protobuf bytes in and out."""
+    """:class:`PowerCoordinator` behind an actor boundary; protobuf bytes in and out.
+
+    Restartable: Ray runs ``__init__`` again after a crash, and the proxy then calls
+    ``restore`` with the registrations and the state of the last finished period."""
 
     def __init__(self, grid_ids: list[str], config: AdmmConfig) -> None:
         self.c = PowerCoordinator(grid_ids, config)
@@ -245,9 +308,15 @@ class CoordinatorActor:
             self.c.register(codec.registration_from_proto(pb.RegisterRequest.FromString(raw),
                                                           self.c.grid_ids))
 
-    def begin(self, horizon_start: int, zone_limit_kw: np.ndarray, city_limit_kw: np.ndarray) -> bytes:
-        return codec.targets_to_proto(self.c.begin(horizon_start, zone_limit_kw, city_limit_kw),
-                                     with_z=True).SerializeToString()
+    def restore(self, regs: list[bytes], state: CoordinatorState) -> None:
+        self.c.registry.clear()
+        self.register(regs)
+        self.c.restore(state)
+
+    def begin(self, horizon_start: int, zone_limit_kw: np.ndarray, city_limit_kw: np.ndarray,
+              absent: list[str]) -> bytes:
+        targets = self.c.begin(horizon_start, zone_limit_kw, city_limit_kw, absent=absent)
+        return codec.targets_to_proto(targets, with_z=True).SerializeToString()
 
     def update(self, proposals: bytes) -> tuple[bytes, AdmmStats]:
         batch = codec.proposals_from_proto(
@@ -256,41 +325,80 @@ class CoordinatorActor:
         targets = self.c.update(batch)
         return codec.targets_to_proto(targets, with_z=True).SerializeToString(), self.c.stats
 
-    def consensus(self) -> dict[str, np.ndarray]:
-        return self.c.consensus()
+    def settle(self) -> tuple[dict[str, float], dict[str, np.ndarray], CoordinatorState]:
+        agreed, envelopes = self.c.settle()
+        return agreed, envelopes, self.c.state()
 
-    def executable_now(self) -> dict[str, float]:
-        return self.c.executable_now()
+    def pid(self) -> int:
+        return os.getpid()
 
 
 class RayCoordinator:
-    """A driver-side proxy with :class:`PowerCoordinator`'s interface, backed by an actor."""
+    """A driver-side proxy for a :class:`PowerCoordinator` in an actor (``Coordinator``).
 
-    def __init__(self, grid_ids: list[str], config: AdmmConfig | None = None) -> None:
+    Every call that finds the actor dead raises ``CoordinatorLost``; ``restore`` waits for
+    Ray to restart it and hands it the registrations and the given state."""
+
+    def __init__(self, grid_ids: list[str], config: AdmmConfig | None = None,
+                 *, restart_timeout_s: float = 60.0) -> None:
         self.grid_ids = list(grid_ids)
         self.config = config or AdmmConfig()
+        self.restart_timeout_s = restart_timeout_s
         self.actor = CoordinatorActor.options(runtime_env={"env_vars": SINGLE_THREAD_ENV}).remote(
             self.grid_ids, self.config)
-        self.stats = AdmmStats()
-        self._pending: list[bytes] = []
+        self._stats = AdmmStats()
+        self._regs: list[bytes] = []
+        self._state = CoordinatorState(self.config.rho, np.zeros((len(self.grid_ids), 0)), -1, {})
+
+    @property
+    def stats(self) -> AdmmStats:
+        return self._stats
+
+    def _get(self, ref: Any, timeout: float | None = None) -> Any:
+        try:
+            return ray.get(ref, timeout=timeout)
+        except (RayActorError, GetTimeoutError) as exc:
+            raise CoordinatorLost(f"the coordinator actor is gone: {type(exc).__name__}") from exc
 
     def register(self, reg: Registration) -> None:
-        ray.get(self.actor.register.remote([codec.registration_to_proto(reg).SerializeToString()]))
+        raw = codec.registration_to_proto(reg).SerializeToString()
+        self._get(self.actor.register.remote([raw]))
+        self._regs.append(raw)
 
-    def begin(self, horizon_start: int, zone_limit_kw: np.ndarray, city_limit_kw: np.ndarray) -> ConsensusTargets:
-        raw = ray.get(self.actor.begin.remote(horizon_start, zone_limit_kw, city_limit_kw))
+    def begin(self, horizon_start: int, zone_limit_kw: np.ndarray, city_limit_kw: np.ndarray,
+              *, absent: Iterable[str] = ()) -> ConsensusTargets:
+        raw = self._get(self.actor.begin.remote(horizon_start, zone_limit_kw, city_limit_kw,
+                                                list(absent)))
         return codec.targets_from_proto(pb.TargetBatch.FromString(raw))
 
     def update(self, proposals: PowerProposals) -> ConsensusTargets:
-        raw, self.stats = ray.get(self.actor.update.remote(
+        raw, self._stats = self._get(self.actor.update.remote(
             codec.proposals_to_proto(proposals).SerializeToString()))
         return codec.targets_from_proto(pb.TargetBatch.FromString(raw))
 
-    def consensus(self) -> dict[str, np.ndarray]:
-        return ray.get(self.actor.consensus.remote())
+    def settle(self) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+        agreed, envelopes, self._state = self._get(self.actor.settle.remote())
+        return agreed, envelopes
 
-    def executable_now(self) -> dict[str, float]:
-        return ray.get(self.actor.executable_now.remote())
+    def state(self) -> CoordinatorState:
+        return self._state
+
+    def restore(self, state: CoordinatorState) -> None:
+        """Wait for the restarted actor (``restart_timeout_s``) and hand it ``state``."""
+        deadline = time.monotonic() + self.restart_timeout_s
+        while True:
+            try:
+                ray.get(self.actor.restore.remote(self._regs, state),
+                        timeout=max(deadline - time.monotonic(), 0.1))
+                break
+            except (RayActorError, GetTimeoutError) as exc:
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(
+                        f"the coordinator actor did not come back within "
+                        f"{self.restart_timeout_s:g} s ({type(exc).__name__}); Ray restarts it "
+                        "at most 3 times") from exc
+                time.sleep(0.2)
+        self._state = state
 
 
 def default_stations_per_actor(n_stations: int) -> int:
@@ -309,8 +417,8 @@ def ray_coordinated_policy(
     spa = stations_per_actor or default_stations_per_actor(len(ids))
 
     def stations(w: Any, config: StationConfig) -> RayStations:
-        return RayStations(ids, zones, caps, config, stations_per_actor=spa,
-                           round_timeout_s=round_timeout_s)
+        return RayStations(ids, zones, caps, config, chargers=station_chargers(world),
+                           stations_per_actor=spa, round_timeout_s=round_timeout_s)
 
     return CoordinatedPolicy(world, admm=admm or AdmmConfig(), stations=stations,
                              coordinator_factory=RayCoordinator)

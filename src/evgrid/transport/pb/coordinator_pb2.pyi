@@ -17,28 +17,36 @@ AGENT_KIND_STATION: AgentKind
 AGENT_KIND_COHORT: AgentKind
 
 class RegisterRequest(_message.Message):
-    __slots__ = ("agent_id", "kind", "grid_zone", "max_power_kw", "slots")
+    __slots__ = ("agent_id", "kind", "grid_zone", "max_power_kw", "slots", "chargers")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     GRID_ZONE_FIELD_NUMBER: _ClassVar[int]
     MAX_POWER_KW_FIELD_NUMBER: _ClassVar[int]
     SLOTS_FIELD_NUMBER: _ClassVar[int]
+    CHARGERS_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     kind: AgentKind
     grid_zone: str
     max_power_kw: float
     slots: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, agent_id: _Optional[str] = ..., kind: _Optional[_Union[AgentKind, str]] = ..., grid_zone: _Optional[str] = ..., max_power_kw: _Optional[float] = ..., slots: _Optional[_Iterable[str]] = ...) -> None: ...
+    chargers: int
+    def __init__(self, agent_id: _Optional[str] = ..., kind: _Optional[_Union[AgentKind, str]] = ..., grid_zone: _Optional[str] = ..., max_power_kw: _Optional[float] = ..., slots: _Optional[_Iterable[str]] = ..., chargers: _Optional[int] = ...) -> None: ...
 
 class RegisterResponse(_message.Message):
-    __slots__ = ("agent_id", "grid_zones", "dt_h")
+    __slots__ = ("agent_id", "grid_zones", "dt_h", "grid_zone", "max_power_kw", "chargers")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     GRID_ZONES_FIELD_NUMBER: _ClassVar[int]
     DT_H_FIELD_NUMBER: _ClassVar[int]
+    GRID_ZONE_FIELD_NUMBER: _ClassVar[int]
+    MAX_POWER_KW_FIELD_NUMBER: _ClassVar[int]
+    CHARGERS_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     grid_zones: _containers.RepeatedScalarFieldContainer[str]
     dt_h: float
-    def __init__(self, agent_id: _Optional[str] = ..., grid_zones: _Optional[_Iterable[str]] = ..., dt_h: _Optional[float] = ...) -> None: ...
+    grid_zone: str
+    max_power_kw: float
+    chargers: int
+    def __init__(self, agent_id: _Optional[str] = ..., grid_zones: _Optional[_Iterable[str]] = ..., dt_h: _Optional[float] = ..., grid_zone: _Optional[str] = ..., max_power_kw: _Optional[float] = ..., chargers: _Optional[int] = ...) -> None: ...
 
 class Proposal(_message.Message):
     __slots__ = ("round", "agent_id", "horizon_start", "plan_kw", "participants", "objective", "want_now_kw", "start_kw", "dual_objective")
