@@ -35,8 +35,8 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,  # help texts use [kW], [min]: units, not markup
 )
-# Wide enough for a KPI table with several policies when output is piped (rich assumes 80).
-console = Console() if Console().is_terminal else Console(width=160)
+# The KPI tables split themselves to fit the width (80 when piped, as rich assumes).
+console = Console()
 err = Console(stderr=True)
 
 DEFAULT_POLICIES = ["uncontrolled", "fcfs", "round_robin", "edf", "llf", "coordinated"]
@@ -104,28 +104,63 @@ def write_out(exp: Experiment, target: OutputTarget) -> None:
         raise fail(str(exc), code=1) from None
 
 
-def kpi_table(exp: Experiment, title: str) -> Table:
+#: Figures of the coordinated policy's transport shown in the table (when not all zero).
+TRANSPORT_KPIS = ["refused_messages", "late_proposals", "fallback_schedules",
+                  "coordinator_recoveries"]
+
+
+def kpi_tables(exp: Experiment, title: str, width: int | None = None) -> list[Table]:
+    """The KPI table, one column per policy, split into as many tables as it takes to read at
+    ``width`` columns (the console's; 80 in a narrow terminal): a table never wraps a row.
+    The coordinated policy's own figures (ADMM, transport) follow in a table of their own."""
     from evgrid.evaluation.report import TABLE_KPIS, format_gap, format_value
 
-    table = Table(title=title, show_lines=False)
-    table.add_column("KPI", style="bold", no_wrap=True)
     names = list(exp.kpis)
-    for n in names:
-        table.add_column(n, justify="right", style="cyan" if n == "offline_optimal" else None)
-    for k in TABLE_KPIS:
-        table.add_row(k, *(format_value(exp.kpis[n][k]) for n in names))
-    extra = sorted({k for n in names for k in exp.kpis[n] if k.startswith("admm_")})
-    for k in extra:  # ADMM figures of the coordinated policy
-        table.add_row(k, *(format_value(exp.kpis[n][k]) if k in exp.kpis[n] else "—"
-                           for n in names), style="dim")
     gaps = exp.gap_to_optimal_pct()
-    if gaps:
-        table.add_row(
-            "gap to optimum [%]",
-            *(format_gap(gaps[n]) if n in gaps else "—" for n in names),
-            style="bold",
-        )
-    return table
+
+    def cell(n: str, k: str) -> str:
+        return format_value(exp.kpis[n][k]) if k in exp.kpis[n] else "—"
+
+    def split(rows: list[str], cols: list[str], label: int) -> list[list[str]]:
+        widths = {n: max(len(n), *(len(cell(n, k)) for k in rows)) + 3 for n in cols}
+        room = (width or console.width) - label - 4  # the label column and the borders
+        chunks: list[list[str]] = [[]]
+        used = 0
+        for n in cols:
+            if chunks[-1] and used + widths[n] > room:
+                chunks.append([])
+                used = 0
+            chunks[-1].append(n)
+            used += widths[n]
+        return chunks
+
+    def build(rows: list[str], cols: list[str], heading: str, gap_row: bool) -> list[Table]:
+        label = max(len(k) for k in [*rows, "gap to optimum [%]" if gap_row else ""])
+        chunks = split(rows, cols, label)
+        out = []
+        for i, chunk in enumerate(chunks):
+            part = f" ({i + 1}/{len(chunks)})" if len(chunks) > 1 else ""
+            table = Table(title=heading + part, show_lines=False)
+            table.add_column("KPI", style="bold", no_wrap=True)
+            for n in chunk:
+                table.add_column(n, justify="right", no_wrap=True,
+                                 style="cyan" if n == "offline_optimal" else None)
+            for k in rows:
+                table.add_row(k, *(cell(n, k) for n in chunk))
+            if gap_row and gaps:
+                table.add_row("gap to optimum [%]",
+                              *(format_gap(gaps[n]) if n in gaps else "—" for n in chunk),
+                              style="bold")
+            out.append(table)
+        return out
+
+    tables = build(TABLE_KPIS, names, title, gap_row=True)
+    own = sorted({k for n in names for k in exp.kpis[n] if k.startswith("admm_")})
+    own += [k for k in TRANSPORT_KPIS if any(exp.kpis[n].get(k) for n in names)]
+    with_own = [n for n in names if any(k in exp.kpis[n] for k in own)]
+    if own and with_own:
+        tables += build(own, with_own, "agreement (ADMM) and transport", gap_row=False)
+    return tables
 
 
 def run_and_report(
@@ -167,15 +202,16 @@ def run_and_report(
         except RecordedDataError as exc:  # a sessions_csv / price_csv named by the scenario
             raise fail(str(exc)) from None
         except KeyboardInterrupt:
-            raise fail("interrupted" + _resume_hint(checkpoint, target), code=130) from None
+            raise fail("interrupted" + resume_hint(checkpoint, target), code=130) from None
         except Exception as exc:
             raise fail(f"the run failed: {_one_line(exc)}{_ray_hint(exc)}"
-                       f"{_resume_hint(checkpoint, target)}", code=1) from exc
+                       f"{resume_hint(checkpoint, target)}", code=1) from exc
     write_out(exp, target)
     if checkpoint is not None:
         target.remove_evgrid_path(checkpoint.folder.name)
     if not quiet:
-        console.print(kpi_table(exp, f"{scenario.name} (seed {exp.seed})"))
+        for table in kpi_tables(exp, f"{scenario.name} (seed {exp.seed})"):
+            console.print(table)
         if exp.offline is not None:
             console.print(
                 f"offline LP: {exp.offline.n_variables:,} variables, "
@@ -189,12 +225,13 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def _resume_hint(checkpoint: Checkpoint | None, target: OutputTarget) -> str:
+def resume_hint(checkpoint: Checkpoint | None, target: OutputTarget, command: str = "run") -> str:
+    """What a failed or interrupted run kept, and the command that continues it."""
     if checkpoint is None:
         return ""
     done = checkpoint.finished()
     kept = f"; finished policies ({', '.join(done)}) are kept" if done else ""
-    return f"{kept}; continue with: evgrid run --resume {target.path}"
+    return f"{kept}; continue with: evgrid {command} --resume {target.path}"
 
 
 def _ray_hint(exc: BaseException) -> str:

@@ -108,14 +108,28 @@ def coordinator(
         help="require every station to present a certificate signed by this CA (PEM; "
         "evgrid certs init): the certificate names the station, no token needed; needs "
         "--tls-cert")] = None,
+    resume: Annotated[Path | None, typer.Option(
+        help="continue the interrupted day whose output folder this is, at the step after its "
+        "checkpoint, with its scenario, seed and edge stations (they reconnect by themselves; "
+        "until then they run on their fallback, which is reserved for them)")] = None,
 ) -> None:
     """Serve edge stations over gRPC and run the scenario's coordinated day with them."""
 
     from evgrid.agents.coordinated import CoordinatedPolicy, station_registrations
-    from evgrid.cli import console, err, fail, kpi_table, prepare_out, progress_bar, write_out
+    from evgrid.cli import (
+        console,
+        err,
+        fail,
+        kpi_tables,
+        prepare_out,
+        progress_bar,
+        resume_hint,
+        write_out,
+    )
     from evgrid.envs.world import build_world
+    from evgrid.evaluation.checkpoint import Checkpoint, CheckpointError
     from evgrid.evaluation.runner import run_experiment
-    from evgrid.scenario import ScenarioError, load_scenario
+    from evgrid.scenario import ScenarioError, load_scenario, parse_scenario
     from evgrid.transport.grpc_server import create_server, edge_transport, host_port, is_loopback
 
     _setup_logging(verbose)
@@ -137,11 +151,26 @@ def coordinator(
     elif not is_loopback(host):
         err.print(f"[yellow]warning:[/] listening on {host} without TLS: the tokens and the "
                   "schedules cross the network in clear (see --tls-cert)", highlight=False)
-    try:
-        sc = load_scenario(scenario)
-    except ScenarioError as exc:
-        raise fail(str(exc)) from None
-    target = prepare_out(out, overwrite)
+    checkpoint, edge_before = None, []
+    if resume is not None:
+        target = prepare_out(resume, overwrite=False)
+        try:
+            checkpoint = Checkpoint.open(target.path / "checkpoint")
+            spec = checkpoint.spec
+            if spec.get("command") != "coordinator":
+                raise CheckpointError(f"{resume}: a checkpoint of `evgrid {spec.get('command')}`"
+                                      ", resume it with that command")
+            sc = parse_scenario(spec["scenario"], source=f"{resume} (checkpoint)")
+        except (CheckpointError, ScenarioError) as exc:
+            raise fail(str(exc)) from None
+        seed, offline, transport = spec["seed"], bool(spec["offline"]), spec["transport"]
+        edge_before = list(spec.get("edge", []))
+    else:
+        try:
+            sc = load_scenario(scenario)
+        except ScenarioError as exc:
+            raise fail(str(exc)) from None
+        target = prepare_out(out, overwrite)
     world = build_world(sc)
     try:
         server, bound, hub = create_server(
@@ -160,9 +189,16 @@ def coordinator(
                   f"{' (TLS)' if credentials is not None else ''}"
                   f"{' (client certificates)' if tls_client_ca is not None else ''}",
                   highlight=False)
+        if edge_before:  # the same split as before the restart, connected or not (yet)
+            hub.preregister(edge_before)
+            expect_stations = len(edge_before)
         if expect_stations > 0:
             n = hub.wait_for_stations(expect_stations, wait_s)
-            if n < expect_stations:
+            if n < expect_stations and edge_before:
+                err.print(f"[yellow]warning:[/] {n} of {expect_stations} edge stations back "
+                          f"after {wait_s:g} s; the others run on their fallback until they "
+                          "reconnect", highlight=False)
+            elif n < expect_stations:
                 err.print(
                     f"[yellow]warning:[/] {n} of {expect_stations} edge stations after "
                     f"{wait_s:g} s; the others run in-process",
@@ -182,10 +218,19 @@ def coordinator(
             f"{', '.join(f for f in world.facility_ids if f not in edge) or 'none'}",
             highlight=False,
         )
+        if checkpoint is None:
+            checkpoint = Checkpoint.start(target.claim_folder("checkpoint"), {
+                "command": "coordinator", "scenario": sc.model_dump(mode="json"), "seed": seed,
+                "offline": offline, "transport": transport, "edge": edge})
         with progress_bar(quiet) as progress:
-            exp = run_experiment(
-                sc, [policy], seed=seed, world=world, with_offline=offline, progress=progress
-            )
+            try:
+                exp = run_experiment(sc, [policy], seed=seed, world=world, with_offline=offline,
+                                     progress=progress, checkpoint=checkpoint)
+            except (KeyboardInterrupt, Exception) as exc:
+                what = "interrupted" if isinstance(exc, KeyboardInterrupt) else (
+                    f"the run failed: {' '.join(str(exc).split()) or type(exc).__name__}")
+                raise fail(what + resume_hint(checkpoint, target, "coordinator"),
+                           code=130 if isinstance(exc, KeyboardInterrupt) else 1) from None
         k = exp.kpis["coordinated"]
         err.print(
             f"gRPC: {k['admm_missing_proposals']:,} proposals missed their round "
@@ -195,8 +240,10 @@ def coordinator(
             highlight=False,
         )
     write_out(exp, target)
+    target.remove_evgrid_path(checkpoint.folder.name)
     if not quiet:
-        console.print(kpi_table(exp, f"{sc.name} over gRPC (seed {exp.seed})"))
+        for table in kpi_tables(exp, f"{sc.name} over gRPC (seed {exp.seed})"):
+            console.print(table)
     console.print(f"wrote {target.path}/ (results.json, timeseries.csv, plots, report.html)")
 
 

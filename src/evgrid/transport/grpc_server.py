@@ -296,10 +296,15 @@ class GrpcStations:
     def load_warm_starts(self, warm: WarmStarts) -> None:
         pass
 
-    def restore_envelopes(self, envelopes: Mapping[str, Envelope]) -> None:
-        """Take the envelopes last sent (a resumed coordinator's), for the silent stations'
-        fallback."""
-        self._call(self._sync(lambda: self._envelopes.update(envelopes)), 10.0)
+    def preregister(self, agent_ids: Iterable[str]) -> None:
+        """Register stations on the city file's terms before they call (a resumed coordinator:
+        its edge stations are out there on their fallback and will reconnect)."""
+
+        def add() -> None:
+            for a in agent_ids:
+                self._registry[a] = self.specs[a]
+
+        self._call(self._sync(add), 10.0)
 
     def unreachable(self) -> set[str]:
         """Stations of this period without a live stream: not worth asking."""
