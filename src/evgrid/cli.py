@@ -78,17 +78,17 @@ def progress_bar(quiet: bool) -> Iterator[Callable[[str, int, int], None]]:
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``message`` as one error (escaped: a YAML error's ``[...]`` is not rich markup)
     and return the Exit to raise."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
-def prepare_out(out: Path, overwrite: bool) -> OutputTarget:
+def prepare_out(out: Path, overwrite: bool, label: str = "--out") -> OutputTarget:
     """Check ``--out`` before any work (``evgrid.evaluation.output``): a bad one fails in 0 s."""
     from evgrid.evaluation.output import OutputError, prepare_output
     from evgrid.evaluation.report import EXPERIMENT_FILES
 
     try:
-        return prepare_output(out, overwrite=overwrite, files=EXPERIMENT_FILES)
+        return prepare_output(out, overwrite=overwrite, files=EXPERIMENT_FILES, label=label)
     except OutputError as exc:
         raise fail(str(exc)) from None
 
@@ -140,7 +140,7 @@ def kpi_tables(exp: Experiment, title: str, width: int | None = None) -> list[Ta
         out = []
         for i, chunk in enumerate(chunks):
             part = f" ({i + 1}/{len(chunks)})" if len(chunks) > 1 else ""
-            table = Table(title=heading + part, show_lines=False)
+            table = Table(title=escape(heading + part), show_lines=False)
             table.add_column("KPI", style="bold", no_wrap=True)
             for n in chunk:
                 table.add_column(n, justify="right", no_wrap=True,
@@ -287,7 +287,7 @@ def run(
 
     checkpoint = None
     if resume is not None:
-        target = prepare_out(resume, overwrite=False)
+        target = prepare_out(resume, overwrite=False, label="--resume")
         try:
             checkpoint = Checkpoint.open(target.path / "checkpoint")
             spec = checkpoint.spec
@@ -370,10 +370,21 @@ def ray_factory(stations_per_actor: int | None) -> Callable[[str, Any], Any]:
 
 
 @app.command()
-def scenarios() -> None:
-    """List the bundled scenarios."""
+def scenarios(
+    schema: Annotated[bool, typer.Option(
+        "--schema", help="print the scenario file's JSON schema (every field, its unit, "
+        "default and allowed range) instead of the list")] = False,
+) -> None:
+    """List the bundled scenarios (or print the scenario schema)."""
     from evgrid.scenario import bundled_names, load_scenario
 
+    if schema:
+        import json
+
+        from evgrid.scenario.schema import Scenario
+
+        typer.echo(json.dumps(Scenario.model_json_schema(), indent=1))
+        return
     table = Table("name", "facilities", "chargers", "grid zones", "cohorts", "days", "description")
     for name in bundled_names():
         sc = load_scenario(name)
@@ -385,7 +396,7 @@ def scenarios() -> None:
             str(len(sc.grid_zones)),
             str(len(sc.cohorts)),
             f"{sc.horizon_days:g}",
-            sc.description,
+            escape(sc.description),
         )
     console.print(table)
 
@@ -399,7 +410,8 @@ def validate(path: Annotated[Path, typer.Argument(help="scenario YAML file")]) -
         sc = load_scenario(path)
     except ScenarioError as exc:
         raise fail(str(exc)) from None
-    console.print(f"[green]ok[/]: {sc.name}: {len(sc.facilities)} facilities, {sc.steps} steps")
+    console.print(f"[green]ok[/]: {escape(sc.name)}: {len(sc.facilities)} facilities, "
+                  f"{sc.steps} steps")
 
 
 @app.command()
@@ -417,7 +429,7 @@ def replay(
         float, typer.Option(help="grid connection of the site: limit on its total power, in kW")
     ],
     dt_min: Annotated[
-        int, typer.Option(help="control period Δt in minutes; must divide a day")
+        int, typer.Option(help="control period Δt in minutes; must divide an hour")
     ] = 5,
     start: Annotated[
         str | None,
@@ -461,6 +473,7 @@ def replay(
     from evgrid.envs.world import build_world
     from evgrid.evaluation.replay import (
         check_nonempty,
+        check_replay_options,
         horizon_notes,
         parse_utc,
         replay_start,
@@ -473,6 +486,11 @@ def replay(
         check_policy_names(policies)
     except ValueError as exc:
         raise fail(str(exc)) from None
+    try:  # before reading a large CSV
+        check_replay_options(chargers=chargers, charger_kw=charger_kw,
+                             site_limit_kw=site_limit_kw, dt_min=dt_min, days=days)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     target = prepare_out(out, overwrite)
     try:
         recorded = read_sessions_csv(
@@ -483,7 +501,7 @@ def replay(
             station_col=station_col,
         )
         if recorded.skipped:
-            err.print(f"[yellow]warning:[/] {recorded.skip_report()}", highlight=False)
+            err.print(f"[yellow]warning:[/] {escape(recorded.skip_report())}", highlight=False)
         t0 = replay_start(recorded, parse_utc(start) if start is not None else None)
         sc, sessions = single_site_scenario(
             recorded,
@@ -495,7 +513,7 @@ def replay(
             days=days,
         )
         for note in horizon_notes(recorded, sc, t0):
-            err.print(f"[yellow]warning:[/] {note}", highlight=False)
+            err.print(f"[yellow]warning:[/] {escape(note)}", highlight=False)
         check_nonempty(recorded, sessions)
         world = None
         if price_csv is not None:
@@ -524,20 +542,35 @@ _register_commands()
 
 
 def main() -> None:
-    """The console script: SIGTERM runs ``finally`` blocks (temporaries are removed), and an
-    error that is evgrid's bug, not the user's, is still one line (exit 1) unless
+    """The console script. A usage error (unknown option, value out of range) is one line and
+    exit 2, like every other user error; SIGTERM runs ``finally`` blocks (temporaries are
+    removed); an error that is evgrid's bug, not the user's, is one line too (exit 1) unless
     ``EVGRID_DEBUG=1`` asks for the traceback."""
     from evgrid.evaluation.output import sigterm_as_exit
 
     with sigterm_as_exit():
         try:
-            app()
+            code = app(standalone_mode=False)
+        except typer.Abort:
+            err.print("[bold red]error:[/] interrupted", highlight=False)
+            sys.exit(130)
+        except typer.TyperException as exc:  # click's usage errors, vendored by typer
+            ctx = getattr(exc, "ctx", None)
+            if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+                typer.echo(ctx.get_help())  # `evgrid` alone: the help, as --help gives it
+                sys.exit(0)
+            where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            text = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+            err.print(f"[bold red]error:[/] {escape(text)}{escape(where)}", highlight=False,
+                      soft_wrap=True)
+            sys.exit(int(getattr(exc, "exit_code", 2)))
         except Exception as exc:
             if os.environ.get("EVGRID_DEBUG"):
                 raise
             err.print(f"[bold red]error:[/] {escape(_one_line(exc))} ({type(exc).__name__}; "
-                      "EVGRID_DEBUG=1 shows the traceback)", highlight=False)
+                      "EVGRID_DEBUG=1 shows the traceback)", highlight=False, soft_wrap=True)
             sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -115,6 +115,8 @@ def coordinator(
 ) -> None:
     """Serve edge stations over gRPC and run the scenario's coordinated day with them."""
 
+    from rich.markup import escape
+
     from evgrid.agents.coordinated import CoordinatedPolicy, station_registrations
     from evgrid.cli import (
         console,
@@ -149,11 +151,11 @@ def coordinator(
         except TlsError as exc:
             raise fail(str(exc)) from None
     elif not is_loopback(host):
-        err.print(f"[yellow]warning:[/] listening on {host} without TLS: the tokens and the "
+        err.print(f"[yellow]warning:[/] listening on {escape(host)} without TLS: the tokens and the "
                   "schedules cross the network in clear (see --tls-cert)", highlight=False)
     checkpoint, edge_before = None, []
     if resume is not None:
-        target = prepare_out(resume, overwrite=False)
+        target = prepare_out(resume, overwrite=False, label="--resume")
         try:
             checkpoint = Checkpoint.open(target.path / "checkpoint")
             spec = checkpoint.spec

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from evgrid.agents.baselines import LeastLaxityFirst
 from evgrid.agents.coordinated import CoordinatedPolicy, station_specs
 from evgrid.envs import Simulator
 from evgrid.envs.kpis import compute_kpis
-from evgrid.scenario import load_scenario
+from evgrid.scenario import load_scenario, parse_scenario
 from tests.conformance.test_controller_invariants import check_invariants
 
 pytestmark = pytest.mark.ray
@@ -44,8 +45,8 @@ def test_ray_actors_give_the_inprocess_answer(ray_session, small_sim, inprocess)
     check_invariants(result)
 
 
-class KillOnePack:
-    """Wraps the coordinated policy and kills one station actor in the middle of the day."""
+class KillTheCoordinator:
+    """Kills the coordinator actor at one step, between two of its calls."""
 
     name = "coordinated"
 
@@ -56,33 +57,30 @@ class KillOnePack:
         import ray
 
         if obs.t == self.at_step:
-            actor = self.policy.transport.actors[0]
+            actor = self.policy.coordinator.actor  # type: ignore[attr-defined]
             self.killed_pid = ray.get(actor.pid.remote())
             ray.kill(actor, no_restart=False)
         return self.policy.schedule(obs)
 
 
-def test_a_killed_station_actor_does_not_stop_the_run(ray_session, small_sim) -> None:  # type: ignore[no-untyped-def]
+def test_a_killed_coordinator_actor_is_restored_and_nothing_changes(  # type: ignore[no-untyped-def]
+    ray_session, small_sim, inprocess
+) -> None:
+    """Ray restarts the actor, the proxy hands it the last period's state, and the period is
+    solved again: the day is the one an uninterrupted run gives."""
     import ray
 
-    from evgrid.transport.ray_actors import RayStations
+    from evgrid.transport.ray_actors import RayCoordinator
 
-    ids, zones, caps = station_specs(small_sim.world)
-    policy = CoordinatedPolicy(
-        small_sim.world,
-        stations=lambda w, c: RayStations(ids, zones, caps, c, stations_per_actor=1,
-                                          round_timeout_s=5.0),
-    )
-    wrapper = KillOnePack(policy, at_step=44)
+    policy = CoordinatedPolicy(small_sim.world, coordinator_factory=RayCoordinator)
+    wrapper = KillTheCoordinator(policy, at_step=40)
     result = small_sim.run(wrapper)
-    assert wrapper.killed_pid is not None
+    assert wrapper.killed_pid is not None and policy.recoveries == 1
+    assert ray.get(policy.coordinator.actor.pid.remote()) != wrapper.killed_pid
+    ref, ref_policy = inprocess
+    np.testing.assert_allclose(result.power_kw, ref.power_kw, rtol=1e-6, atol=1e-6)
+    assert [s.iterations for s in policy.history] == [s.iterations for s in ref_policy.history]
     check_invariants(result)
-    k = compute_kpis(result)
-    assert k["limit_violations"] == 0, "stations executed on a dead actor's behalf broke a limit"
-    assert policy.transport.rounds_missed > 0, "the kill was not noticed"
-    # Ray restarted the actor and it took part again afterwards.
-    assert ray.get(policy.transport.actors[0].pid.remote()) != wrapper.killed_pid
-    assert k["demand_met_pct"] > 50
 
 
 def test_cohort_actors_agree_on_the_inprocess_claims(ray_session, small_sim) -> None:  # type: ignore[no-untyped-def]
@@ -122,3 +120,59 @@ def test_packs_answer_like_one_pack_when_the_targeted_stations_change(ray_sessio
         np.testing.assert_allclose(got.plan_kw, want.plan_kw[order], rtol=1e-12, atol=1e-12)
         targets = coord.update(want)
     remote.shutdown()
+
+
+class ChaosMonkey:
+    """Kills station actors and the coordinator actor at random (seeded) steps."""
+
+    name = "coordinated"
+
+    def __init__(self, policy: CoordinatedPolicy, seed: int, steps: int, kills: int) -> None:
+        rng = np.random.default_rng(seed)
+        self.policy = policy
+        self.kill_packs = {int(t): int(rng.integers(len(policy.transport.actors)))  # type: ignore[attr-defined]
+                           for t in rng.choice(np.arange(3, steps - 3), kills, replace=False)}
+        self.kill_coordinator = int(rng.integers(5, steps - 5))
+        self.killed = 0
+
+    def schedule(self, obs):  # type: ignore[no-untyped-def]
+        import ray
+
+        if obs.t in self.kill_packs:
+            ray.kill(self.policy.transport.actors[self.kill_packs[obs.t]],  # type: ignore[attr-defined]
+                     no_restart=False)
+            self.killed += 1
+        if obs.t == self.kill_coordinator:
+            ray.kill(self.policy.coordinator.actor, no_restart=False)  # type: ignore[attr-defined]
+            self.killed += 1
+        return self.policy.schedule(obs)
+
+
+def test_chaos_random_actor_kills_break_no_limit(ray_session) -> None:  # type: ignore[no-untyped-def]
+    """Half a day with eight kills of station actors (one of them beyond Ray's three restarts
+    of that actor: its station stays dead and runs on its fallback) and one of the coordinator:
+    the day completes, no executed schedule exceeds a limit, the agreement recovers between
+    kills, and most of the demand is still met."""
+    from evgrid.transport.ray_actors import RayCoordinator, RayStations
+
+    data = load_scenario("small").model_dump(mode="json")
+    sim = Simulator(parse_scenario({**data, "horizon_days": 0.5}))
+    ids, zones, caps = station_specs(sim.world)
+    policy = CoordinatedPolicy(
+        sim.world,
+        stations=lambda w, c: RayStations(ids, zones, caps, c, stations_per_actor=1,
+                                          round_timeout_s=1.0),
+        coordinator_factory=RayCoordinator,
+    )
+    monkey = ChaosMonkey(policy, seed=5, steps=sim.world.steps, kills=8)
+    assert max(list(monkey.kill_packs.values()).count(k) for k in range(3)) > 3, "a pack dies for good"
+    result = sim.run(monkey)
+    check_invariants(result)
+    k = compute_kpis(result)
+    summary = policy.summary()
+    assert monkey.killed == 9 and policy.recoveries == 1
+    assert k["limit_violations"] == 0, "a schedule executed on a dead actor's behalf broke a limit"
+    assert summary["admm_dropped_station_periods"] > 0 and summary["fallback_schedules"] > 0
+    assert summary["admm_converged_pct"] > 80, "the agreement recovers between kills"
+    llf = compute_kpis(sim.run(LeastLaxityFirst()))
+    assert k["demand_met_pct"] > 0.6 * llf["demand_met_pct"], (k["demand_met_pct"], llf)

@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from evgrid.agents.policies import make_policy
+from evgrid.envs import Simulator
+from evgrid.envs.kpis import compute_kpis
 from evgrid.envs.sessions import draw_sessions
 from evgrid.envs.world import build_world
 from evgrid.evaluation.replay import horizon_notes, single_site_scenario
-from evgrid.scenario import load_scenario, parse_scenario
+from evgrid.scenario import ScenarioError, load_scenario, parse_scenario
+from evgrid.scenario.bounds import MAX_BATTERY_KWH
 from evgrid.scenario.recorded import (
     RECORDED_ARRIVAL_SOC,
     SKIP_ENERGY,
+    SKIP_ENERGY_LARGE,
     SKIP_NAIVE,
     SKIP_ORDER,
     SKIP_TIME,
     RecordedDataError,
+    RecordedSessions,
     prices_for_horizon,
     read_price_csv,
     read_sessions_csv,
@@ -276,3 +284,112 @@ def test_absolute_recorded_paths_survive_loading(
     small_copy["facilities"][0]["sessions_csv"] = str(csv.resolve())
     sc = load_scenario(write_yaml(small_copy))
     assert sc.facilities[0].sessions_csv == csv.resolve()
+
+
+# -- validation at the door ---------------------------------------------------------------------
+
+
+def test_energy_beyond_the_largest_battery_is_skipped_and_reported(tmp_path: Path) -> None:
+    rows = [
+        "2019-05-01T08:00:00Z,2019-05-01T10:00:00Z,2000,a",  # 2 the largest battery: kept
+        "2019-05-01T08:00:00Z,2019-05-01T10:00:00Z,2000.5,b",  # 3 more than any battery
+        "2019-05-01T08:00:00Z,2019-05-01T10:00:00Z,1e308,c",  # 4 once reached JSON as inf
+        "2019-05-01T08:00:00Z,2019-05-01T10:00:00Z,12500,d",  # 5 Wh written for kWh
+        "2019-05-01T08:00:00Z,2019-05-01T10:00:00Z,12.5,e",  # 6 good
+    ]
+    rec = read_sessions_csv(write(tmp_path / "s.csv", HEADER + "\n".join(rows) + "\n"))
+    assert rec.requested_kwh.tolist() == [2000.0, 12.5] and rec.line.tolist() == [2, 6]
+    assert rec.skip_reasons == {SKIP_ENERGY_LARGE: 3} and rec.skipped_lines == [3, 4, 5]
+    assert f"{MAX_BATTERY_KWH:,.0f} kWh" in SKIP_ENERGY_LARGE
+    assert "3 energy above 2,000 kWh" in rec.skip_report()
+    # what remains replays to KPIs that strict JSON can hold (1e308 kWh once made them inf)
+    sc, sessions = single_site_scenario(rec, chargers=2, charger_kw=50, site_limit_kw=100)
+    assert sessions.requested_kwh.sum() == 2012.5
+    kpis = compute_kpis(Simulator(sc, sessions=sessions).run(make_policy("llf")))
+    assert json.loads(json.dumps(kpis, allow_nan=False))["energy_requested_kwh"] == 2012.5
+
+
+def test_binary_or_non_csv_session_files_name_the_file(tmp_path: Path) -> None:
+    binary = tmp_path / "s.csv"
+    binary.write_bytes(HEADER.encode() + bytes(range(128, 256)))
+    with pytest.raises(RecordedDataError, match=rf"^{binary}: not UTF-8 text \(byte 0x80"):
+        read_sessions_csv(binary)
+    huge_cell = tmp_path / "h.csv"
+    huge_cell.write_text(HEADER + '"' + "x" * 200_000 + '",b,c,d\n')
+    with pytest.raises(RecordedDataError, match=rf"^{huge_cell}: not a CSV file after line \d+: "
+                                                "field larger than field limit"):
+        read_sessions_csv(huge_cell)
+    prices = tmp_path / "p.csv"
+    prices.write_bytes(b"\xff\xfe\x00t\x00i\x00m\x00e")  # UTF-16: a common export mistake
+    with pytest.raises(RecordedDataError, match=rf"^{prices}: not UTF-8 text"):
+        read_price_csv(prices)
+
+
+def test_price_beyond_the_bound_refuses_the_price_file(tmp_path: Path) -> None:
+    csv = write(tmp_path / "p.csv", "timestamp,price_per_kwh\n2024-01-01T00:00Z,0.3\n"
+                "2024-01-01T01:00Z,1e308\n")
+    with pytest.raises(RecordedDataError, match=r"p\.csv:3: price 1e\+308 per kWh is not "
+                                                "within ±10,000"):
+        read_price_csv(csv)
+
+
+def _one_session(tmp_path: Path) -> RecordedSessions:
+    return read_sessions_csv(
+        write(tmp_path / "s.csv", HEADER + "2024-01-01T08:00:00Z,2024-01-01T10:00:00Z,8,a\n")
+    )
+
+
+SITE = {"chargers": 3, "charger_kw": 11.0, "site_limit_kw": 20.0, "dt_min": 5, "days": None}
+BAD_OPTIONS = [
+    ({"chargers": 0}, "--chargers: 0 is not >= 1"),
+    ({"chargers": 10**9}, "--chargers: 1000000000 is not <= 100000"),
+    ({"chargers": 2.5}, "--chargers: 2.5 is not a whole number"),
+    ({"charger_kw": 0.0}, "--charger-kw: 0.0 is not > 0"),
+    ({"charger_kw": math.nan}, "--charger-kw: nan is not a finite number"),
+    ({"charger_kw": 1e6}, "--charger-kw: 1000000.0 is not <= 4000"),
+    ({"site_limit_kw": -5.0}, "--site-limit-kw: -5.0 is not > 0"),
+    ({"site_limit_kw": math.inf}, "--site-limit-kw: inf is not a finite number"),
+    ({"site_limit_kw": 1e12}, "--site-limit-kw: 1000000000000.0 is not <= 10000000"),
+    ({"site_limit_kw": 1e-6}, "--site-limit-kw: 1e-06 is not >= 0.001"),
+    ({"dt_min": 0}, "--dt-min: 0 is not a whole number of minutes in [1, 60]"),
+    ({"dt_min": 7}, "--dt-min: 7 does not divide an hour"),
+    ({"dt_min": 1440}, "--dt-min: 1440 is not a whole number of minutes in [1, 60]"),
+    ({"days": 0.0}, "--days: 0.0 is not > 0"),
+    ({"days": math.inf}, "--days: inf is not a finite number"),
+    ({"days": 1e6}, "--days: 1000000.0 is not <= 366"),
+    ({"days": 0.001}, "--days: 0.001 is shorter than one step of 5 min"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD_OPTIONS, ids=[m for _, m in BAD_OPTIONS])
+def test_replay_options_are_range_checked_in_one_line(
+    tmp_path: Path, change: dict, message: str
+) -> None:
+    with pytest.raises(ScenarioError) as exc:
+        single_site_scenario(_one_session(tmp_path), **{**SITE, **change})
+    assert str(exc.value).startswith(message) and "\n" not in str(exc.value), str(exc.value)
+    assert isinstance(exc.value, ValueError)  # what `evgrid replay` turns into a one-line error
+
+
+def test_replay_refuses_sessions_spanning_more_than_a_year_without_a_window(
+    tmp_path: Path,
+) -> None:
+    rec = read_sessions_csv(
+        write(tmp_path / "s.csv", HEADER + "2020-01-01T08:00:00Z,2024-01-01T10:00:00Z,8,a\n")
+    )
+    with pytest.raises(ScenarioError, match=r"the sessions run 1,462 days from "
+                                            r"2020-01-01T00:00:00\+00:00 .*pick a window with "
+                                            "--start and --days"):
+        single_site_scenario(rec, chargers=3, charger_kw=11, site_limit_kw=20)
+    sc, _ = single_site_scenario(rec, chargers=3, charger_kw=11, site_limit_kw=20, days=7)
+    assert sc.horizon_days == 7
+
+
+def test_scenario_price_csv_beyond_the_bound_is_refused_when_the_world_is_built(
+    tmp_path: Path, small_copy: dict, write_yaml
+) -> None:  # type: ignore[no-untyped-def]
+    write(tmp_path / "p.csv", "timestamp,price_per_kwh\n2024-06-03T00:00:00Z,-1e9\n")
+    small_copy["prices"]["price_csv"] = "p.csv"
+    sc = load_scenario(write_yaml(small_copy))  # exists and is readable: loads
+    with pytest.raises(RecordedDataError, match="price -1e\\+09 per kWh is not within"):
+        build_world(sc)

@@ -27,6 +27,7 @@ import scipy.sparse as sp
 
 from evgrid.agents.local_qp import admm_round, dual_round, warm_up
 from evgrid.coordinator.driver import Executed, TransportStats, WarmStarts
+from evgrid.coordinator.kernels import threads_for
 from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
 from evgrid.envs.interface import Observation
 
@@ -252,15 +253,16 @@ class StationPack:
         # Own, writable C arrays ([zones × H], cheap to copy): a read-only view of a decoded
         # message is another type to numba, and would be compiled inside the round's deadline.
         u = np.array(u, dtype=float, order="C")
-        admm_round(self.xh, self.mu, np.array(shift, dtype=float, order="C"), u, src,
-                   self.row_ptr, self.unit, self.eta, self.value, float(self.dt_h), self.upper,
-                   self.budget, self.width, float(targets.rho), float(self.wear),
-                   float(targets.alpha), self.xh_sum, self.x_sum, self.cost)
         certify = targets.certify and self.wear > 0  # κ = 0: an LP, no dual from this search
-        if certify:
-            dual_round(u, src, self.row_ptr, self.unit, self.eta, self.value, float(self.dt_h),
+        with threads_for(self.xh.size):
+            admm_round(self.xh, self.mu, np.array(shift, dtype=float, order="C"), u, src,
+                       self.row_ptr, self.unit, self.eta, self.value, float(self.dt_h),
                        self.upper, self.budget, self.width, float(targets.rho), float(self.wear),
-                       self.mu, self.dual)
+                       float(targets.alpha), self.xh_sum, self.x_sum, self.cost)
+            if certify:
+                dual_round(u, src, self.row_ptr, self.unit, self.eta, self.value,
+                           float(self.dt_h), self.upper, self.budget, self.width,
+                           float(targets.rho), float(self.wear), self.mu, self.dual)
         return PowerProposals(
             round=targets.round, horizon_start=targets.horizon_start,
             agent_ids=targets.agent_ids, plan_kw=self.x_sum[sel],

@@ -49,6 +49,7 @@ from evgrid.coordinator.kernels import (
     coupling_violation,
     limits_worth,
     relax_and_sum,
+    threads_for,
     warm_up,
     zone_city_prices,
 )
@@ -322,8 +323,10 @@ class PowerCoordinator:
         if rows is not p.everyone:
             answer = np.full(len(p.agents), -1, dtype=np.int64)
             answer[rows] = np.arange(len(rows))
-        xh_g, x_g, n_g = relax_and_sum(answer, _c(proposals.plan_kw), _c(z_src), z_idx,
-                                       cfg.alpha, p.xh, p.x, p.n, p.zone_of, len(self.grid_ids))
+        with threads_for(p.xh.size):
+            xh_g, x_g, n_g = relax_and_sum(answer, _c(proposals.plan_kw), _c(z_src), z_idx,
+                                           cfg.alpha, p.xh, p.x, p.n, p.zone_of,
+                                           len(self.grid_ids))
         xh, x, n = p.xh, p.x, p.n
         if p.certify and missing == 0:  # a bound needs every station's dual of one round
             bound = self._bound(proposals.dual_objective, rows, n_g)
@@ -341,8 +344,9 @@ class PowerCoordinator:
         # norm that is exact for the zone-price part. Aggregates alone would make a 200-EV
         # station's tolerance √200 times stricter than ten 20-EV stations'.
         z = np.empty_like(xh)
-        r2, s2, x2, z2, d2 = consensus_and_norms(
-            xh, x, n, p.zone_of, shift, pi, p.z_prev if p.z_prev is not None else xh, z)
+        with threads_for(xh.size):
+            r2, s2, x2, z2, d2 = consensus_and_norms(
+                xh, x, n, p.zone_of, shift, pi, p.z_prev if p.z_prev is not None else xh, z)
         r, sres = math.sqrt(r2), self.rho * math.sqrt(s2)
         p.z_prev = z
         size = math.sqrt(max(float(n_g.sum()), 1.0))
@@ -352,8 +356,11 @@ class PowerCoordinator:
         self.u = pi
         p.round += 1
         k = p.round
-        # Residual balancing (Boyd §3.4.1), only early on; u is rescaled with ρ.
-        if k <= cfg.adapt_until and k - p.last_rho_change >= cfg.freeze:
+        # Residual balancing (Boyd §3.4.1), only early on; u is rescaled with ρ. Not on a round
+        # with missing proposals: a stale plan inflates the primal residual without telling
+        # anything about ρ (a station answering every other round once drove ρ 32× up, and
+        # ρ, carried from period to period, then cost every later period 200 rounds).
+        if (k <= cfg.adapt_until and k - p.last_rho_change >= cfg.freeze and missing == 0):
             scale = 1.0
             if r > cfg.adapt_mu * sres:
                 scale = cfg.adapt_tau

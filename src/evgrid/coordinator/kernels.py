@@ -13,14 +13,37 @@ not depend on how many threads there are (one in Ray actors, and on a driver onc
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 
+import numba
 import numpy as np
 from numba import njit, prange, types
 
 # Reordered sums and fused multiply-adds are fine; infinities and NaN must stay meaningful.
 _FAST = {"reassoc", "contract", "arcp", "nsz"}
 _CHUNKS = 8
+#: Below this many [station or EV] × step entries a kernel runs on the calling thread alone.
+#: Measured on 2 cores: a parallel region's barrier costs µs on a quiet machine but up to a
+#: scheduler slice (≈70 ms) when another process holds a core, against 0.04 ms of work for a
+#: small city; above ~50,000 entries (1,000 stations) the split pays (design note 10).
+PARALLEL_MIN_WORK = 50_000
+
+
+@contextlib.contextmanager
+def threads_for(work: int) -> Iterator[None]:
+    """Run the kernels inside on one thread when ``work`` is too small to share (answers do
+    not depend on the thread count: chunks are summed in a fixed order)."""
+    if work >= PARALLEL_MIN_WORK or numba.get_num_threads() == 1:
+        yield
+        return
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 @njit(cache=True, inline="always")
 def _in_order(part: np.ndarray) -> np.ndarray:

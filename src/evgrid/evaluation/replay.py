@@ -7,23 +7,38 @@ connection of L kW, how do the policies compare with the offline optimum on *the
 So the scenario is the smallest one the simulator accepts: one facility, one ``general`` zone,
 one grid zone ``site`` whose limit is also the city limit, and a placeholder cohort with
 ``arrivals_per_day = 0`` so that nothing random is added to the recorded sessions.
+
+The site's sizes come from the command line, so they are checked here against the scenario
+schema's bounds (:mod:`evgrid.scenario.bounds`) with one-line errors that name the option
+(``--chargers: 0 is not >= 1``), before a scenario is built; the schema would refuse them too,
+but worded for a scenario file the user never wrote.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from evgrid.envs.sessions import Sessions, make_sessions
+from evgrid.scenario.bounds import (
+    MAX_CHARGER_KW,
+    MAX_HORIZON_DAYS,
+    MAX_LIMIT_KW,
+    MAX_ZONE_COUNT,
+    MIN_LIMIT_KW,
+)
+from evgrid.scenario.errors import ScenarioError
 from evgrid.scenario.loader import parse_scenario
 from evgrid.scenario.recorded import (
     RECORDED_ARRIVAL_SOC,
     RecordedDataError,
     RecordedSessions,
     session_columns,
+    to_datetime,
     to_datetime64,
 )
 from evgrid.scenario.schema import HourlyProfile, Scenario
@@ -57,11 +72,75 @@ def replay_start(recorded: RecordedSessions, start: datetime | None = None) -> d
 
 
 def replay_days(recorded: RecordedSessions, start: datetime) -> float:
-    """Whole days from ``start`` that cover the last recorded departure (at least 1)."""
+    """Whole days from ``start`` that cover the last recorded departure (at least 1).
+
+    More than a year (the schema's longest horizon) raises :class:`ScenarioError` asking for
+    ``--start``/``--days``: a file spanning years is replayed a window at a time.
+    """
     if not len(recorded):
         return 1.0
     span = (recorded.departure.max() - to_datetime64(start)) / _DAY
-    return float(max(1, math.ceil(span - 1e-9)))
+    days = float(max(1, math.ceil(span - 1e-9)))
+    if days > MAX_HORIZON_DAYS:
+        last = to_datetime(recorded.departure.max()).isoformat()
+        raise ScenarioError(
+            f"the sessions run {days:,.0f} days from {start.isoformat()} to the last departure "
+            f"{last}, more than {MAX_HORIZON_DAYS}: pick a window with --start and --days"
+        )
+    return days
+
+
+def _number(
+    option: str, value: object, *, positive: bool, most: float, least: float | None = None
+) -> None:
+    """A real number, finite, > 0 (``positive``) or >= 1, within [``least``, ``most``]; else
+    one line."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ScenarioError(f"{option}: {value!r} is not a number")
+    if not math.isfinite(value):
+        raise ScenarioError(f"{option}: {value!r} is not a finite number")
+    if positive and not value > 0:
+        raise ScenarioError(f"{option}: {value!r} is not > 0")
+    if not positive and not value >= 1:
+        raise ScenarioError(f"{option}: {value!r} is not >= 1")
+    if value > most:
+        raise ScenarioError(f"{option}: {value!r} is not <= {most:.0f}")
+    if least is not None and value < least:
+        raise ScenarioError(f"{option}: {value!r} is not >= {least:g}")
+
+
+def check_replay_options(
+    *,
+    chargers: int,
+    charger_kw: float,
+    site_limit_kw: float,
+    dt_min: int,
+    days: float | None,
+) -> None:
+    """Range-check the replay options, naming each by its ``evgrid replay`` flag.
+
+    Bounds: 1 <= chargers <= 100,000 (one zone's most); 0 < charger_kw <= 4,000;
+    0.001 <= site_limit_kw <= 10^7; dt_min divides an hour; 0 < days <= 366. A
+    :class:`ScenarioError` (a ValueError) with one line says which and why.
+    """
+    if isinstance(chargers, bool) or not isinstance(chargers, numbers.Integral):
+        raise ScenarioError(f"--chargers: {chargers!r} is not a whole number")
+    _number("--chargers", chargers, positive=False, most=MAX_ZONE_COUNT)
+    _number("--charger-kw", charger_kw, positive=True, most=MAX_CHARGER_KW)
+    _number(
+        "--site-limit-kw", site_limit_kw, positive=True, most=MAX_LIMIT_KW, least=MIN_LIMIT_KW
+    )
+    if isinstance(dt_min, bool) or not isinstance(dt_min, numbers.Integral) or not 1 <= dt_min <= 60:
+        raise ScenarioError(f"--dt-min: {dt_min!r} is not a whole number of minutes in [1, 60]")
+    if 60 % dt_min:
+        raise ScenarioError(
+            f"--dt-min: {dt_min} does not divide an hour: use 1, 2, 3, 4, 5, 6, 10, 12, 15, "
+            "20, 30 or 60"
+        )
+    if days is not None:
+        _number("--days", days, positive=True, most=MAX_HORIZON_DAYS)
+        if round(days * 24 * 60 / dt_min) < 1:
+            raise ScenarioError(f"--days: {days:g} is shorter than one step of {dt_min} min")
 
 
 def single_site_scenario(
@@ -82,8 +161,13 @@ def single_site_scenario(
     len(sessions)`` says how many; :func:`horizon_notes` words it) and stays running past its
     end are cut there, as :func:`evgrid.envs.sessions.make_sessions` does for drawn ones.
     Each EV's rate limit is the charger rating, so the charger is the only rate limit.
-    Invalid sizes raise :class:`evgrid.scenario.ScenarioError` naming the field.
+    Invalid sizes raise :class:`evgrid.scenario.ScenarioError` naming the option
+    (:func:`check_replay_options`), as does a horizon that would not fit in memory.
     """
+    check_replay_options(
+        chargers=chargers, charger_kw=charger_kw, site_limit_kw=site_limit_kw, dt_min=dt_min,
+        days=days,
+    )
     t0 = replay_start(recorded, start)
     horizon_days = replay_days(recorded, t0) if days is None else float(days)
     stem = Path(recorded.source).stem

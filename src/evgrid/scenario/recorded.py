@@ -19,20 +19,29 @@ earliest recorded arrival over all facilities' ``sessions_csv`` files, or, when 
 midnight UTC of the first timestamp of ``prices.price_csv`` (see :func:`horizon_start_utc`).
 Using one clock for every file keeps sessions of different sites and the prices aligned.
 
-Pure: numpy, csv and datetime only.
+Values are held to the scenario schema's bounds (:mod:`evgrid.scenario.bounds`): a session
+asking for more energy than the largest plausible battery is a bad row (skipped and reported,
+like a negative one; 1e308 kWh would otherwise reach the KPIs as inf), and a price beyond
+±10,000 per kWh refuses the price file. A file that is not UTF-8 text, or that the csv module
+cannot parse, raises :class:`RecordedDataError` naming the file, like every other problem.
+
+Pure: numpy, csv, datetime and the bounds' constants only.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from evgrid.scenario.bounds import MAX_BATTERY_KWH, MAX_PRICE_PER_KWH
 
 if TYPE_CHECKING:
     from evgrid.scenario.schema import Scenario
@@ -52,6 +61,7 @@ SKIP_TIME = "unparseable arrival/departure time"
 SKIP_NAIVE = "time without a UTC offset"
 SKIP_ORDER = "departure not after arrival"
 SKIP_ENERGY = "energy missing, negative or not finite"
+SKIP_ENERGY_LARGE = f"energy above {MAX_BATTERY_KWH:,.0f} kWh (the largest plausible battery)"
 
 _HOUR = np.timedelta64(3600, "s")
 
@@ -128,6 +138,37 @@ def _header_error(path: Path, missing: str, header: Sequence[str], hint: str) ->
     )
 
 
+class _Where:
+    """The reader whose line a decoding or CSV error is reported at (set once it exists)."""
+
+    reader: Any = None
+
+
+@contextmanager
+def _csv_errors(path: Path) -> Iterator[_Where]:
+    """Turn a file that is not UTF-8 text or not CSV into a one-line RecordedDataError.
+
+    Without this a binary or mis-encoded file raised UnicodeDecodeError (a ValueError that does
+    not name the file) and an oversized field csv.Error (not even a ValueError), both of which
+    reached the user as tracebacks.
+    """
+    where = _Where()
+
+    def after() -> str:
+        n = getattr(where.reader, "line_num", 0)
+        return f" after line {n}" if n else ""
+
+    try:
+        yield where
+    except UnicodeDecodeError as exc:
+        raise RecordedDataError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}{after()}); "
+            "save the file as UTF-8 CSV"
+        ) from None
+    except csv.Error as exc:
+        raise RecordedDataError(f"{path}: not a CSV file{after()}: {exc}") from None
+
+
 def read_sessions_csv(
     path: str | Path,
     *,
@@ -139,9 +180,12 @@ def read_sessions_csv(
     """Read recorded sessions, skipping (and reporting) rows that cannot be used.
 
     A row is skipped when a time does not parse or has no UTC offset, when departure <=
-    arrival, or when the energy is missing, negative or not finite. The station column is
+    arrival, or when the energy is missing, negative, not finite or more than
+    :data:`~evgrid.scenario.bounds.MAX_BATTERY_KWH` (no session can take more than a battery
+    holds; such a figure is a unit slip, Wh for kWh, or a corrupt cell). The station column is
     optional; the three others are required and their absence raises
-    :class:`RecordedDataError` listing the header that was found.
+    :class:`RecordedDataError` listing the header that was found, as does a file that is not
+    UTF-8 text or not CSV.
     """
     path = Path(path)
     arrivals: list[int] = []
@@ -151,8 +195,9 @@ def read_sessions_csv(
     lines: list[int] = []
     reasons: dict[str, int] = {}
     skipped_lines: list[int] = []
-    with path.open(newline="", encoding="utf-8-sig") as fh:
+    with _csv_errors(path) as line, path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
+        line.reader = reader
         header = [h.strip() for h in next(reader, [])]
         if not header:
             raise RecordedDataError(f"{path}: empty file (expected a header line)")
@@ -188,6 +233,8 @@ def read_sessions_csv(
                     reason = SKIP_ORDER
                 elif not (math.isfinite(kwh) and kwh >= 0):
                     reason = SKIP_ENERGY
+                elif kwh > MAX_BATTERY_KWH:
+                    reason = SKIP_ENERGY_LARGE
             if reason is not None:
                 reasons[reason] = reasons.get(reason, 0) + 1
                 if len(skipped_lines) < MAX_SKIPPED_LINES:
@@ -256,11 +303,14 @@ def read_price_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     Layouts: ``timestamp,price_per_kwh`` (ISO 8601 with a UTC offset) or ev2gym's
     ``Datetime (UTC),Price (EUR/MWhe)`` (converted to EUR/kWh by /1000). Rows with an empty
     timestamp are skipped (ev2gym's file has one separator row); any other bad row raises,
-    because a wrong price would bias every cost silently. Repeated timestamps must agree.
+    because a wrong price would bias every cost silently, and so does a price beyond
+    ±:data:`~evgrid.scenario.bounds.MAX_PRICE_PER_KWH` per kWh (the schema's bound on
+    ``price_per_kwh``). Repeated timestamps must agree.
     """
     path = Path(path)
-    with path.open(newline="", encoding="utf-8-sig") as fh:
+    with _csv_errors(path) as line, path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
+        line.reader = reader
         header = [h.strip() for h in next(reader, [])]
         ev2gym = _EV2GYM_TIME in header and _EV2GYM_PRICE in header
         time_col, price_col = (_EV2GYM_TIME, _EV2GYM_PRICE) if ev2gym else _GENERIC_COLS
@@ -288,6 +338,11 @@ def read_price_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
                 price = math.nan
             if not math.isfinite(price):
                 raise RecordedDataError(f"{path}:{reader.line_num}: price is not a number: {row}")
+            if abs(price) > MAX_PRICE_PER_KWH:
+                raise RecordedDataError(
+                    f"{path}:{reader.line_num}: price {price:g} per kWh is not within "
+                    f"±{MAX_PRICE_PER_KWH:,.0f}"
+                )
             times.append(round(when.timestamp()))
             prices.append(price)
     if not times:

@@ -318,9 +318,10 @@ def targets_from_proto(batch: pb.TargetBatch | list[pb.ConsensusTarget]) -> Cons
     shift = _array(batch.zone_shift_f64, "<f8", "zone_shift")
     z = _array(batch.z_kw_f64, "<f8", "z_kw") if batch.z_kw_f64 else None
     rows = u.size // h if h > 0 else 0
-    if (h <= 0 or not ids or zone.size != len(ids) or u.size != rows * h or shift.size != u.size
+    # No station at all is a valid batch: every station was dropped from the period.
+    if (h <= 0 or zone.size != len(ids) or u.size != rows * h or shift.size != u.size
             or not 0 < batch.alpha < 2
-            or zone.min() < 0 or zone.max() >= rows
+            or (zone.size and (zone.min() < 0 or zone.max() >= rows))
             or (z is not None and z.size != len(ids) * h)
             or not all(np.isfinite(a).all() for a in (u, shift, z) if a is not None)):
         raise MessageError("INVALID_ARGUMENT", "target batch of inconsistent shape or not finite")

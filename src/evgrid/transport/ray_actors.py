@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -50,6 +51,23 @@ SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_N
                      "NUMBA_NUM_THREADS": "1"}
 
 
+def probe_address(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast when nothing listens at a Ray address (``ray.init`` waits minutes for a GCS
+    that is not there): ``ConnectionError`` naming it. ``auto`` and ``local`` are Ray's own
+    discovery and are left to it."""
+    if address in {"auto", "local"}:
+        return
+    hostport = address.split("://", 1)[-1].rsplit("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConnectionError(f"{address!r} is not host:port or ray://host:port")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ConnectionError(f"nothing answers at {address} ({exc.strerror or exc})") from None
+
+
 def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
     """Start embedded local Ray (or join ``address`` / $RAY_ADDRESS) unless already up."""
     # The actors are the parallelism now: the calling thread (the coordinator's) keeps one
@@ -67,6 +85,7 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> No
     quiet = logging.getLogger("ray._private.authentication.authentication_token_setup")
     quiet.setLevel(logging.ERROR)
     if address:
+        probe_address(address)
         ray.init(address=address, **kwargs)
     else:
         # One actor per station means more worker processes than cores by design; let the
@@ -151,6 +170,7 @@ class RayStations:
         self.rounds_missed = 0
         self._horizon = 0
         self._stats = TransportStats()
+        self._down: set[int] = set()  # packs whose outage was logged
         self._reg = {r.agent_id: r for r in self.registrations()}
         ray.get([a.pid.remote() for a in self.actors])  # fail early if actors cannot start
 
@@ -198,7 +218,11 @@ class RayStations:
         try:
             return ray.get(ref, timeout=0)
         except (RayActorError, RayTaskError, GetTimeoutError) as exc:
-            log.warning("station pack %d failed this round: %s", k, type(exc).__name__)
+            # Said once per outage: a pack Ray gave up restarting fails every period after.
+            if k not in self._down:
+                log.warning("station pack %d failed: %s; its stations run on their fallback "
+                            "until it answers again", k, type(exc).__name__)
+            self._down.add(k)
             self.alive[k] = False
             self.rounds_missed += 1
             return None
@@ -218,6 +242,9 @@ class RayStations:
         # sits this period out and its stations are executed on its behalf.
         done = self._call(calls)
         self.alive = [done[k] is not None for k in range(len(self.actors))]
+        for k in [k for k in self._down if self.alive[k]]:
+            log.warning("station pack %d is back", k)
+            self._down.discard(k)
 
     def propose(
         self, targets: ConsensusTargets, *, optional: frozenset[str] = frozenset()
