@@ -165,7 +165,7 @@ def kpi_tables(exp: Experiment, title: str, width: int | None = None) -> list[Ta
 
 def run_and_report(
     scenario: Scenario,
-    policies: list[str],
+    policies: list[Any],
     *,
     seed: int | None,
     target: OutputTarget,
@@ -243,10 +243,12 @@ def _ray_hint(exc: BaseException) -> str:
 
 
 def _run_spec(sc: Scenario, policies: list[str], seed: int | None, offline: bool,
-              transport: str, stations_per_actor: int | None, routing: str) -> dict[str, Any]:
+              transport: str, stations_per_actor: int | None, routing: str,
+              coordinator_actor: bool) -> dict[str, Any]:
     return {"command": "run", "scenario": sc.model_dump(mode="json"), "seed": seed,
             "policies": policies, "offline": offline, "transport": transport,
-            "stations_per_actor": stations_per_actor, "routing": routing}
+            "stations_per_actor": stations_per_actor, "routing": routing,
+            "coordinator_actor": coordinator_actor}
 
 
 @app.command()
@@ -275,7 +277,12 @@ def run(
         "local embedded Ray)")] = None,
     stations_per_actor: Annotated[int | None, typer.Option(
         min=1, help="stations hosted by one Ray actor (default: packed onto as many actors as "
-        "the machine has CPUs and memory for; 1 = one actor per station)")] = None,
+        "the machine has CPUs, less the driver's, and memory for; 1 = one actor per station)")
+    ] = None,
+    coordinator_actor: Annotated[bool, typer.Option(
+        "--coordinator-actor", help="run the ADMM coordinator as a Ray actor of its own, "
+        "restarted and restored if it dies (default: in the driver, one hop less a round)")
+    ] = False,
     routing: Annotated[str, typer.Option(
         help="how arriving drivers pick a facility zone: 'nearest' (nearest free charger in "
         "their SoC zone) or 'cohorts' (shares agreed by the cohort agents by ADMM)")] = "nearest",
@@ -299,7 +306,7 @@ def run(
             raise fail(str(exc)) from None
         policies, seed, offline = list(spec["policies"]), spec["seed"], bool(spec["offline"])
         transport, stations_per_actor = spec["transport"], spec["stations_per_actor"]
-        routing = spec["routing"]
+        routing, coordinator_actor = spec["routing"], bool(spec.get("coordinator_actor"))
         err.print(f"resuming {sc.name}: finished {', '.join(checkpoint.finished()) or 'none'}",
                   highlight=False)
     else:
@@ -327,7 +334,7 @@ def run(
     if transport == "ray" and ("coordinated" in policies or routing == "cohorts"):
         start_ray(address)
         if "coordinated" in policies:
-            factory = ray_factory(stations_per_actor)
+            factory = ray_factory(stations_per_actor, coordinator_actor)
         if routing == "cohorts":
             from evgrid.transport.ray_actors import ray_cohort_host
 
@@ -335,10 +342,36 @@ def run(
     if checkpoint is None:
         checkpoint = Checkpoint.start(
             target.claim_folder("checkpoint"),
-            _run_spec(sc, policies, seed, offline, transport, stations_per_actor, routing))
-    run_and_report(sc, policies, seed=seed, target=target, offline=offline, quiet=quiet,
-                   factory=factory, routing=routing, cohort_host=cohort_host,
+            _run_spec(sc, policies, seed, offline, transport, stations_per_actor, routing,
+                      coordinator_actor))
+    world, to_run = None, list[Any](policies)
+    if factory is not None and "coordinated" not in checkpoint.finished():
+        from evgrid.envs.world import build_world
+
+        # Built now, its actors start in the background while the cohorts agree and the
+        # baselines run (≈3 s of process start-up off the critical path).
+        world = build_world(sc)
+        to_run[policies.index("coordinated")] = factory("coordinated", world)
+        _preload_in_background()
+    run_and_report(sc, to_run, seed=seed, target=target, offline=offline, quiet=quiet,
+                   world=world, factory=factory, routing=routing, cohort_host=cohort_host,
                    checkpoint=checkpoint)
+
+
+def _preload_in_background() -> None:
+    """Import the offline LP's and the report's libraries (≈2 s) while the driver mostly waits
+    on Ray, instead of after the run."""
+    import threading
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # the real import reports any problem
+            import cvxpy  # noqa: F401
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot
+
+    threading.Thread(target=load, name="evgrid-preload", daemon=True).start()
 
 
 def start_ray(address: str | None) -> None:
@@ -354,7 +387,8 @@ def start_ray(address: str | None) -> None:
                        "run without Ray: --transport inprocess)") from None
 
 
-def ray_factory(stations_per_actor: int | None) -> Callable[[str, Any], Any]:
+def ray_factory(stations_per_actor: int | None, coordinator_actor: bool = False,
+                ) -> Callable[[str, Any], Any]:
     """Policy factory that builds the coordinated policy on Ray actors (Ray already up)."""
     from evgrid.agents.policies import make_policy
 
@@ -364,7 +398,8 @@ def ray_factory(stations_per_actor: int | None) -> Callable[[str, Any], Any]:
         from evgrid.transport.ray_actors import ray_coordinated_policy
 
         with err.status("starting the agent actors"):
-            return ray_coordinated_policy(world, stations_per_actor=stations_per_actor)
+            return ray_coordinated_policy(world, stations_per_actor=stations_per_actor,
+                                          coordinator_actor=coordinator_actor)
 
     return factory
 

@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from evgrid.agents.local_qp import admm_round, dual_round, warm_up
-from evgrid.coordinator.driver import Executed, TransportStats, WarmStarts
+from evgrid.coordinator.driver import Executed, TransportStats, WarmStarts, WarmTable
 from evgrid.coordinator.kernels import threads_for
 from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
 from evgrid.envs.interface import Observation
@@ -133,14 +133,14 @@ class StationPack:
     def unreachable(self) -> set[str]:
         return set()
 
-    def warm_starts(self) -> WarmStarts:
+    def warm_starts(self) -> WarmTable:
         """Each EV's last plan (its warm start next period), for a checkpoint."""
-        return dict(self._warm)
+        return WarmTable.from_dict(self._warm)
 
-    def load_warm_starts(self, warm: WarmStarts) -> None:
+    def load_warm_starts(self, warm: WarmTable) -> None:
         """Take the warm starts of this pack's stations from a checkpoint."""
         mine = set(self.ids)
-        self._warm = {k: v for k, v in warm.items() if k[0] in mine}
+        self._warm = {k: v for k, v in warm.to_dict().items() if k[0] in mine}
 
     def registrations(self) -> list[Registration]:
         return [Registration(agent_id=a, kind="station", grid_zone=g, max_power_kw=m, chargers=c)

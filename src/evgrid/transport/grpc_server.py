@@ -70,7 +70,7 @@ from evgrid.coordinator.driver import (
     MixedStations,
     StationTransport,
     TransportStats,
-    WarmStarts,
+    WarmTable,
 )
 from evgrid.coordinator.fallback import Envelope
 from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
@@ -289,11 +289,11 @@ class GrpcStations:
         """Stage this period's states; they travel with the first target (module docstring)."""
         self._call(self._sync(lambda: self._begin(states)), 10.0)
 
-    def warm_starts(self) -> WarmStarts:
+    def warm_starts(self) -> WarmTable:
         """None here: each edge node keeps its own, and survives a coordinator restart."""
-        return {}
+        return WarmTable.from_dict({})
 
-    def load_warm_starts(self, warm: WarmStarts) -> None:
+    def load_warm_starts(self, warm: WarmTable) -> None:
         pass
 
     def preregister(self, agent_ids: Iterable[str]) -> None:
