@@ -175,4 +175,5 @@ def test_chaos_random_actor_kills_break_no_limit(ray_session) -> None:  # type: 
     assert summary["admm_dropped_station_periods"] > 0 and summary["fallback_schedules"] > 0
     assert summary["admm_converged_pct"] > 80, "the agreement recovers between kills"
     llf = compute_kpis(sim.run(LeastLaxityFirst()))
-    assert k["demand_met_pct"] > 0.6 * llf["demand_met_pct"], (k["demand_met_pct"], llf)
+    # Measured 0.80-0.92 of LLF: one station is dead for good and runs on its fallback.
+    assert k["demand_met_pct"] > 0.7 * llf["demand_met_pct"], (k["demand_met_pct"], summary)

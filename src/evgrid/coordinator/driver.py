@@ -110,7 +110,7 @@ class StationTransport(Protocol):
         self, targets: ConsensusTargets, *, optional: frozenset[str] = frozenset()
     ) -> PowerProposals:
         """Proposals of the stations that answered in time (missing ones are allowed).
-        Stations in ``optional`` are asked but not waited for."""
+        Stations in ``optional`` are waited for only ``probation_grace``."""
         ...
 
     def finish_period(
@@ -153,6 +153,14 @@ class Coordinator(Protocol):
     def restore(self, state: CoordinatorState) -> None: ...
 
 
+def probation_grace(elapsed_s: float) -> float:
+    """How long stations on probation (dropped last period) are waited for once the others
+    have answered: as long again as those took, at least 50 ms. A station that hangs then costs
+    a round at most twice the others' time, instead of a round timeout every round; one that is
+    merely slow still gets in (not waiting at all dropped every station on probation again)."""
+    return max(elapsed_s, 0.05)
+
+
 def solve_period(
     coordinator: Coordinator,
     stations: StationTransport,
@@ -165,8 +173,9 @@ def solve_period(
     """Run ADMM rounds until the coordinator says done; return its statistics.
 
     Stations the transport knows to be unreachable are dropped before round 0; ``optional``
-    ones (dropped last period: on probation) are asked but never waited for, so a station
-    that hangs costs its waiting time once, not every period.
+    ones (dropped last period: on probation) are waited for only ``probation_grace`` once the
+    others have answered, so a station that hangs costs its round timeouts once, not every
+    period.
     """
     targets = coordinator.begin(horizon_start, zone_limit_kw, city_limit_kw,
                                 absent=stations.unreachable())

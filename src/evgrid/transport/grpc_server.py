@@ -71,6 +71,7 @@ from evgrid.coordinator.driver import (
     StationTransport,
     TransportStats,
     WarmTable,
+    probation_grace,
 )
 from evgrid.coordinator.fallback import Envelope
 from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
@@ -568,8 +569,14 @@ class GrpcStations:
             session.outbox.put_nowait(msg)
             asked[agent] = session.proposal
         required = [f for a, f in asked.items() if a not in optional]
+        on_probation = [f for a, f in asked.items() if a in optional]
+        t0 = self.loop.time()
         if required:
             await asyncio.wait(required, timeout=self.round_timeout_s)
+        if on_probation:  # as long again as the others took (everyone on probation: as usual)
+            grace = (probation_grace(self.loop.time() - t0) if required
+                     else self.round_timeout_s)
+            await asyncio.wait(on_probation, timeout=grace)
         answers = []
         for agent, fut in asked.items():
             session = self._sessions.get(agent)

@@ -40,7 +40,13 @@ from evgrid.agents.cohort import CohortAgent
 from evgrid.agents.coordinated import CoordinatedPolicy, station_chargers, station_specs
 from evgrid.agents.station import StationConfig, StationPack, StationState, setpoints_within
 from evgrid.coordinator.admm import AdmmConfig, AdmmStats, CoordinatorState, PowerCoordinator
-from evgrid.coordinator.driver import CoordinatorLost, Executed, TransportStats, WarmTable
+from evgrid.coordinator.driver import (
+    CoordinatorLost,
+    Executed,
+    TransportStats,
+    WarmTable,
+    probation_grace,
+)
 from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
 from evgrid.transport import codec
 from evgrid.transport.codec import MessageError
@@ -206,18 +212,18 @@ class RayStations:
         self, calls: list[tuple[int, Any]], optional: Iterable[int] = ()
     ) -> Iterator[tuple[int, Any]]:
         """(actor index, result) for each call as its result arrives, then (index, None) for
-        each actor that is dead or missed the round's deadline. Once only ``optional`` actors
-        are left, the round does not wait for them."""
+        each actor that is dead or missed the round's deadline. ``optional`` actors (on
+        probation) are waited for only as long again as the others took (``probation_grace``);
+        when every call is optional, the round waits as usual."""
         pending = {ref: k for k, ref in calls}
         skip = set(optional)
-        deadline = time.monotonic() + self.round_timeout_s
+        t0 = time.monotonic()
+        deadline = t0 + self.round_timeout_s
+        graced = all(k in skip for k in pending.values())
         while pending:
-            if all(k in skip for k in pending.values()):  # take what is ready, wait for none
-                ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
-                for ref in ready:
-                    k = pending.pop(ref)
-                    yield k, self._result(k, ref)
-                break
+            if not graced and all(k in skip for k in pending.values()):
+                deadline = min(deadline, time.monotonic() + probation_grace(time.monotonic() - t0))
+                graced = True
             ready, _ = ray.wait(list(pending), num_returns=1,
                                 timeout=max(deadline - time.monotonic(), 0.0))
             if not ready:
