@@ -167,6 +167,9 @@ def coordinator(
             raise fail(str(exc)) from None
         seed, offline, transport = spec["seed"], bool(spec["offline"]), spec["transport"]
         edge_before = list(spec.get("edge", []))
+        at = checkpoint.load_progress()
+        err.print(f"resuming {sc.name} at step {at.step if at is not None else 0} (edge "
+                  f"stations: {', '.join(edge_before) or 'none'})", highlight=False)
     else:
         try:
             sc = load_scenario(scenario)
@@ -304,7 +307,7 @@ def station(
     from evgrid.cli import err, fail
     from evgrid.envs.world import build_world
     from evgrid.scenario import ScenarioError, load_scenario
-    from evgrid.transport.grpc_station import Backoff, StationRefused, run_station
+    from evgrid.transport.grpc_station import Backoff, LinkState, StationRefused, run_station
 
     _setup_logging(verbose)
     if (tls_cert is None) != (tls_key is None):
@@ -328,8 +331,11 @@ def station(
     if station_id not in ids:
         raise fail(f"station {station_id!r} is not a facility of {scenario}: one of {ids}")
     i = ids.index(station_id)
-    log_file = None
+    log_file, link = None, LinkState()
     if setpoint_log is not None:
+        # The log is also the station's memory: restarted, it continues after the last step it
+        # set on its chargers and never applies one twice.
+        link.executed_step = _last_logged_step(setpoint_log)
         try:
             log_file = setpoint_log.open("a", encoding="utf-8")
         except OSError as exc:
@@ -366,6 +372,7 @@ def station(
             credentials=credentials,
             step_s=step_s if step_s is not None else world.dt_h * 3600.0,
             on_setpoints=on_setpoints if log_file is not None else None,
+            link=link,
         )
 
     err.print(f"station {station_id} ({zones[i]}, {caps[i]:g} kW) -> {coordinator}"
@@ -378,3 +385,18 @@ def station(
         if log_file is not None:
             log_file.close()
     err.print(f"station {station_id} stopped", highlight=False)
+
+
+def _last_logged_step(path: Path) -> int:
+    """The last step a set-point log records (-1: none, or no such file). A torn last line
+    (the process died mid-write) is skipped."""
+    last = -1
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                head = line.split(",", 1)[0]
+                if head.lstrip("-").isdigit() and line.endswith("\n"):
+                    last = max(last, int(head))
+    except OSError:
+        return -1
+    return last

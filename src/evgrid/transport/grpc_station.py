@@ -401,9 +401,15 @@ async def _fallback_clock(
     read_state: StateReader | None,
     sink: SetpointSink,
 ) -> None:
-    """While the link is down, set the chargers each step from the last envelope."""
+    """While the link is down, set the chargers each step from the last envelope (then the safe
+    share). A station that has no step yet (a fresh process that never heard from the
+    coordinator and has no log of its own) has no clock to run on: it waits for the
+    coordinator instead of guessing which step it is."""
     while True:
         start = edge.state.horizon_start if edge.state is not None else edge.envelope.start
+        if start < 0 and link.executed_step < 0:
+            await asyncio.sleep(step_s)
+            continue
         step = max(link.executed_step + 1, start)
         state = read_state(step, 1) if read_state is not None else None
         chargers, kw = edge.fallback(step, state)
