@@ -8,16 +8,17 @@ export OPENBLAS_NUM_THREADS ?= 1
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: setup run test lint bench data clean proto
+.PHONY: setup run test lint typecheck bench data clean proto lock
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q pip==26.3
 
 # CPU torch first (a local wheel on these machines); a bare `torch` would pull a multi-GB CUDA build.
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+# Every version is pinned by constraints.txt (what CI passed with); `make lock` renews it.
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -28,7 +29,10 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
-test: $(STAMP) lint
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)
@@ -36,6 +40,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/offline_bound.py
 	$(BIN)/python benchmarks/admm.py --ray
 	$(BIN)/python benchmarks/grpc_round.py --n 100
+	$(BIN)/python benchmarks/grpc_load.py --n 1000 --rounds 100
+	$(BIN)/python benchmarks/dead_station.py
 	$(BIN)/python benchmarks/city_seeds.py
 
 # Real distributions and prices (ElaadNL tables, Dutch day-ahead prices) from the ev2gym wheel.
@@ -47,7 +53,15 @@ data/ev2gym/.done:
 	touch $@
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache
+
+# Renew constraints.txt from a fresh install of the newest allowed versions (then run make test).
+lock:
+	rm -rf .lock-venv && $(PY) -m venv .lock-venv
+	.lock-venv/bin/pip install -q torch==2.13.0 && .lock-venv/bin/pip install -q -e '.[dev]'
+	(head -2 constraints.txt; .lock-venv/bin/pip freeze | grep -v '^-e\|^evgrid' \
+		| sed 's/^torch==2.13.0+cpu$$/torch==2.13.0/') > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .lock-venv
 
 # Regenerate the protobuf / gRPC modules from protos/ into src/evgrid/transport/pb (committed;
 # tests/unit/test_proto.py checks that regeneration gives no diff). Imports are rewritten to

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import time
+from typing import Any
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -28,10 +29,12 @@ import ray
 from evgrid.agents.centralised import centralised_optimum
 from evgrid.agents.station import StationConfig, StationPack
 from evgrid.agents.synthetic import SharingInstance, next_period, random_instance
-from evgrid.coordinator import AdmmConfig, PowerCoordinator, solve_period
+from evgrid.coordinator import AdmmConfig, AdmmStats, PowerCoordinator, solve_period
+from evgrid.coordinator.admm import CoordinatorState
 
 
-def solve(inst, transport, coordinator, repeats: int = 5):  # type: ignore[no-untyped-def]
+def solve(inst: SharingInstance, transport: Any, coordinator: Any, repeats: int = 5,
+          ) -> tuple[dict[str, tuple[float, AdmmStats, float]], SharingInstance]:
     """A cold solve, then the next control period warm-started from it, ``repeats`` times.
 
     Returns {"cold" | "warm": (fastest wall, its stats, median wall)} and the next period's
@@ -40,12 +43,11 @@ def solve(inst, transport, coordinator, repeats: int = 5):  # type: ignore[no-un
     """
     for reg in transport.registrations():
         coordinator.register(reg)
-    runs: dict[str, list[tuple[float, object]]] = {"cold": [], "warm": []}
+    runs: dict[str, list[tuple[float, AdmmStats]]] = {"cold": [], "warm": []}
     nxt = inst
+    cold = CoordinatorState(coordinator.config.rho, np.zeros((len(inst.zone_ids), 0)), -1, {})
     for _ in range(repeats):
-        coordinator.rho = coordinator.config.rho
-        coordinator.u = np.zeros((len(inst.zone_ids), 0))
-        coordinator._p = None  # no warm duals (and plans from step 1 are not used at step 0)
+        coordinator.restore(cold)  # no warm duals (and plans from step 1 are not used at step 0)
         for start in ("cold", "warm"):
             period = inst if start == "cold" else nxt
             transport.begin_period(period.states)
@@ -54,18 +56,19 @@ def solve(inst, transport, coordinator, repeats: int = 5):  # type: ignore[no-un
                                  zone_limit_kw=period.zone_limit_kw,
                                  city_limit_kw=period.city_limit_kw)
             runs[start].append((time.perf_counter() - t, stats))
-            executed = transport.finish_period(coordinator.executable_now())
+            executed = transport.finish_period(coordinator.settle()[0])
             if start == "cold":
                 nxt = next_period(inst, {sid: kw for sid, (_, kw) in executed.items()})
-    out = {}
+    out: dict[str, tuple[float, AdmmStats, float]] = {}
     for start, walls in runs.items():
         best = min(walls, key=lambda r: r[0])
         out[start] = (best[0], best[1], float(np.median([w for w, _ in walls])))
     return out, nxt
 
 
-def row(n: int, inst, transport: str, start: str, wall: float, stats,  # type: ignore[no-untyped-def]
-        median: float | None, opt: float | None, central_s: float | None, seed: int) -> str:
+def row(n: int, inst: SharingInstance, transport: str, start: str, wall: float,
+        stats: AdmmStats, median: float | None, opt: float | None, central_s: float | None,
+        seed: int) -> str:
     return json.dumps({
         "benchmark": "admm",
         "seed": seed,

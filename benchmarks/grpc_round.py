@@ -17,6 +17,7 @@ import math
 import multiprocessing as mp
 import os
 import time
+from typing import Any
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -26,6 +27,7 @@ import numba
 from evgrid.agents.station import StationConfig
 from evgrid.agents.synthetic import random_instance
 from evgrid.coordinator import AdmmConfig, MixedStations, PowerCoordinator, solve_period
+from evgrid.coordinator.messages import Registration
 from evgrid.transport.grpc_server import create_server
 from evgrid.transport.grpc_station import run_station
 
@@ -39,8 +41,10 @@ def main() -> None:
     args = ap.parse_args()
     cfg = AdmmConfig()
     inst = random_instance(args.n, args.horizon, seed=1)
+    regs = [Registration(a, "station", z, c) for a, z, c in
+            zip(inst.states, inst.grid_zones, inst.max_power_kw, strict=True)]
     server, port, hub = create_server("127.0.0.1:0", grid_zones=inst.zone_ids, dt_h=0.25,
-                                      token=TOKEN, round_timeout_s=10.0)
+                                      token=TOKEN, stations=regs, round_timeout_s=10.0)
     stop_clients = mp.get_context("spawn").Event()
     clients = mp.get_context("spawn").Process(
         target=run_clients, args=(port, args.n, args.horizon, stop_clients), daemon=True)
@@ -51,7 +55,6 @@ def main() -> None:
     coord = PowerCoordinator(inst.zone_ids, cfg)
     for reg in sorted(hub.registrations(), key=lambda r: list(inst.states).index(r.agent_id)):
         coord.register(reg)
-    hub.attach(coord)
     transport = MixedStations([hub])
     transport.begin_period(inst.states)
     t = time.perf_counter()
@@ -72,7 +75,7 @@ def main() -> None:
     server.stop(grace_s=1.0)
 
 
-def run_clients(port: int, n: int, horizon: int, stop_flag: object) -> None:
+def run_clients(port: int, n: int, horizon: int, stop_flag: Any) -> None:
     """The edge side: N `run_station` tasks in this process's event loop, on one kernel
     thread as N edge nodes would each have."""
     numba.set_num_threads(1)
@@ -85,7 +88,7 @@ def run_clients(port: int, n: int, horizon: int, stop_flag: object) -> None:
             f"127.0.0.1:{port}", token=TOKEN, station_id=sid, grid_zone=zone, max_power_kw=cap,
             stop=stop, config=config))
             for sid, zone, cap in zip(inst.states, inst.grid_zones, inst.max_power_kw, strict=True)]
-        while not stop_flag.is_set():  # type: ignore[attr-defined]
+        while not stop_flag.is_set():
             await asyncio.sleep(0.1)
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -55,7 +55,7 @@ PolicyOption = Annotated[
 @contextlib.contextmanager
 def progress_bar(quiet: bool) -> Iterator[Callable[[str, int, int], None]]:
     """A rich progress bar with one row per named task; yields the runner's progress callback."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     with Progress(
         TextColumn("{task.description:<16}"),
@@ -65,7 +65,7 @@ def progress_bar(quiet: bool) -> Iterator[Callable[[str, int, int], None]]:
         console=err,
         disable=quiet,
     ) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def progress(name: str, done: int, total: int) -> None:
             if name not in tasks:

@@ -193,7 +193,7 @@ def test_tls_credentials_refuse_half_or_mismatched_client_pairs(pki: Pki) -> Non
         server_credentials(*pki.coordinator, client_ca=cert.parent / "missing.pem")
 
 
-class _WhoAmI(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
+class _WhoAmI(health_pb2_grpc.HealthServicer):
     """Health checks that record who the server believes is calling."""
 
     def __init__(self) -> None:

@@ -41,7 +41,7 @@ def wait_for_step(out: Path, step: int, proc: subprocess.Popen[str], timeout_s: 
         time.sleep(0.05)
 
 
-def test_killed_processes_resume_and_repeat_no_step(tmp_path, small_copy, write_yaml) -> None:  # type: ignore[no-untyped-def]
+def test_killed_processes_resume_and_repeat_no_step(tmp_path, small_copy, write_yaml) -> None:
     small_copy["horizon_days"] = 0.5  # 48 steps
     scenario = str(write_yaml(small_copy))
     port = str(free_port())

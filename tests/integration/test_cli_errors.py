@@ -66,7 +66,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("args", "says"), CASES, ids=[" ".join(a)[:40] for a, _ in CASES])
-def test_a_user_error_is_one_line_and_exit_2(  # type: ignore[no-untyped-def]
+def test_a_user_error_is_one_line_and_exit_2(
     args, says, files, capsys, monkeypatch, tmp_path
 ) -> None:
     monkeypatch.chdir(tmp_path)
@@ -80,7 +80,7 @@ def test_a_user_error_is_one_line_and_exit_2(  # type: ignore[no-untyped-def]
     assert files["file"].read_text() == "mine", "a user's file was touched"
 
 
-def test_a_yaml_error_keeps_its_brackets(files, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_yaml_error_keeps_its_brackets(files, capsys, monkeypatch) -> None:
     """rich would eat ``[bold]`` as markup; the message must show it as written."""
     bad = files["empty"].parent / "tag.yaml"
     bad.write_text("a: !x[bold]y 1\n")

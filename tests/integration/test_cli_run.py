@@ -82,7 +82,7 @@ def test_run_refuses_the_current_folder_and_a_file(
     assert (tmp_path / "file").read_text() == "data"
 
 
-def test_bad_scenario_exits_nonzero_and_leaves_no_folder(tmp_path: Path, small_copy, write_yaml) -> None:  # type: ignore[no-untyped-def]
+def test_bad_scenario_exits_nonzero_and_leaves_no_folder(tmp_path: Path, small_copy, write_yaml) -> None:
     small_copy["facilities"][1]["zones"]["A"]["chargers"]["max_kw"] = -7
     bad = write_yaml(small_copy)
     out = tmp_path / "never"
@@ -115,3 +115,46 @@ def test_console_script_help_explains_every_option() -> None:
                          capture_output=True, text=True, check=True)
     for option in ["--policy", "--seed", "--out", "--days", "--dt-min", "--offline", "--quiet"]:
         assert option in res.stdout
+
+
+def test_a_killed_run_resumes_with_the_uninterrupted_results(tmp_path: Path) -> None:
+    """SIGKILL in the middle of the coordinated policy; `evgrid run --resume` finishes the day
+    from the checkpoint, skipping the finished baseline, with exactly the KPIs of a run that
+    was never interrupted (ADMM wall times aside)."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    import numpy as np
+
+    cli = [sys.executable, "-c", "from evgrid.cli import main; main()"]
+    args = ["run", "small", "-p", "llf", "-p", "coordinated", "--transport", "inprocess",
+            "--no-offline", "-q"]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*cli, *args, "--out", str(killed)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    progress = killed / "checkpoint" / "progress.npz"
+    deadline = time.monotonic() + 120
+    step = -1
+    while step < 20:
+        assert proc.poll() is None and time.monotonic() < deadline, "killed too late"
+        try:
+            with np.load(progress, allow_pickle=False) as d:
+                step = int(json.loads(str(d["meta"]))["step"])
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    done = subprocess.run([*cli, "run", "--resume", str(killed)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "resuming small: finished llf" in done.stderr
+    whole = tmp_path / "whole"
+    subprocess.run([*cli, *args, "--out", str(whole)], check=True, capture_output=True)
+    a = json.loads((killed / "results.json").read_text())["policies"]
+    b = json.loads((whole / "results.json").read_text())["policies"]
+    for policy in ("llf", "coordinated"):
+        diff = {k for k in a[policy] if a[policy][k] != b[policy][k] and "wall" not in k}
+        assert not diff, (policy, {k: (a[policy][k], b[policy][k]) for k in diff})
+    assert not (killed / "checkpoint").exists()

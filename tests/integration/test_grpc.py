@@ -61,7 +61,7 @@ pytestmark = pytest.mark.grpc
 
 
 # -- (a) authentication -------------------------------------------------------------------------
-def test_missing_token_and_unregistered_agent_are_unauthenticated(serve, edges) -> None:  # type: ignore[no-untyped-def]
+def test_missing_token_and_unregistered_agent_are_unauthenticated(serve, edges) -> None:
     _, port, hub = serve(["z1"])
     reg = pb.RegisterRequest(
         agent_id="s1", kind=pb.AGENT_KIND_STATION, grid_zone="z1", max_power_kw=22.0
@@ -102,7 +102,7 @@ def test_missing_token_and_unregistered_agent_are_unauthenticated(serve, edges) 
 
 
 # -- (b) stale round, impersonation -------------------------------------------------------------
-def test_stale_round_is_failed_precondition_and_impersonation_denied(serve, edges) -> None:  # type: ignore[no-untyped-def]
+def test_stale_round_is_failed_precondition_and_impersonation_denied(serve, edges) -> None:
     _, port, hub = serve(["z1"])
     good = edges.station(port, "good", "z1", 33.0)
 
@@ -138,7 +138,7 @@ def test_stale_round_is_failed_precondition_and_impersonation_denied(serve, edge
 
 
 # -- (c) malformed proposals --------------------------------------------------------------------
-def test_malformed_proposals_are_invalid_argument_and_others_keep_going(serve, edges) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_proposals_are_invalid_argument_and_others_keep_going(serve, edges) -> None:
     _, port, hub = serve(["z1"])
     good = edges.station(port, "good", "z1", 33.0)
     cap = 20.0
@@ -183,7 +183,7 @@ def test_malformed_proposals_are_invalid_argument_and_others_keep_going(serve, e
 
 
 # -- (d) health ---------------------------------------------------------------------------------
-def test_health_needs_no_credentials(serve) -> None:  # type: ignore[no-untyped-def]
+def test_health_needs_no_credentials(serve) -> None:
     """A load balancer or an operator's probe holds no station's token."""
     _, port, _ = serve(["z1"])
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -196,7 +196,7 @@ def test_health_needs_no_credentials(serve) -> None:  # type: ignore[no-untyped-
 
 
 # -- (e) in-process == gRPC ---------------------------------------------------------------------
-def test_grpc_period_equals_in_process(serve, edges, small) -> None:  # type: ignore[no-untyped-def]
+def test_grpc_period_equals_in_process(serve, edges, small) -> None:
     obs, h, states = small["obs"], small["h"], small["states"]
     limits = dict(
         horizon_start=obs.t,
@@ -255,7 +255,7 @@ def test_grpc_period_equals_in_process(serve, edges, small) -> None:  # type: ig
 # -- (f) a link drops mid-period ----------------------------------------------------------------
 def test_a_dropped_link_is_dropped_from_the_period_and_executes_its_envelope(
     serve, edges, small
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     sim = Simulator(small["sc"])
     llf = LeastLaxityFirst()
     obs = sim.reset()
@@ -333,7 +333,7 @@ def test_a_dropped_link_is_dropped_from_the_period_and_executes_its_envelope(
 
 
 # -- reconnection -------------------------------------------------------------------------------
-def test_station_reconnects_with_backoff_after_the_coordinator_restarts(serve, edges) -> None:  # type: ignore[no-untyped-def]
+def test_station_reconnects_with_backoff_after_the_coordinator_restarts(serve, edges) -> None:
     first, port, hub = serve(["z1"])
     edge = edges.station(port, "s1", "z1", 22.0, backoff=Backoff(initial_s=0.05, max_s=0.3))
     assert hub.wait_for_stations(1, 5) == 1
@@ -347,7 +347,7 @@ def test_station_reconnects_with_backoff_after_the_coordinator_restarts(serve, e
     assert edge.link.connects == 2 and not edge.link.fallback
 
 
-def test_only_facilities_register_and_only_until_the_run_starts(serve) -> None:  # type: ignore[no-untyped-def]
+def test_only_facilities_register_and_only_until_the_run_starts(serve) -> None:
     _, port, hub = serve(["z1"], stations=roster({"depot": ("z1", 10.0), "mall": ("z1", 10.0)}))
 
     def register(sid: str) -> pb.RegisterResponse:
@@ -369,7 +369,7 @@ def test_only_facilities_register_and_only_until_the_run_starts(serve) -> None: 
 
 
 # -- the two commands ---------------------------------------------------------------------------
-def test_coordinator_and_station_commands_run_a_day_over_grpc(  # type: ignore[no-untyped-def]
+def test_coordinator_and_station_commands_run_a_day_over_grpc(
     tmp_path, small_copy, write_yaml, edges
 ) -> None:
     """The real commands, over TLS (a self-signed certificate for localhost / 127.0.0.1)."""
@@ -445,7 +445,7 @@ def test_coordinator_and_station_commands_run_a_day_over_grpc(  # type: ignore[n
     assert "station depot stopped" in log and "(TLS)" in log
 
 
-def test_tls_coordinator_refuses_plaintext_and_bad_key_files_are_named(  # type: ignore[no-untyped-def]
+def test_tls_coordinator_refuses_plaintext_and_bad_key_files_are_named(
     serve, tmp_path
 ) -> None:
     _, port, _ = serve(["z1"], server_credentials=server_credentials(

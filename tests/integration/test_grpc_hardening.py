@@ -48,7 +48,7 @@ def status_of(call: Any) -> grpc.StatusCode:
 
 
 # -- credentials before work --------------------------------------------------------------------
-def test_no_message_is_read_before_credentials_and_garbage_is_invalid_argument(serve) -> None:  # type: ignore[no-untyped-def]
+def test_no_message_is_read_before_credentials_and_garbage_is_invalid_argument(serve) -> None:
     _, port, hub = serve(["z1"])
     with grpc.insecure_channel(f"127.0.0.1:{port}",
                                options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
@@ -72,7 +72,7 @@ def test_no_message_is_read_before_credentials_and_garbage_is_invalid_argument(s
     assert hub.registrations() == [] and hub.stats.refused == {}
 
 
-def test_hello_timeout_and_the_per_client_stream_limit(serve) -> None:  # type: ignore[no-untyped-def]
+def test_hello_timeout_and_the_per_client_stream_limit(serve) -> None:
     tokens = {"s1": "token-of-s1"}
     auth = Authenticator(station_tokens={token_digest(t): s for s, t in tokens.items()})
     _, port, _ = serve(["z1"], auth=auth, hello_timeout_s=0.5)
@@ -108,7 +108,7 @@ def _forever() -> Iterator[bytes]:
 
 
 # -- identity -----------------------------------------------------------------------------------
-def test_a_second_stream_for_a_live_station_is_refused_and_never_wins(serve, edges) -> None:  # type: ignore[no-untyped-def]
+def test_a_second_stream_for_a_live_station_is_refused_and_never_wins(serve, edges) -> None:
     _, port, hub = serve(["z1"])
     good = edges.station(port, "good", "z1", 33.0)
     assert hub.wait_for_stations(1, 5) == 1
@@ -121,7 +121,7 @@ def test_a_second_stream_for_a_live_station_is_refused_and_never_wins(serve, edg
     assert props.agent_ids == ("good",) and good.link.connected and good.link.connects == 1
 
 
-def test_per_station_tokens_act_only_as_their_own_station(serve, edges) -> None:  # type: ignore[no-untyped-def]
+def test_per_station_tokens_act_only_as_their_own_station(serve, edges) -> None:
     tokens = {"s1": "t-one", "s2": "t-two"}
     auth = Authenticator(station_tokens={token_digest(t): s for s, t in tokens.items()})
     _, port, hub = serve(["z1"], auth=auth)
@@ -146,7 +146,7 @@ def test_per_station_tokens_act_only_as_their_own_station(serve, edges) -> None:
     assert hub.wait_for_stations(1, 5) == 1 and hub.connected() == ["s1"]
 
 
-def test_client_certificates_name_the_station(serve, edges, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_client_certificates_name_the_station(serve, edges, tmp_path) -> None:
     ca = init_ca(tmp_path)
     server = issue(tmp_path, "coordinator", kind="coordinator")
     s1 = issue(tmp_path, "s1", kind="station")
@@ -167,7 +167,7 @@ def test_client_certificates_name_the_station(serve, edges, tmp_path) -> None:  
 
 
 # -- claims -------------------------------------------------------------------------------------
-def test_registrations_are_checked_against_the_city_file(serve) -> None:  # type: ignore[no-untyped-def]
+def test_registrations_are_checked_against_the_city_file(serve) -> None:
     city = [Registration("s1", "station", "z1", 22.0, chargers=4)]
     _, port, hub = serve(["z1", "z2"], stations=city)
     with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
@@ -184,7 +184,7 @@ def test_registrations_are_checked_against_the_city_file(serve) -> None:  # type
     assert hub.registrations() == city, "the file's terms, not the station's"
 
 
-def test_absurd_numbers_are_refused_and_counted(serve, edges) -> None:  # type: ignore[no-untyped-def]
+def test_absurd_numbers_are_refused_and_counted(serve, edges) -> None:
     """A finite but absurd warm start once wrecked ρ and the duals for a day; NaN energy and
     negative EVs in telemetry were taken without a word."""
     _, port, hub = serve(["z1"])
@@ -214,7 +214,7 @@ def test_absurd_numbers_are_refused_and_counted(serve, edges) -> None:  # type: 
 
 
 # -- dead and slow stations ---------------------------------------------------------------------
-def test_a_hung_station_costs_its_wait_once(serve, edges) -> None:  # type: ignore[no-untyped-def]
+def test_a_hung_station_costs_its_wait_once(serve, edges) -> None:
     """A station that connects and then never answers: the first period waits for it
     ``drop_after`` rounds and drops it; the next asks it but waits for nobody."""
     _, port, hub = serve(["z1"], round_timeout_s=0.3)
@@ -261,7 +261,7 @@ def _has_ipv6() -> bool:
 
 
 @pytest.mark.skipif(not _has_ipv6(), reason="this machine has no IPv6 loopback")
-def test_ipv6_loopback_binds_and_serves(serve, edges) -> None:  # type: ignore[no-untyped-def]
+def test_ipv6_loopback_binds_and_serves(serve, edges) -> None:
     from evgrid.transport.grpc_server import host_port
 
     _, port, hub = serve(["z1"], address=host_port("::1", 0))
@@ -269,7 +269,7 @@ def test_ipv6_loopback_binds_and_serves(serve, edges) -> None:  # type: ignore[n
     assert hub.wait_for_stations(1, 5) == 1
 
 
-def test_a_tls_mismatch_is_named(serve, edges) -> None:  # type: ignore[no-untyped-def]
+def test_a_tls_mismatch_is_named(serve, edges) -> None:
     _, plain, _ = serve(["z1"])
     fast = Backoff(initial_s=0.02, max_s=0.05)
     edge = edges.station(plain, "s1", "z1", 22.0, backoff=fast,
@@ -283,7 +283,7 @@ def test_a_tls_mismatch_is_named(serve, edges) -> None:  # type: ignore[no-untyp
     assert not edge.link.connected
 
 
-def test_a_station_outside_the_roster_is_not_found(serve) -> None:  # type: ignore[no-untyped-def]
+def test_a_station_outside_the_roster_is_not_found(serve) -> None:
     _, port, _ = serve(["z1"], stations=roster({"s1": ("z1", 22.0)}))
     with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
         assert status_of(lambda: ch.unary_unary(REGISTER)(station_reg("s9"), metadata=MD,

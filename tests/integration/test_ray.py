@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import numpy as np
 import pytest
 
@@ -12,6 +14,9 @@ from evgrid.envs.kpis import compute_kpis
 from evgrid.scenario import load_scenario, parse_scenario
 from tests.conformance.test_controller_invariants import check_invariants
 
+if TYPE_CHECKING:
+    from evgrid.transport.ray_actors import RayCoordinator, RayStations
+
 pytestmark = pytest.mark.ray
 
 
@@ -21,12 +26,12 @@ def small_sim() -> Simulator:
 
 
 @pytest.fixture(scope="module")
-def inprocess(small_sim: Simulator):  # type: ignore[no-untyped-def]
+def inprocess(small_sim: Simulator):
     policy = CoordinatedPolicy(small_sim.world)
     return small_sim.run(policy), policy
 
 
-def test_ray_actors_give_the_inprocess_answer(ray_session, small_sim, inprocess) -> None:  # type: ignore[no-untyped-def]
+def test_ray_actors_give_the_inprocess_answer(ray_session, small_sim, inprocess) -> None:
     from evgrid.transport.ray_actors import RayCoordinator, RayStations
 
     ids, zones, caps = station_specs(small_sim.world)
@@ -53,17 +58,17 @@ class KillTheCoordinator:
     def __init__(self, policy: CoordinatedPolicy, at_step: int) -> None:
         self.policy, self.at_step, self.killed_pid = policy, at_step, None
 
-    def schedule(self, obs):  # type: ignore[no-untyped-def]
+    def schedule(self, obs):
         import ray
 
         if obs.t == self.at_step:
-            actor = self.policy.coordinator.actor  # type: ignore[attr-defined]
+            actor = cast("RayCoordinator", self.policy.coordinator).actor
             self.killed_pid = ray.get(actor.pid.remote())
             ray.kill(actor, no_restart=False)
         return self.policy.schedule(obs)
 
 
-def test_a_killed_coordinator_actor_is_restored_and_nothing_changes(  # type: ignore[no-untyped-def]
+def test_a_killed_coordinator_actor_is_restored_and_nothing_changes(
     ray_session, small_sim, inprocess
 ) -> None:
     """Ray restarts the actor, the proxy hands it the last period's state, and the period is
@@ -83,7 +88,7 @@ def test_a_killed_coordinator_actor_is_restored_and_nothing_changes(  # type: ig
     check_invariants(result)
 
 
-def test_cohort_actors_agree_on_the_inprocess_claims(ray_session, small_sim) -> None:  # type: ignore[no-untyped-def]
+def test_cohort_actors_agree_on_the_inprocess_claims(ray_session, small_sim) -> None:
     from evgrid.agents.cohort import cohort_router
     from evgrid.transport.ray_actors import ray_cohort_host
 
@@ -93,7 +98,7 @@ def test_cohort_actors_agree_on_the_inprocess_claims(ray_session, small_sim) -> 
     np.testing.assert_allclose(remote.weights, local.weights, rtol=1e-9, atol=1e-12)
 
 
-def test_packs_answer_like_one_pack_when_the_targeted_stations_change(ray_session) -> None:  # type: ignore[no-untyped-def]
+def test_packs_answer_like_one_pack_when_the_targeted_stations_change(ray_session) -> None:
     """Participant counts travel once a period per pack; targets that skip stations (a
     partial round) or come back to all of them must still get every count right."""
     from evgrid.agents.station import StationConfig, StationPack
@@ -130,25 +135,25 @@ class ChaosMonkey:
     def __init__(self, policy: CoordinatedPolicy, seed: int, steps: int, kills: int) -> None:
         rng = np.random.default_rng(seed)
         self.policy = policy
-        self.kill_packs = {int(t): int(rng.integers(len(policy.transport.actors)))  # type: ignore[attr-defined]
+        self.packs = cast("RayStations", policy.transport).actors
+        self.kill_packs = {int(t): int(rng.integers(len(self.packs)))
                            for t in rng.choice(np.arange(3, steps - 3), kills, replace=False)}
         self.kill_coordinator = int(rng.integers(5, steps - 5))
         self.killed = 0
 
-    def schedule(self, obs):  # type: ignore[no-untyped-def]
+    def schedule(self, obs):
         import ray
 
         if obs.t in self.kill_packs:
-            ray.kill(self.policy.transport.actors[self.kill_packs[obs.t]],  # type: ignore[attr-defined]
-                     no_restart=False)
+            ray.kill(self.packs[self.kill_packs[obs.t]], no_restart=False)
             self.killed += 1
         if obs.t == self.kill_coordinator:
-            ray.kill(self.policy.coordinator.actor, no_restart=False)  # type: ignore[attr-defined]
+            ray.kill(cast("RayCoordinator", self.policy.coordinator).actor, no_restart=False)
             self.killed += 1
         return self.policy.schedule(obs)
 
 
-def test_chaos_random_actor_kills_break_no_limit(ray_session) -> None:  # type: ignore[no-untyped-def]
+def test_chaos_random_actor_kills_break_no_limit(ray_session) -> None:
     """Half a day with eight kills of station actors (one of them beyond Ray's three restarts
     of that actor: its station stays dead and runs on its fallback) and one of the coordinator:
     the day completes, no executed schedule exceeds a limit, the agreement recovers between

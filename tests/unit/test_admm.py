@@ -46,11 +46,12 @@ def test_zone_city_projection_matches_cvxpy(seed: int, g: int, h: int) -> None:
         weights = 1 / np.where(active, n[:, t], 1)
         ours = float((weights * (got - s[:, t]) ** 2).sum())
         assert ours <= problem.value + 1e-6 * max(1.0, problem.value), (ours, problem.value)
+        assert y.value is not None
         np.testing.assert_allclose(got, y.value, atol=1e-3 * max(1.0, s.max()))
     assert (pi >= 0).all()
 
 
-def wired(n_stations: int, seed: int, config: AdmmConfig | None = None):  # type: ignore[no-untyped-def]
+def wired(n_stations: int, seed: int, config: AdmmConfig | None = None):
     """A random 24-step instance, its stations in one pack, registered with a coordinator."""
     inst = random_instance(n_stations, 24, seed=seed, dt_h=1.0)
     cfg = config or AdmmConfig()
@@ -63,7 +64,7 @@ def wired(n_stations: int, seed: int, config: AdmmConfig | None = None):  # type
     return inst, pack, coord
 
 
-def run_admm(n_stations: int, seed: int, config: AdmmConfig | None = None):  # type: ignore[no-untyped-def]
+def run_admm(n_stations: int, seed: int, config: AdmmConfig | None = None):
     inst, pack, coord = wired(n_stations, seed, config)
     zone_of = np.array([inst.zone_ids.index(z) for z in inst.grid_zones])
     opt, _ = centralised_optimum(pack, zone_of, inst.zone_limit_kw, inst.city_limit_kw)
@@ -238,7 +239,7 @@ def test_a_station_that_overstates_its_dual_certifies_nothing() -> None:
     inst, pack, coord = wired(10, seed=7)
     honest = pack.propose
 
-    def boastful(targets, **kw):  # type: ignore[no-untyped-def]
+    def boastful(targets, **kw):
         answer = honest(targets, **kw)
         if answer.dual_objective is None:
             return answer
@@ -246,7 +247,7 @@ def test_a_station_that_overstates_its_dual_certifies_nothing() -> None:
         inflated[0] += 0.01 * abs(answer.objective.sum())
         return replace(answer, dual_objective=inflated)
 
-    pack.propose = boastful  # type: ignore[method-assign]
+    pack.propose = boastful
     stats = solve_period(coord, pack, horizon_start=0, zone_limit_kw=inst.zone_limit_kw,
                          city_limit_kw=inst.city_limit_kw)
     assert stats.converged and stats.lower_bound == -np.inf and stats.gap_bound == np.inf

@@ -64,27 +64,27 @@ def test_water_level_spends_the_budget(values: np.ndarray, budget: float) -> Non
 
 
 @pytest.fixture(scope="module")
-def small_runs():  # type: ignore[no-untyped-def]
+def small_runs():
     sim = Simulator(load_scenario("small"))
     runs = {name: sim.run(make_policy(name)) for name in list(BASELINES)}
     bound, _ = offline_optimal_run(sim, runs["llf"])
     return {name: compute_kpis(r) for name, r in runs.items()}, compute_kpis(bound)
 
 
-def test_small_has_binding_limits(small_runs) -> None:  # type: ignore[no-untyped-def]
+def test_small_has_binding_limits(small_runs) -> None:
     kpis, _ = small_runs
     assert kpis["uncontrolled"]["limit_violations"] > 0, "small must exercise the projection"
 
 
 @pytest.mark.parametrize("name", ["llf", "edf"])
-def test_deadline_aware_meets_at_least_uncontrolled(small_runs, name: str) -> None:  # type: ignore[no-untyped-def]
+def test_deadline_aware_meets_at_least_uncontrolled(small_runs, name: str) -> None:
     kpis, _ = small_runs
     assert kpis[name]["demand_met_pct"] >= kpis["uncontrolled"]["demand_met_pct"]
     assert kpis[name]["limit_violations"] == 0
 
 
 @pytest.mark.parametrize("name", list(BASELINES))
-def test_no_baseline_beats_the_offline_optimum(small_runs, name: str) -> None:  # type: ignore[no-untyped-def]
+def test_no_baseline_beats_the_offline_optimum(small_runs, name: str) -> None:
     kpis, bound = small_runs
     assert kpis[name]["objective"] >= bound["objective"] * (1 - 1e-7)
     assert bound["demand_met_pct"] >= kpis[name]["demand_met_pct"] - 1e-6

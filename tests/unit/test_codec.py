@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 
 from evgrid.agents.station import StationConfig, StationPack
-from evgrid.agents.synthetic import random_instance
+from evgrid.agents.synthetic import SharingInstance, random_instance
 from evgrid.coordinator import AdmmConfig, PowerCoordinator
-from evgrid.coordinator.messages import ConsensusTargets
+from evgrid.coordinator.messages import ConsensusTargets, PowerProposals
 from evgrid.transport import codec
 from evgrid.transport.pb import coordinator_pb2 as pb
 
 
-def wired_round(n: int = 6, rounds: int = 3):  # type: ignore[no-untyped-def]
+def wired_round(n: int = 6, rounds: int = 3) -> tuple[
+        SharingInstance, StationPack, PowerCoordinator, PowerProposals, ConsensusTargets]:
     """A random 24-step instance after ``rounds`` in-process ADMM rounds."""
     inst = random_instance(n, 24, seed=3, dt_h=1.0)
     pack = StationPack(list(inst.states), inst.grid_zones, inst.max_power_kw, StationConfig())

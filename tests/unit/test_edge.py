@@ -110,14 +110,14 @@ def test_done_schedule_is_the_fallback_at_the_envelope_start() -> None:
 
 
 @pytest.fixture(scope="module")
-def small_period():  # type: ignore[no-untyped-def]
+def small_period():
     sim, obs = busy_period()
     ids, zones, caps = station_specs(sim.world)
     h = 32
     return sim.world, obs, (ids, zones, caps), station_states(obs, ids, h), h
 
 
-def test_edge_answers_equal_the_in_process_pack(small_period) -> None:  # type: ignore[no-untyped-def]
+def test_edge_answers_equal_the_in_process_pack(small_period) -> None:
     world, obs, (ids, zones, caps), states, h = small_period
     cfg = station_config(world)
     pack = StationPack(ids, zones, caps, cfg)

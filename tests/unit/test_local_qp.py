@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from evgrid.agents.local_qp import solve_local
 
 
-def cvxpy_row(w, q, upper, budget, rho, wear):  # type: ignore[no-untyped-def]
+def cvxpy_row(w, q, upper, budget, rho, wear):
     p = cp.Variable(w.size)
     obj = q @ p + wear * cp.sum_squares(p) + rho / 2 * cp.sum_squares(p - w)
     prob = cp.Problem(cp.Minimize(obj), [p >= 0, p <= upper, cp.sum(p) <= budget])

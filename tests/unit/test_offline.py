@@ -28,7 +28,7 @@ def one_charger_world(price: list[float]) -> dict:
     }
 
 
-def one_ev():  # type: ignore[no-untyped-def]
+def one_ev():
     """One EV from 2:00 to 8:00 asking 20 kWh of its 50 kWh battery room, at 10 kW."""
     return make_sessions(
         arrival_h=np.array([2.0]), departure_h=np.array([8.0]), dt_h=1.0, steps=24,
@@ -59,7 +59,7 @@ class FillToCapacity:
 
     name = "fill"
 
-    def schedule(self, obs):  # type: ignore[no-untyped-def]
+    def schedule(self, obs):
         return obs.power_cap_kw
 
 
@@ -77,7 +77,7 @@ def test_bound_holds_with_negative_prices_and_charging_past_the_request() -> Non
     assert sol.solver_objective == pytest.approx(k["objective"], abs=1e-5)
 
 
-def test_a_limit_dropped_to_zero_is_reported(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_limit_dropped_to_zero_is_reported(tmp_path) -> None:
     import json
 
     from evgrid.evaluation.report import write_experiment

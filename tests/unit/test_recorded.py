@@ -40,8 +40,8 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def utc(*args: int) -> np.datetime64:
-    return np.datetime64(datetime(*args, tzinfo=UTC).replace(tzinfo=None), "s")
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> np.datetime64:
+    return np.datetime64(datetime(year, month, day, hour, minute), "s")
 
 
 def test_good_rows_are_parsed_and_converted_to_utc(tmp_path: Path) -> None:
@@ -185,7 +185,7 @@ def test_draw_sessions_with_no_arrivals_gives_an_empty_table(small_copy: dict) -
 
 def test_scenario_sessions_csv_replays_exactly_that_file_at_that_facility(
     tmp_path: Path, small_copy: dict, write_yaml
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     write(
         tmp_path / "depot.csv",
         HEADER
@@ -218,7 +218,7 @@ def test_scenario_sessions_csv_replays_exactly_that_file_at_that_facility(
 
 def test_scenario_price_csv_is_aligned_to_the_recorded_sessions(
     tmp_path: Path, small_copy: dict, write_yaml
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     write(tmp_path / "s.csv", HEADER + "2024-06-03T05:00:00Z,2024-06-03T07:00:00Z,5,x\n")
     hours = [datetime(2024, 6, 2, tzinfo=UTC) + timedelta(hours=h) for h in range(72)]
     write(
@@ -279,7 +279,7 @@ def test_single_site_scenario_builds_one_site_and_drops_outside_sessions(tmp_pat
 
 def test_absolute_recorded_paths_survive_loading(
     tmp_path: Path, small_copy: dict, write_yaml
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     csv = write(tmp_path / "s.csv", HEADER + "2024-06-03T05:00:00Z,2024-06-03T07:00:00Z,5,x\n")
     small_copy["facilities"][0]["sessions_csv"] = str(csv.resolve())
     sc = load_scenario(write_yaml(small_copy))
@@ -387,7 +387,7 @@ def test_replay_refuses_sessions_spanning_more_than_a_year_without_a_window(
 
 def test_scenario_price_csv_beyond_the_bound_is_refused_when_the_world_is_built(
     tmp_path: Path, small_copy: dict, write_yaml
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     write(tmp_path / "p.csv", "timestamp,price_per_kwh\n2024-06-03T00:00:00Z,-1e9\n")
     small_copy["prices"]["price_csv"] = "p.csv"
     sc = load_scenario(write_yaml(small_copy))  # exists and is readable: loads

@@ -120,7 +120,7 @@ def build_cohort_agents(world: World, *, seed: int = 0, alpha: float = 1.6) -> l
                 + wait_h * c.value_of_time_per_h)
         # SoC classes: the set of zones a driver may use depends only on its arrival SoC.
         fake = _SocOnly(soc)
-        cand = candidate_slots(world, fake, np.arange(SAMPLES))  # type: ignore[arg-type]
+        cand = candidate_slots(world, fake, np.arange(SAMPLES))
         patterns, inverse = np.unique(cand, axis=0, return_inverse=True)
         share = np.bincount(inverse.ravel(), minlength=len(patterns)) / SAMPLES
         groups = [np.flatnonzero(p) for p in patterns]

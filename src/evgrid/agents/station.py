@@ -202,7 +202,7 @@ class StationPack:
         self.keys = keys
         # The sharing ADMM's N_i per step: EVs of each station still plugged in at that step.
         self.present = np.zeros((len(sts), h))
-        np.add.at(self.present, (self.row_station, slice(None)),
+        np.add.at(self.present, self.row_station,
                   (np.arange(h)[None, :] < self.width[:, None]).astype(float))
         self.row_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.agg = sp.csr_matrix(

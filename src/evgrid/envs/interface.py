@@ -64,6 +64,16 @@ class Observation:
 
 
 @runtime_checkable
+class Stateful(Protocol):
+    """A controller with state worth a checkpoint (``evgrid.evaluation.checkpoint``): named
+    arrays out, the same arrays back in to continue as if uninterrupted."""
+
+    def state_dict(self) -> dict[str, np.ndarray]: ...
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None: ...
+
+
+@runtime_checkable
 class Controller(Protocol):
     """A charging policy: one call per step, returning kW per charger (positive = charging)."""
 

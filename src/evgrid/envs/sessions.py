@@ -129,10 +129,12 @@ def draw_sessions(scenario: Scenario, rng: np.random.Generator) -> Sessions:
                 facility=np.full(n, -1),
             )
         )
-    recorded = [(i, f) for i, f in enumerate(scenario.facilities) if f.sessions_csv is not None]
-    recs = [read_sessions_csv(f.sessions_csv) for _, f in recorded]  # type: ignore[arg-type]
+    recorded = [(i, f, f.sessions_csv) for i, f in enumerate(scenario.facilities)
+                if f.sessions_csv is not None]
+    recs = [read_sessions_csv(path) for _, _, path in recorded]
     start = horizon_start_utc(scenario, recs) if recs else None
-    for (fi, f), rec in zip(recorded, recs, strict=True):
+    for (fi, f, _), rec in zip(recorded, recs, strict=True):
+        assert start is not None  # there are recorded sessions, so there is a clock
         if not len(rec):
             raise RecordedDataError(f"facility {f.id!r}: {rec.skip_report()}; no usable sessions")
         if rec.skipped:
@@ -145,7 +147,7 @@ def draw_sessions(scenario: Scenario, rng: np.random.Generator) -> Sessions:
                 facility=np.full(n, fi),
                 origin_xy_km=np.tile([f.x_km, f.y_km], (n, 1)),
                 max_kw=np.full(n, max(z.chargers.max_kw for z in f.zones.values())),
-                **session_columns(rec, start),  # type: ignore[arg-type]
+                **session_columns(rec, start),
             )
         )
     return Sessions.concat(parts)

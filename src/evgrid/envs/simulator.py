@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import Protocol
 
 import numpy as np
 
@@ -49,7 +50,17 @@ def rank_within_groups(groups: np.ndarray) -> np.ndarray:
     return rank
 
 
-def candidate_slots(world: World, sessions: Sessions, evs: np.ndarray) -> np.ndarray:
+class ArrivalColumns(Protocol):
+    """The two session columns routing reads: a ``Sessions`` table, or sampled drivers."""
+
+    @property
+    def arrival_soc(self) -> np.ndarray: ...
+
+    @property
+    def facility(self) -> np.ndarray: ...
+
+
+def candidate_slots(world: World, sessions: ArrivalColumns, evs: np.ndarray) -> np.ndarray:
     """[n, S] bool: the slots each EV may use.
 
     Its SoC zone (000 §3.1: A/B/C by arrival SoC) wherever a facility has one with chargers;

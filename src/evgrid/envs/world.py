@@ -82,7 +82,8 @@ def build_world(scenario: Scenario, *, price_per_kwh: np.ndarray | None = None) 
     dt_h, steps = scenario.dt_h, scenario.steps
     fac_ids = [f.id for f in scenario.facilities]
     grid_ids = [g.id for g in scenario.grid_zones]
-    names, s_fac, s_xy, s_walk, s_fee, s_lo, s_hi, s_sp, s_ch = ([] for _ in range(9))
+    names: list[str] = []
+    s_fac, s_xy, s_walk, s_fee, s_lo, s_hi, s_sp, s_ch = ([] for _ in range(8))
     c_slot, c_kw, c_eta, c_v2g = [], [], [], []
     for fi, fac in enumerate(scenario.facilities):
         for zname, zone in fac.zones.items():
@@ -139,7 +140,8 @@ def build_world(scenario: Scenario, *, price_per_kwh: np.ndarray | None = None) 
 
         stamps, prices = read_price_csv(scenario.prices.price_csv)
         start = horizon_start_utc(scenario, price_timestamps=stamps)
-        price_per_kwh = prices_for_horizon(stamps, prices, start, steps, dt_h)  # type: ignore[arg-type]
+        assert start is not None  # a price file gives the clock
+        price_per_kwh = prices_for_horizon(stamps, prices, start, steps, dt_h)
     if price_per_kwh is None:
         price_per_kwh = hourly_to_steps(as_hourly(scenario.prices.price_per_kwh), steps, dt_h)
     elif price_per_kwh.shape != (steps,):

@@ -29,7 +29,7 @@ import os
 import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -68,7 +68,7 @@ def _atomic(path: Path, write: Any) -> None:
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    _atomic(path, lambda fh: np.savez(fh, **arrays))
+    _atomic(path, lambda fh: np.savez(fh, **cast(dict[str, Any], arrays)))
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:

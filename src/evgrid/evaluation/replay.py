@@ -97,6 +97,7 @@ def _number(
     one line."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ScenarioError(f"{option}: {value!r} is not a number")
+    value = float(value)
     if not math.isfinite(value):
         raise ScenarioError(f"{option}: {value!r} is not a finite number")
     if positive and not value > 0:
@@ -223,7 +224,7 @@ def single_site_scenario(
         facility=np.zeros(n, dtype=np.int64),
         origin_xy_km=np.zeros((n, 2)),
         max_kw=np.full(n, float(charger_kw)),
-        **session_columns(recorded, t0),  # type: ignore[arg-type]
+        **session_columns(recorded, t0),
     )
     # Files need not be in time order; the simulator needs sessions sorted by arrival.
     return scenario, Sessions.concat([table])

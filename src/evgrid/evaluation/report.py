@@ -122,9 +122,9 @@ def write_plots(exp: Experiment, folder: Path) -> None:
     hours = w.time_h
 
     # 1. City and grid-zone load against their limits.
-    n = 1 + w.n_grid
-    cols = min(n, 3)
-    rows = -(-n // cols)
+    n_panels = 1 + w.n_grid
+    cols = min(n_panels, 3)
+    rows = -(-n_panels // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False)
     panels = [("city", w.city_limit_kw, lambda r: r.record.city_load_kw)] + [
         (g, w.zone_limit_kw[:, i], lambda r, i=i: r.record.zone_load_kw[:, i])
@@ -143,7 +143,7 @@ def write_plots(exp: Experiment, folder: Path) -> None:
             )
         ax.set_title(f"{title} load [kW]")
         ax.set_xlabel("hour")
-    for ax in list(axes.flat)[n:]:
+    for ax in list(axes.flat)[n_panels:]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()

@@ -6,12 +6,12 @@ exactly those sessions, so the KPI columns are comparable and the gap is meaning
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from evgrid.agents.policies import make_policy
-from evgrid.envs.interface import Controller
+from evgrid.envs.interface import Controller, Stateful
 from evgrid.envs.kpis import breakdown, compute_kpis
 from evgrid.envs.sessions import Sessions
 from evgrid.envs.simulator import SimResult, Simulator, nearest_free_router
@@ -52,8 +52,8 @@ class Experiment:
             if name != OFFLINE
         }
 
-    def to_json(self) -> dict:
-        offline = dict(self.kpis.get(OFFLINE, {}))
+    def to_json(self) -> dict[str, Any]:
+        offline: dict[str, Any] = dict(self.kpis.get(OFFLINE, {}))
         if self.offline is not None:
             offline.update(
                 solver=self.offline.solver,
@@ -77,7 +77,7 @@ class Experiment:
 
 def run_experiment(
     scenario: Scenario,
-    policies: list[str | Controller],
+    policies: Sequence[str | Controller],
     *,
     seed: int | None = None,
     sessions: Sessions | None = None,
@@ -136,15 +136,15 @@ def run_experiment(
             continue
         ctrl = factory(p, sim.world) if isinstance(p, str) else p
         resume, after = None, None
-        state_dict = getattr(ctrl, "state_dict", None)
-        if in_flight is not None and in_flight.policy == name and callable(state_dict):
+        stateful = ctrl if isinstance(ctrl, Stateful) else None
+        if in_flight is not None and in_flight.policy == name and stateful is not None:
             resume = in_flight.sim
-            ctrl.load_state_dict(in_flight.controller)  # type: ignore[attr-defined]
-        if checkpoint is not None and callable(state_dict):
+            stateful.load_state_dict(in_flight.controller)
+        if checkpoint is not None and stateful is not None:
 
-            def after(s: Simulator, name: str = name, state: Any = state_dict,
+            def after(s: Simulator, name: str = name, c: Stateful = stateful,
                       ck: Checkpoint = checkpoint) -> None:
-                ck.save_progress(name, s.t, s.state_dict(), state())
+                ck.save_progress(name, s.t, s.state_dict(), c.state_dict())
 
         result = sim.run(ctrl, progress=tick, resume=resume, after_step=after)
         exp.runs[name] = result

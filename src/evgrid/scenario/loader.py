@@ -14,6 +14,7 @@ must escape them.
 from __future__ import annotations
 
 import stat
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,7 @@ def _bound(bound: Any) -> str:
     return f"{bound:g}" if isinstance(bound, float) else str(bound)
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: Mapping[str, Any]) -> str:
     """One pydantic error as ``path: value is not <rule>`` (``path: message`` otherwise)."""
     ctx = err.get("ctx") or {}
     value = err.get("input")

@@ -229,7 +229,7 @@ def read_sessions_csv(
                     kwh = float(cell(i_en) or "nan")
                 except ValueError:
                     kwh = math.nan
-                if not (dep > arr):  # type: ignore[operator]
+                if not (dep > arr):
                     reason = SKIP_ORDER
                 elif not (math.isfinite(kwh) and kwh >= 0):
                     reason = SKIP_ENERGY
@@ -240,8 +240,9 @@ def read_sessions_csv(
                 if len(skipped_lines) < MAX_SKIPPED_LINES:
                     skipped_lines.append(reader.line_num)
                 continue
-            arrivals.append(round(arr.timestamp()))  # type: ignore[union-attr]
-            departures.append(round(dep.timestamp()))  # type: ignore[union-attr]
+            assert not isinstance(arr, str) and not isinstance(dep, str)  # else skipped above
+            arrivals.append(round(arr.timestamp()))
+            departures.append(round(dep.timestamp()))
             energy.append(kwh)
             stations.append((cell(i_st) or "").strip() if i_st is not None else "")
             lines.append(reader.line_num)

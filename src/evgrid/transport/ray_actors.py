@@ -104,6 +104,12 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> No
                  **kwargs)
 
 
+def _spawn(actor_class: Any, *args: Any) -> Any:
+    """Start an actor of ``actor_class`` (a ``ray.remote`` class) with one BLAS and one kernel
+    thread: the actors are the parallelism."""
+    return actor_class.options(runtime_env={"env_vars": SINGLE_THREAD_ENV}).remote(*args)
+
+
 def _states_to_bytes(states: dict[str, StationState]) -> list[bytes]:
     return [codec.state_to_proto(s).SerializeToString() for s in states.values()]
 
@@ -166,7 +172,7 @@ class RayStations:
         self.groups = [list(range(i, min(i + stations_per_actor, len(ids))))
                        for i in range(0, len(ids), stations_per_actor)]
         self.actors = [
-            StationPackActor.options(runtime_env={"env_vars": SINGLE_THREAD_ENV}).remote(
+            _spawn(StationPackActor,
                 [ids[i] for i in g], [zones[i] for i in g], [caps[i] for i in g], config,
                 [self.chargers[i] for i in g])
             for g in self.groups
@@ -276,15 +282,16 @@ class RayStations:
         pos = {} if everyone else {a: i for i, a in enumerate(targets.agent_ids)}
         calls, known, skip = [], {}, []
         for k, (a, g) in enumerate(zip(self.actors, self.groups, strict=True)):
-            mine: list[int] | slice = (slice(g[0], g[-1] + 1) if everyone else
-                                       [pos[self.ids[i]] for i in g if self.ids[i] in pos])
-            if (everyone or mine) and self.alive[k]:
-                part = targets.take(mine if everyone else np.array(mine))
-                known[k] = self._participants.get(k, ((), None))[0] == part.agent_ids
-                batch = codec.targets_to_proto(part, participants_known=known[k])
-                calls.append((k, a.propose.remote(batch.SerializeToString())))
-                if optional and all(a in optional for a in part.agent_ids):
-                    skip.append(k)
+            rows = [pos[self.ids[i]] for i in g if self.ids[i] in pos]
+            if not self.alive[k] or not (everyone or rows):
+                continue
+            part = targets.take(slice(g[0], g[-1] + 1) if everyone
+                                else np.array(rows, dtype=np.int64))
+            known[k] = self._participants.get(k, ((), None))[0] == part.agent_ids
+            batch = codec.targets_to_proto(part, participants_known=known[k])
+            calls.append((k, a.propose.remote(batch.SerializeToString())))
+            if optional and all(s in optional for s in part.agent_ids):
+                skip.append(k)
         parts = {}
         for k, raw in self._arrivals(calls, skip):  # decode each answer while others compute
             if raw is not None:
@@ -392,8 +399,7 @@ class RayCoordinator:
         self.grid_ids = list(grid_ids)
         self.config = config or AdmmConfig()
         self.restart_timeout_s = restart_timeout_s
-        self.actor = CoordinatorActor.options(runtime_env={"env_vars": SINGLE_THREAD_ENV}).remote(
-            self.grid_ids, self.config)
+        self.actor = _spawn(CoordinatorActor, self.grid_ids, self.config)
         self._stats = AdmmStats()
         self._regs: list[bytes] = []
         self._state = CoordinatorState(self.config.rho, np.zeros((len(self.grid_ids), 0)), -1, {})
@@ -524,8 +530,7 @@ def ray_cohort_host(
     per = cohorts_per_actor or math.ceil(len(agents) / max(
         1, int(ray.cluster_resources().get("CPU", 2)) - 1))
     groups = [agents[i:i + per] for i in range(0, len(agents), max(per, 1))]
-    actors = [CohortPackActor.options(runtime_env={"env_vars": SINGLE_THREAD_ENV}).remote(g)
-              for g in groups]
+    actors = [_spawn(CohortPackActor, g) for g in groups]
 
     class Proxy:
         def __init__(self, pack: int, index: int) -> None:
