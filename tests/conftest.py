@@ -30,8 +30,8 @@ def small_copy(small_dict: dict) -> dict:
 
 
 @pytest.fixture
-def write_yaml(tmp_path):  # type: ignore[no-untyped-def]
-    def write(data: object, name: str = "scenario.yaml"):  # type: ignore[no-untyped-def]
+def write_yaml(tmp_path):
+    def write(data: object, name: str = "scenario.yaml"):
         path = tmp_path / name
         path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
         return path
@@ -40,7 +40,7 @@ def write_yaml(tmp_path):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def ray_session():  # type: ignore[no-untyped-def]
+def ray_session():
     """One local Ray runtime for the whole test session (2 CPUs, like CI)."""
     import ray
 

@@ -52,7 +52,7 @@ def check_invariants(r: SimResult) -> None:
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sc=scenarios())
-def test_every_baseline_and_the_bound_keep_the_invariants(sc) -> None:  # type: ignore[no-untyped-def]
+def test_every_baseline_and_the_bound_keep_the_invariants(sc) -> None:
     sim = Simulator(sc)
     runs = [sim.run(make_policy(name)) for name in list(BASELINES)]
     for r in runs:
@@ -65,7 +65,7 @@ def test_every_baseline_and_the_bound_keep_the_invariants(sc) -> None:  # type: 
 
 @settings(max_examples=10, deadline=None)
 @given(sc=scenarios())
-def test_same_seed_same_run(sc) -> None:  # type: ignore[no-untyped-def]
+def test_same_seed_same_run(sc) -> None:
     a = Simulator(sc).run(make_policy("llf"))
     b = Simulator(sc).run(make_policy("llf"))
     np.testing.assert_array_equal(a.power_kw, b.power_kw)
@@ -91,7 +91,7 @@ def test_invariants_on_city(name: str) -> None:
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow],
           phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking: runs are slow
 @given(sc=scenarios(max_facilities=2))
-def test_the_coordinated_policy_keeps_the_invariants(sc) -> None:  # type: ignore[no-untyped-def]
+def test_the_coordinated_policy_keeps_the_invariants(sc) -> None:
     from evgrid.agents.coordinated import CoordinatedPolicy
     from evgrid.envs.kpis import compute_kpis
 
