@@ -133,7 +133,7 @@ def run_clients(port: int, n: int, horizon: int, commands: Any) -> None:
 
     async def serve() -> None:
         stops = {sid: asyncio.Event() for sid in inst.states}
-        tasks = [asyncio.create_task(run_station(
+        tasks: list[asyncio.Task[Any]] = [asyncio.create_task(run_station(
             f"127.0.0.1:{port}", token=TOKEN, station_id=sid, grid_zone=inst.grid_zones[i],
             max_power_kw=inst.max_power_kw[i], stop=stops[sid], config=config))
             for sid, i in index.items()]

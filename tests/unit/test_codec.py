@@ -8,6 +8,7 @@ move as one fed its zone's rows.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -67,7 +68,8 @@ def test_participants_travel_once_a_period() -> None:
     full = codec.proposals_to_proto(props)
     short = codec.proposals_to_proto(props, with_participants=False)
     assert not short.participants_i32 and short.ByteSize() < 0.75 * full.ByteSize()
-    kw = dict(registry=coord.registry, round=props.round, horizon_start=5, horizon=24)
+    kw: dict[str, Any] = dict(registry=coord.registry, round=props.round, horizon_start=5,
+                              horizon=24)
     back = codec.proposals_from_proto(short, participants=props.participants, **kw)
     np.testing.assert_array_equal(back.participants, props.participants)
     np.testing.assert_array_equal(back.plan_kw, props.plan_kw)
@@ -134,7 +136,8 @@ def test_dual_objectives_travel_when_asked() -> None:
     assert codec.targets_from_proto(pb.TargetBatch.FromString(raw)).certify
     props = pack.propose(asked)
     assert props.dual_objective is not None and np.isfinite(props.dual_objective).all()
-    kw = dict(registry=coord.registry, round=props.round, horizon_start=5, horizon=24)
+    kw: dict[str, Any] = dict(registry=coord.registry, round=props.round, horizon_start=5,
+                              horizon=24)
     back = codec.proposals_from_proto(codec.proposals_to_proto(props), **kw)
     np.testing.assert_array_equal(back.dual_objective, props.dual_objective)
     one = codec.check_proposal(codec.proposal_to_proto(props, 1), **kw)
@@ -205,6 +208,7 @@ def test_per_station_targets_move_a_station_like_zone_rows() -> None:
     replay = coord.begin(5, inst.zone_limit_kw, inst.city_limit_kw)
     for _ in range(5):
         mine = pack.propose(replay)
+        assert replay.z_kw is not None
         edge = ConsensusTargets.per_station(replay.round, replay.horizon_start, replay.agent_ids,
                                             replay.z_kw, replay.u, replay.rho, replay.done,
                                             replay.alpha)

@@ -97,16 +97,16 @@ def _number(
     one line."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ScenarioError(f"{option}: {value!r} is not a number")
-    value = float(value)
-    if not math.isfinite(value):
+    x = float(value)  # compared as a float, reported as given
+    if not math.isfinite(x):
         raise ScenarioError(f"{option}: {value!r} is not a finite number")
-    if positive and not value > 0:
+    if positive and not x > 0:
         raise ScenarioError(f"{option}: {value!r} is not > 0")
-    if not positive and not value >= 1:
+    if not positive and not x >= 1:
         raise ScenarioError(f"{option}: {value!r} is not >= 1")
-    if value > most:
+    if x > most:
         raise ScenarioError(f"{option}: {value!r} is not <= {most:.0f}")
-    if least is not None and value < least:
+    if least is not None and x < least:
         raise ScenarioError(f"{option}: {value!r} is not >= {least:g}")
 
 
