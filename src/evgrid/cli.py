@@ -289,21 +289,13 @@ def run(
 ) -> None:
     """Simulate SCENARIO with each policy and the offline optimum; write KPIs, plots, report."""
     from evgrid.agents.policies import check_policy_names
-    from evgrid.evaluation.checkpoint import Checkpoint, CheckpointError
+    from evgrid.evaluation.checkpoint import Checkpoint
     from evgrid.scenario import ScenarioError, load_scenario, parse_scenario
 
     checkpoint = None
     if resume is not None:
-        target = prepare_out(resume, overwrite=False, label="--resume")
-        try:
-            checkpoint = Checkpoint.open(target.path / "checkpoint")
-            spec = checkpoint.spec
-            if spec.get("command") != "run":
-                raise CheckpointError(f"{resume}: a checkpoint of `evgrid {spec.get('command')}`"
-                                      f", resume it with that command")
-            sc = parse_scenario(spec["scenario"], source=f"{resume} (checkpoint)")
-        except (CheckpointError, ScenarioError) as exc:
-            raise fail(str(exc)) from None
+        target, checkpoint, sc = open_resume(resume, "run")
+        spec = checkpoint.spec
         policies, seed, offline = list(spec["policies"]), spec["seed"], bool(spec["offline"])
         transport, stations_per_actor = spec["transport"], spec["stations_per_actor"]
         routing, coordinator_actor = spec["routing"], bool(spec.get("coordinator_actor"))
@@ -372,6 +364,25 @@ def _preload_in_background() -> None:
             import matplotlib.pyplot
 
     threading.Thread(target=load, name="evgrid-preload", daemon=True).start()
+
+
+def open_resume(folder: Path, command: str) -> tuple[OutputTarget, Checkpoint, Scenario]:
+    """The output folder, checkpoint and scenario of an interrupted ``evgrid COMMAND`` run (one
+    line and exit 2 when there is none, or it is another command's)."""
+    from evgrid.evaluation.checkpoint import Checkpoint, CheckpointError
+    from evgrid.scenario import ScenarioError, parse_scenario
+
+    target = prepare_out(folder, overwrite=False, label="--resume")
+    try:
+        checkpoint = Checkpoint.open(target.path / "checkpoint")
+        spec = checkpoint.spec
+        if spec.get("command") != command:
+            raise CheckpointError(f"{folder}: a checkpoint of `evgrid {spec.get('command')}`, "
+                                  "resume it with that command")
+        return target, checkpoint, parse_scenario(spec["scenario"],
+                                                  source=f"{folder} (checkpoint)")
+    except (CheckpointError, ScenarioError) as exc:
+        raise fail(str(exc)) from None
 
 
 def start_ray(address: str | None) -> None:

@@ -123,15 +123,16 @@ def coordinator(
         err,
         fail,
         kpi_tables,
+        open_resume,
         prepare_out,
         progress_bar,
         resume_hint,
         write_out,
     )
     from evgrid.envs.world import build_world
-    from evgrid.evaluation.checkpoint import Checkpoint, CheckpointError
+    from evgrid.evaluation.checkpoint import Checkpoint
     from evgrid.evaluation.runner import run_experiment
-    from evgrid.scenario import ScenarioError, load_scenario, parse_scenario
+    from evgrid.scenario import ScenarioError, load_scenario
     from evgrid.transport.grpc_server import create_server, edge_transport, host_port, is_loopback
 
     _setup_logging(verbose)
@@ -155,16 +156,8 @@ def coordinator(
                   "schedules cross the network in clear (see --tls-cert)", highlight=False)
     checkpoint, edge_before = None, []
     if resume is not None:
-        target = prepare_out(resume, overwrite=False, label="--resume")
-        try:
-            checkpoint = Checkpoint.open(target.path / "checkpoint")
-            spec = checkpoint.spec
-            if spec.get("command") != "coordinator":
-                raise CheckpointError(f"{resume}: a checkpoint of `evgrid {spec.get('command')}`"
-                                      ", resume it with that command")
-            sc = parse_scenario(spec["scenario"], source=f"{resume} (checkpoint)")
-        except (CheckpointError, ScenarioError) as exc:
-            raise fail(str(exc)) from None
+        target, checkpoint, sc = open_resume(resume, "coordinator")
+        spec = checkpoint.spec
         seed, offline, transport = spec["seed"], bool(spec["offline"]), spec["transport"]
         edge_before = list(spec.get("edge", []))
         at = checkpoint.load_progress()

@@ -235,7 +235,7 @@ def test_a_hung_station_costs_its_wait_once(serve, edges) -> None:
     (first, s1), (second, s2) = periods
     assert s1.dropped == ("s2",) and s2.dropped == ("s2",)
     assert 0.9 <= first < 3.0, "three rounds of 0.3 s, then dropped"
-    assert second < 0.6, "on probation: waited for only as long again as the others took"
+    assert second < 0.8, "on probation: waited for only as long again as the others took"
     assert s1.converged and s2.converged
     hung.cancel()
 
