@@ -214,6 +214,8 @@ async def rogue(port: int, sid: str, script: Script, cap: float = 20.0,
                 msg = await call.read()
                 if msg is grpc.aio.EOF:
                     return grpc.StatusCode.OK
+                if msg.WhichOneof("body") == "welcome":  # the stream was accepted
+                    continue
                 await call.write(pb.ExchangeRequest(proposal=script(k, msg)))
                 more = extra(k) if extra is not None else None
                 if more is not None:

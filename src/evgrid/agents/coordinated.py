@@ -134,11 +134,13 @@ class CoordinatedPolicy:
                     raise
                 self.coordinator.restore(self.coordinator_state)
                 self.recoveries += 1
-        self.coordinator_state = self.coordinator.state()
         self.probation = frozenset(stats.dropped)
         self.history.append(stats)
         for chargers, kw in self.transport.finish_period(agreed, envelopes).values():
             power[chargers] = kw
+        # A station that did not confirm its new envelope may still hold its old one.
+        self.coordinator.unconfirmed(self.transport.unconfirmed())
+        self.coordinator_state = self.coordinator.state()
         return power
 
     def summary(self) -> dict[str, float]:

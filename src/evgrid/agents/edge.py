@@ -54,6 +54,9 @@ class EdgeStation:
         self.envelope = Envelope.none()  # last agreed z [kW per step] and its start step
         self.safe_share_kw = np.zeros(0) if safe_share_kw is None else np.asarray(safe_share_kw)
         self.state: StationState | None = None  # this period's local state
+        # The step of a period that started and was not finished (no done target): the
+        # coordinator may have given this station's room at that step to others.
+        self.pending_step = -1
 
     @property
     def registration(self) -> Registration:
@@ -67,6 +70,7 @@ class EdgeStation:
         if state.station_id != self.station_id:
             raise ValueError(f"state for {state.station_id!r} sent to station {self.station_id!r}")
         self.state = state
+        self.pending_step = state.horizon_start
         self.pack.begin_period({self.station_id: state})
         return self.pack.propose(target0)
 
@@ -88,13 +92,19 @@ class EdgeStation:
         agreed = max(float(z[0]), 0.0) if z.size else 0.0
         chargers, kw = self.pack.finish_period({self.station_id: agreed})[self.station_id]
         self.envelope = Envelope(targets.horizon_start, z)
+        self.pending_step = -1
         return chargers, kw, z
 
     def fallback(
         self, step: int, state: StationState | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Link down: LLF at ``step`` within the fallback budget (default: last state)."""
+        """Link down: LLF at ``step`` within the fallback budget (default: last state). At the
+        step of a period it saw start but never finish it draws nothing: the agreement it
+        missed may have handed its room to others, and its old envelope is reserved for it only
+        from the next period on."""
         st = state if state is not None else self.state
         if st is None:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
+        if step == self.pending_step:
+            return st.charger, np.zeros(st.charger.size)
         return fallback_schedule(st, self.envelope, step, self.safe_kw(step))

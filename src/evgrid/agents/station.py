@@ -133,6 +133,9 @@ class StationPack:
     def unreachable(self) -> set[str]:
         return set()
 
+    def unconfirmed(self) -> set[str]:
+        return set()  # in this process every envelope arrives
+
     def warm_starts(self) -> WarmTable:
         """Each EV's last plan (its warm start next period), for a checkpoint."""
         return WarmTable.from_dict(self._warm)

@@ -31,6 +31,7 @@ kept here, so the reservation is exactly what the station executes on its own.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Iterable
@@ -55,6 +56,23 @@ from evgrid.coordinator.kernels import (
 )
 from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
 from evgrid.envs.projection import project
+
+log = logging.getLogger(__name__)
+
+
+def _executable(z: np.ndarray, caps: np.ndarray, onehot: np.ndarray, zone_limit: np.ndarray,
+                city_limit: np.ndarray) -> np.ndarray:
+    """[M, H] shares made executable at every step: clipped to [0, each station's rating],
+    then scaled per grid zone and then city so the sums meet the limits ([G, H], [H]), as the
+    simulator's safety projection does."""
+    x = np.clip(z, 0.0, caps[:, None])
+    zone_load = onehot @ x  # [G, H]
+    over = zone_load > zone_limit
+    scale = np.divide(zone_limit, zone_load, out=np.ones_like(zone_load), where=over)
+    x = x * (onehot.T @ scale)
+    total = x.sum(axis=0)
+    city_over = total > city_limit
+    return x * np.divide(city_limit, total, out=np.ones_like(total), where=city_over)
 
 
 def _c(a: np.ndarray) -> np.ndarray:
@@ -164,6 +182,7 @@ class PowerCoordinator:
         self.u = np.zeros((len(grid_ids), 0))  # [G, H] scaled duals (warm start)
         self.stats = AdmmStats()
         self.envelopes: dict[str, Envelope] = {}  # last envelope sent to each station
+        self._previous_envelopes: dict[str, Envelope] = {}  # as they were when the period opened
         self._p: _Period | None = None
         self._resume_start = -1  # start of the duals in u when restored between periods
         warm_up()
@@ -207,6 +226,7 @@ class PowerCoordinator:
         ``absent`` (known unreachable) are dropped at once; the targets skip them."""
         agents = tuple(a for a, r in self.registry.items() if r.kind == "station")
         h, m, g = city_limit_kw.size, len(agents), len(self.grid_ids)
+        self._previous_envelopes = dict(self.envelopes)  # what each station held coming in
         prev = self._p.start if self._p is not None else self._resume_start
         shift = horizon_start - (prev if prev >= 0 else horizon_start)
         u = np.zeros((g, h))
@@ -278,6 +298,13 @@ class PowerCoordinator:
                                  p.zone_limit0[g], p.city_limit0)
             r = self.fallback_kw(p.agents[i], p.start, safe)
             p.reserve[i] = r
+            if (r > p.zone_limit[g] * (1 + 1e-9) + 1e-9).any() or (
+                    r > p.city_limit * (1 + 1e-9) + 1e-9).any():
+                # Only when a limit fell below what was agreed earlier: nothing can stop a
+                # station that does not answer from drawing what it agreed; said, not hidden.
+                log.warning("%s: its fallback reservation exceeds what its zone or the city "
+                            "has left at some step (a limit fell since it was agreed)",
+                            p.agents[i])
             p.zone_limit[g] = np.maximum(p.zone_limit[g] - r, 0.0)
             p.city_limit = np.maximum(p.city_limit - r, 0.0)
             p.dropped.append(p.agents[i])
@@ -425,20 +452,45 @@ class PowerCoordinator:
 
     def settle(self) -> tuple[dict[str, float], dict[str, np.ndarray]]:
         """End the period: each station's power for the first step (``executable_now``) and its
-        envelope, the consensus over the horizon with that power first, which is also what it
-        falls back on until the next agreement (kept here to reserve it if it goes silent)."""
+        envelope over the horizon, which is also what it falls back on until the next agreement
+        (kept here to reserve it if it goes silent).
+
+        The envelope is the consensus made executable at every step, not the raw share z: z
+        may be negative while a limit binds, and Σ max(z, 0) over a zone is then above the
+        limit (an unconverged period once gave one station 95.5 kW of a 50 kW feeder). Clipped
+        to [0, its rating] and scaled per zone and city, the envelopes of a period together
+        meet every limit at every step, whoever falls back on them."""
         p = self._p
         if p is None:
             return {}, {}
         agreed = self.executable_now()
+        z = p.z_prev if p.z_prev is not None else np.zeros_like(p.reserve)
+        active = p.active[:, None]
+        env = np.where(active, _executable(np.where(active, z, 0.0), p.caps, p.onehot,
+                                           p.zone_limit, p.city_limit), p.reserve)
+        if env.shape[1]:
+            env[:, 0] = [agreed.get(a, 0.0) for a in p.agents]
         envelopes = {}
-        for a, z in self.consensus().items():
-            env = np.array(z, dtype=float)
-            if env.size:
-                env[0] = agreed.get(a, 0.0)
-            envelopes[a] = env
-            self.envelopes[a] = Envelope(p.start, env)
+        for i, a in enumerate(p.agents):
+            envelopes[a] = env[i].copy()
+            self.envelopes[a] = Envelope(p.start, envelopes[a])
         return agreed, envelopes
+
+    def unconfirmed(self, agent_ids: Iterable[str]) -> None:
+        """Stations that may not have received the envelope ``settle`` gave them (their done
+        target went unanswered): until they confirm one, what they may draw is the larger of
+        their previous envelope and the new one, step by step, and that is what is reserved
+        for them if they go silent."""
+        p = self._p
+        if p is None:
+            return
+        for a in agent_ids:
+            new = self.envelopes.get(a)
+            old = self._previous_envelopes.get(a)
+            if new is None or old is None:
+                continue
+            mixed = fallback_budget_kw(old, new.kw, new.start)  # old where it covers, else new
+            self.envelopes[a] = Envelope(new.start, np.maximum(mixed, new.kw))
 
     def executable_now(self) -> dict[str, float]:
         """Each station's power for the first step: its consensus share, made executable and

@@ -125,6 +125,10 @@ class StationTransport(Protocol):
         """The warm starts this side holds (for a checkpoint; edge nodes keep their own)."""
         ...
 
+    def unconfirmed(self) -> set[str]:
+        """Stations whose last done target went unanswered: they may hold either envelope."""
+        ...
+
     def load_warm_starts(self, warm: WarmTable) -> None: ...
 
 
@@ -147,6 +151,8 @@ class Coordinator(Protocol):
     def update(self, proposals: PowerProposals) -> ConsensusTargets: ...
 
     def settle(self) -> tuple[dict[str, float], dict[str, np.ndarray]]: ...
+
+    def unconfirmed(self, agent_ids: Iterable[str]) -> None: ...
 
     def state(self) -> CoordinatorState: ...
 
@@ -219,6 +225,9 @@ class MixedStations:
 
     def warm_starts(self) -> WarmTable:
         return WarmTable.concat([part.warm_starts() for part in self.parts])
+
+    def unconfirmed(self) -> set[str]:
+        return set().union(*(part.unconfirmed() for part in self.parts))
 
     def load_warm_starts(self, warm: WarmTable) -> None:
         for part in self.parts:

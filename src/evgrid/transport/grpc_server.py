@@ -307,6 +307,10 @@ class GrpcStations:
 
         self._call(self._sync(add), 10.0)
 
+    def unconfirmed(self) -> set[str]:
+        """Stations whose done target of the last period went unanswered."""
+        return set(self.last_fallback)
+
     def unreachable(self) -> set[str]:
         """Stations of this period without a live stream: not worth asking."""
         return self._call(self._sync(
@@ -419,6 +423,8 @@ class GrpcStations:
                 f"an Exchange stream for {agent!r} is live; a second one is refused",
             )
         session = self._open(agent)
+        await context.write(pb.ExchangeResponse(welcome=pb.Welcome(agent_id=agent,
+                                                                   step=self._start)))
         reader = asyncio.create_task(self._read_loop(context, session))
         try:
             while True:
@@ -600,7 +606,6 @@ class GrpcStations:
         self, agreed_kw: dict[str, float], envelopes: dict[str, np.ndarray]
     ) -> Executed:
         asked: dict[str, asyncio.Future[np.ndarray | None]] = {}
-        previous = dict(self._envelopes)
         for agent, state in self._states.items():
             h = state.horizon
             env = envelopes.get(agent)
@@ -645,13 +650,10 @@ class GrpcStations:
                 continue
             if fut is not None:
                 fut.cancel()
-            # Silent: within what the coordinator counted, and within its previous envelope
-            # where that covers the step (whichever one its edge node holds).
-            budget = max(agreed_kw.get(agent, 0.0), 0.0)
-            old, step = previous.get(agent, Envelope.none()), state.horizon_start
-            if old.covers(step):
-                budget = min(budget, max(float(old.kw[step - old.start]), 0.0))
-            out[agent] = setpoints_within(state, budget)
+            # Silent: the simulation executes what the coordinator counted for it. Its edge node
+            # draws that (it got the done target) or nothing (it did not: EdgeStation.fallback
+            # at a pending step), never more.
+            out[agent] = setpoints_within(state, max(agreed_kw.get(agent, 0.0), 0.0))
             self.last_fallback.add(agent)
             self._stats.fallbacks += 1
         return out

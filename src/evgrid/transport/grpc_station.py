@@ -32,7 +32,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import asyncio
 import contextlib
 import logging
+import math
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -132,6 +134,7 @@ class LinkState:
     connects: int = 0  # successful Hellos
     fallback_steps: int = 0  # steps executed in fallback
     executed_step: int = -1  # last step set on the chargers
+    applied_at: float = -math.inf  # loop time it was set (the fallback clock runs from there)
     repeats_refused: int = 0  # done targets for a step already executed (not applied again)
     last_error: str = ""
     hint: str = ""  # what a repeated connection failure most likely means
@@ -234,10 +237,9 @@ async def run_station(
             link.fallback = True
             if link.hint:
                 log.error("%s: %s", station_id, link.hint)
-            if step_s is not None and not clock:
-                clock.append(
-                    asyncio.create_task(_fallback_clock(edge, link, step_s, read_state, sink))
-                )
+            if step_s is not None and (not clock or clock[0].done()):
+                clock[:] = [asyncio.create_task(
+                    _fallback_clock(edge, link, step_s, read_state, sink))]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delays.take())
     finally:
@@ -309,17 +311,20 @@ async def _serve_once(
         watcher = asyncio.create_task(_cancel_on(stop, call))
         try:
             await call.write(pb.ExchangeRequest(hello=pb.Hello(agent_id=edge.station_id)))
-            link.connected, link.connects = True, link.connects + 1
-            link.hint, link.strikes = "", 0
-            on_connected()
             if link.fallback:
                 await call.write(pb.ExchangeRequest(telemetry=_telemetry(edge, link, fallback=True)))
-            link.fallback = False
-            delays.reset()
+            first = True
             while True:
                 msg = await call.read()
                 if msg is grpc.aio.EOF:
                     return
+                if first:  # connected is when the coordinator speaks, not when Hello is sent:
+                    # a refused stream (a half-dead one still held) must not stop the clock
+                    first = False
+                    link.connected, link.connects = True, link.connects + 1
+                    link.hint, link.strikes, link.fallback = "", 0, False
+                    on_connected()
+                    delays.reset()
                 for out in _answer(edge, link, msg, read_state, sink):
                     await call.write(out)
         except asyncio.CancelledError:
@@ -366,7 +371,7 @@ def _answer(
     step = targets.horizon_start
     if step > link.executed_step:
         sink(step, chargers, kw, False)
-        link.executed_step = step
+        link.executed_step, link.applied_at = step, time.monotonic()
     else:  # solved again by a restarted coordinator: answered, never applied twice
         link.repeats_refused += 1
         log.warning("%s: step %d was already executed; not applied again", edge.station_id, step)
@@ -402,17 +407,27 @@ async def _fallback_clock(
     sink: SetpointSink,
 ) -> None:
     """While the link is down, set the chargers each step from the last envelope (then the safe
-    share). A station that has no step yet (a fresh process that never heard from the
-    coordinator and has no log of its own) has no clock to run on: it waits for the
-    coordinator instead of guessing which step it is."""
+    share), each step ``step_s`` after the one before: a step is applied when it starts, never
+    early (the first fallback step is due one step after the last step set). A station that
+    has no step yet (a fresh process that never heard from the coordinator and has no log of
+    its own) has no clock to run on: it waits for the coordinator instead of guessing."""
     while True:
         start = edge.state.horizon_start if edge.state is not None else edge.envelope.start
         if start < 0 and link.executed_step < 0:
             await asyncio.sleep(step_s)
             continue
+        now = time.monotonic()
+        if not math.isfinite(link.applied_at):  # a step from its log, its time unknown
+            link.applied_at = now
+        due = link.applied_at + step_s
+        if due > now:
+            await asyncio.sleep(due - now)
         step = max(link.executed_step + 1, start)
-        state = read_state(step, 1) if read_state is not None else None
-        chargers, kw = edge.fallback(step, state)
-        sink(step, chargers, kw, True)
-        link.executed_step, link.fallback_steps = step, link.fallback_steps + 1
-        await asyncio.sleep(step_s)
+        try:
+            state = read_state(step, 1) if read_state is not None else None
+            chargers, kw = edge.fallback(step, state)
+            sink(step, chargers, kw, True)
+        except Exception:  # a charger that cannot be read or set: said, and the clock goes on
+            log.exception("%s: fallback step %d failed", edge.station_id, step)
+        link.executed_step, link.applied_at = step, due
+        link.fallback_steps += 1

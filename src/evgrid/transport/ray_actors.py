@@ -206,6 +206,9 @@ class RayStations:
     def stats(self) -> TransportStats:
         return self._stats
 
+    def unconfirmed(self) -> set[str]:
+        return set()  # a silent pack's stations are executed here, on what was agreed
+
     def unreachable(self) -> set[str]:
         """Stations of packs that could not take this period's state (dead, restarting)."""
         return {self.ids[i] for k, g in enumerate(self.groups) if not self.alive[k] for i in g}
@@ -384,6 +387,10 @@ class CoordinatorActor:
         agreed, envelopes = self.c.settle()
         return agreed, envelopes, self.c.state()
 
+    def unconfirmed(self, agent_ids: list[str]) -> CoordinatorState:
+        self.c.unconfirmed(agent_ids)
+        return self.c.state()
+
     def pid(self) -> int:
         return os.getpid()
 
@@ -433,6 +440,11 @@ class RayCoordinator:
     def settle(self) -> tuple[dict[str, float], dict[str, np.ndarray]]:
         agreed, envelopes, self._state = self._get(self.actor.settle.remote())
         return agreed, envelopes
+
+    def unconfirmed(self, agent_ids: Iterable[str]) -> None:
+        ids = list(agent_ids)
+        if ids:
+            self._state = self._get(self.actor.unconfirmed.remote(ids))
 
     def state(self) -> CoordinatorState:
         return self._state

@@ -238,10 +238,20 @@ class ExchangeRequest(_message.Message):
     executed: SetpointSchedule
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., proposal: _Optional[_Union[Proposal, _Mapping]] = ..., telemetry: _Optional[_Union[Telemetry, _Mapping]] = ..., executed: _Optional[_Union[SetpointSchedule, _Mapping]] = ...) -> None: ...
 
+class Welcome(_message.Message):
+    __slots__ = ("agent_id", "step")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    step: int
+    def __init__(self, agent_id: _Optional[str] = ..., step: _Optional[int] = ...) -> None: ...
+
 class ExchangeResponse(_message.Message):
-    __slots__ = ("period", "target")
+    __slots__ = ("period", "target", "welcome")
     PERIOD_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
+    WELCOME_FIELD_NUMBER: _ClassVar[int]
     period: PeriodStart
     target: ConsensusTarget
-    def __init__(self, period: _Optional[_Union[PeriodStart, _Mapping]] = ..., target: _Optional[_Union[ConsensusTarget, _Mapping]] = ...) -> None: ...
+    welcome: Welcome
+    def __init__(self, period: _Optional[_Union[PeriodStart, _Mapping]] = ..., target: _Optional[_Union[ConsensusTarget, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ...) -> None: ...
