@@ -109,6 +109,17 @@ TRANSPORT_KPIS = ["refused_messages", "late_proposals", "fallback_schedules",
                   "coordinator_recoveries"]
 
 
+def drop_checkpoint(target: OutputTarget, checkpoint: Checkpoint) -> None:
+    """Remove a finished run's checkpoint; if that fails the results stand, and it is said."""
+    from evgrid.evaluation.output import OutputError
+
+    try:
+        target.remove_evgrid_path(checkpoint.folder.name)
+    except (OutputError, OSError) as exc:
+        err.print(f"[yellow]warning:[/] the results are written, but the checkpoint stays: "
+                  f"{escape(str(exc))}", highlight=False)
+
+
 def kpi_tables(exp: Experiment, title: str, width: int | None = None) -> list[Table]:
     """The KPI table, one column per policy, split into as many tables as it takes to read at
     ``width`` columns (the console's; 80 in a narrow terminal): a table never wraps a row.
@@ -208,7 +219,7 @@ def run_and_report(
                        f"{resume_hint(checkpoint, target)}", code=1) from exc
     write_out(exp, target)
     if checkpoint is not None:
-        target.remove_evgrid_path(checkpoint.folder.name)
+        drop_checkpoint(target, checkpoint)
     if not quiet:
         for table in kpi_tables(exp, f"{scenario.name} (seed {exp.seed})"):
             console.print(table)
@@ -270,8 +281,9 @@ def run(
     offline: Annotated[bool, typer.Option(help="solve the offline-optimal LP bound")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
     transport: Annotated[str, typer.Option(
-        help="how the coordinated policy's agents talk: 'ray' (station packs and the "
-        "coordinator as Ray actors; starts embedded local Ray) or 'inprocess'")] = "ray",
+        help="how the coordinated policy's agents talk: 'ray' (station packs as Ray actors, "
+        "the coordinator in this process unless --coordinator-actor; starts embedded local "
+        "Ray) or 'inprocess'")] = "ray",
     address: Annotated[str | None, typer.Option(
         help="existing Ray cluster, e.g. ray://head:10001 (default: $RAY_ADDRESS, else a "
         "local embedded Ray)")] = None,
@@ -289,8 +301,8 @@ def run(
 ) -> None:
     """Simulate SCENARIO with each policy and the offline optimum; write KPIs, plots, report."""
     from evgrid.agents.policies import check_policy_names
-    from evgrid.evaluation.checkpoint import Checkpoint
-    from evgrid.scenario import ScenarioError, load_scenario, parse_scenario
+    from evgrid.evaluation.checkpoint import Checkpoint, CheckpointError
+    from evgrid.scenario import ScenarioError, check_memory, load_scenario, parse_scenario
 
     checkpoint = None
     if resume is not None:
@@ -299,8 +311,13 @@ def run(
         policies, seed, offline = list(spec["policies"]), spec["seed"], bool(spec["offline"])
         transport, stations_per_actor = spec["transport"], spec["stations_per_actor"]
         routing, coordinator_actor = spec["routing"], bool(spec.get("coordinator_actor"))
-        err.print(f"resuming {sc.name}: finished {', '.join(checkpoint.finished()) or 'none'}",
-                  highlight=False)
+        try:
+            at = checkpoint.load_progress()
+        except CheckpointError as exc:
+            raise fail(str(exc)) from None
+        where = f"; {at.policy} continues after step {at.step}" if at is not None else ""
+        err.print(f"resuming {sc.name}: finished {', '.join(checkpoint.finished()) or 'none'}"
+                  f"{where}", highlight=False)
     else:
         try:
             sc = load_scenario(scenario)
@@ -308,6 +325,7 @@ def run(
                          if v is not None}
             if overrides:
                 sc = parse_scenario({**sc.model_dump(mode="json"), **overrides}, source=scenario)
+            check_memory(sc, source=scenario)
         except ScenarioError as exc:
             raise fail(str(exc)) from None
         policies = policy or DEFAULT_POLICIES
@@ -323,7 +341,8 @@ def run(
         target = prepare_out(out, overwrite)
     factory = None
     cohort_host = None
-    if transport == "ray" and ("coordinated" in policies or routing == "cohorts"):
+    to_go = [p for p in policies if checkpoint is None or p not in checkpoint.finished()]
+    if transport == "ray" and ("coordinated" in to_go or (routing == "cohorts" and to_go)):
         start_ray(address)
         if "coordinated" in policies:
             factory = ray_factory(stations_per_actor, coordinator_actor)
@@ -450,10 +469,11 @@ def scenarios(
 @app.command()
 def validate(path: Annotated[Path, typer.Argument(help="scenario YAML file")]) -> None:
     """Check a scenario file; errors name the field path, the bad value and the rule."""
-    from evgrid.scenario import ScenarioError, load_scenario
+    from evgrid.scenario import ScenarioError, check_memory, load_scenario
 
     try:
         sc = load_scenario(path)
+        check_memory(sc, source=str(path))
     except ScenarioError as exc:
         raise fail(str(exc)) from None
     console.print(f"[green]ok[/]: {escape(sc.name)}: {len(sc.facilities)} facilities, "
@@ -525,6 +545,7 @@ def replay(
         replay_start,
         single_site_scenario,
     )
+    from evgrid.scenario import check_memory
     from evgrid.scenario.recorded import prices_for_horizon, read_price_csv, read_sessions_csv
 
     policies = policy or DEFAULT_POLICIES
@@ -558,6 +579,7 @@ def replay(
             start=t0,
             days=days,
         )
+        check_memory(sc, source=str(sessions_csv))
         for note in horizon_notes(recorded, sc, t0):
             err.print(f"[yellow]warning:[/] {escape(note)}", highlight=False)
         check_nonempty(recorded, sessions)
@@ -594,6 +616,8 @@ def main() -> None:
     ``EVGRID_DEBUG=1`` asks for the traceback."""
     from evgrid.evaluation.output import sigterm_as_exit
 
+    # gRPC's core logs every failed TLS handshake on stderr; evgrid says what matters, once.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     with sigterm_as_exit():
         try:
             code = app(standalone_mode=False)

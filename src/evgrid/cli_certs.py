@@ -114,7 +114,8 @@ def token(
 
     try:
         check_station_id(station)
-        entries = {v: k for k, v in read_token_file(file).items()} if file.exists() else {}
+        empty = not file.exists() or not file.read_text(encoding="utf-8").strip()
+        entries = {} if empty else {v: k for k, v in read_token_file(file).items()}
     except (CertError, AuthError) as exc:
         raise fail(str(exc)) from None
     if station in entries and not force:

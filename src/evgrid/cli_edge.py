@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -25,13 +26,22 @@ if TYPE_CHECKING:
 
 TOKEN_ENV = "EVGRID_TOKEN"
 
-TokenOption = Annotated[
+CoordinatorTokenOption = Annotated[
     str | None,
     typer.Option(
-        envvar=TOKEN_ENV,
-        show_default=False,
-        help=f"bearer token (default: the {TOKEN_ENV} environment variable); on the "
-        "coordinator a shared one, for loopback experiments",
+        "--token", envvar=TOKEN_ENV, show_default=False,
+        help=f"a shared bearer token any station may use, for loopback experiments only "
+        f"(default: the {TOKEN_ENV} environment variable); off loopback give --token-file or "
+        "--tls-client-ca",
+    ),
+]
+StationTokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token", envvar=TOKEN_ENV, show_default=False,
+        help=f"this station's bearer token (evgrid certs token STATION), or the shared one of a "
+        f"loopback coordinator (default: the {TOKEN_ENV} environment variable, which keeps it "
+        "out of the process list)",
     ),
 ]
 ScenarioOption = Annotated[
@@ -73,7 +83,7 @@ def coordinator(
     host: Annotated[str, typer.Option(
         help="address to listen on: 127.0.0.1 or ::1 (loopback), 0.0.0.0 or :: (every "
         "interface; then give TLS and per-station credentials)")] = "127.0.0.1",
-    token: TokenOption = None,
+    token: CoordinatorTokenOption = None,
     token_file: Annotated[Path | None, typer.Option(
         help="per-station tokens: a YAML file 'station_id: sha256:<hex>' (evgrid certs token "
         "STATION writes it); a station may then act only as itself")] = None,
@@ -120,6 +130,7 @@ def coordinator(
     from evgrid.agents.coordinated import CoordinatedPolicy, station_registrations
     from evgrid.cli import (
         console,
+        drop_checkpoint,
         err,
         fail,
         kpi_tables,
@@ -130,9 +141,9 @@ def coordinator(
         write_out,
     )
     from evgrid.envs.world import build_world
-    from evgrid.evaluation.checkpoint import Checkpoint
+    from evgrid.evaluation.checkpoint import Checkpoint, CheckpointError
     from evgrid.evaluation.runner import run_experiment
-    from evgrid.scenario import ScenarioError, load_scenario
+    from evgrid.scenario import ScenarioError, check_memory, load_scenario
     from evgrid.transport.grpc_server import create_server, edge_transport, host_port, is_loopback
 
     _setup_logging(verbose)
@@ -160,12 +171,16 @@ def coordinator(
         spec = checkpoint.spec
         seed, offline, transport = spec["seed"], bool(spec["offline"]), spec["transport"]
         edge_before = list(spec.get("edge", []))
-        at = checkpoint.load_progress()
+        try:
+            at = checkpoint.load_progress()
+        except CheckpointError as exc:
+            raise fail(str(exc)) from None
         err.print(f"resuming {sc.name} at step {at.step if at is not None else 0} (edge "
                   f"stations: {', '.join(edge_before) or 'none'})", highlight=False)
     else:
         try:
             sc = load_scenario(scenario)
+            check_memory(sc, source=scenario)
         except ScenarioError as exc:
             raise fail(str(exc)) from None
         target = prepare_out(out, overwrite)
@@ -229,6 +244,7 @@ def coordinator(
                     f"the run failed: {' '.join(str(exc).split()) or type(exc).__name__}")
                 raise fail(what + resume_hint(checkpoint, target, "coordinator"),
                            code=130 if isinstance(exc, KeyboardInterrupt) else 1) from None
+        hub.farewell("the day is over", world.steps - 1)
         k = exp.kpis["coordinated"]
         err.print(
             f"gRPC: {k['admm_missing_proposals']:,} proposals missed their round "
@@ -238,7 +254,7 @@ def coordinator(
             highlight=False,
         )
     write_out(exp, target)
-    target.remove_evgrid_path(checkpoint.folder.name)
+    drop_checkpoint(target, checkpoint)
     if not quiet:
         for table in kpi_tables(exp, f"{sc.name} over gRPC (seed {exp.seed})"):
             console.print(table)
@@ -253,7 +269,7 @@ def station(
         str, typer.Option(help="coordinator address, host:port ([::1]:50051 for IPv6)")
     ] = "127.0.0.1:50051",
     scenario: ScenarioOption = "small",
-    token: TokenOption = None,
+    token: StationTokenOption = None,
     backoff_max_s: Annotated[
         float, typer.Option(min=0.01, help="longest wait between reconnection attempts, in "
                             "seconds")
@@ -303,6 +319,9 @@ def station(
     from evgrid.transport.grpc_station import Backoff, LinkState, StationRefused, run_station
 
     _setup_logging(verbose)
+    if not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}", coordinator):
+        raise fail(f"--coordinator {coordinator!r} is not host:port (e.g. 127.0.0.1:50051, "
+                   "[::1]:50051, grid.example.org:443)")
     if (tls_cert is None) != (tls_key is None):
         raise fail("give both --tls-cert and --tls-key (or neither)")
     if not token and tls_cert is None:
@@ -372,12 +391,15 @@ def station(
               f"{' (TLS)' if credentials is not None else ''}", highlight=False)
     try:
         asyncio.run(serve())
-    except StationRefused as exc:
-        raise fail(str(exc), code=1) from None
+    except StationRefused as exc:  # credentials or a TLS setting to fix: the user's to change
+        raise fail(str(exc)) from None
+    except KeyboardInterrupt:  # Ctrl-C before the loop took the signal: stopped all the same
+        pass
     finally:
         if log_file is not None:
             log_file.close()
-    err.print(f"station {station_id} stopped", highlight=False)
+    why = f": {link.farewell}" if link.farewell else ""
+    err.print(f"station {station_id} stopped{why}", highlight=False)
 
 
 def _last_logged_step(path: Path) -> int:

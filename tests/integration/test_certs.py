@@ -162,17 +162,16 @@ def test_issue_names_the_file_when_the_ca_is_missing_or_broken(tmp_path: Path) -
         issue(other, "grid", kind="coordinator", hosts=["bad host!"])
 
 
-def test_station_identity_prefers_the_san_uri_and_falls_back_to_the_cn(pki: Pki) -> None:
+def test_only_the_san_uri_names_a_station(pki: Pki) -> None:
     pem = pki.depot[0].read_bytes()
     der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
     assert station_identity(pem) == station_identity(der) == station_identity(pem.decode()) \
         == "depot"
     assert station_identity(_self_signed("mall", uris=["evgrid://station/depot"])) == "depot"
-    assert station_identity(_self_signed("kiosk")) == "kiosk"
-    assert station_identity(_self_signed("kiosk", usage=ExtendedKeyUsageOID.CLIENT_AUTH)) \
-        == "kiosk"
-    # No identity: a server-only certificate, the coordinator's, the CA, ambiguous SAN URIs,
-    # an unusable id in the URI, garbage.
+    # No identity: a CN alone (any CA may issue one), a server-only certificate, the
+    # coordinator's, the CA, ambiguous SAN URIs, an unusable id in the URI, garbage.
+    assert station_identity(_self_signed("kiosk")) is None
+    assert station_identity(_self_signed("kiosk", usage=ExtendedKeyUsageOID.CLIENT_AUTH)) is None
     assert station_identity(_self_signed("kiosk", usage=ExtendedKeyUsageOID.SERVER_AUTH)) is None
     assert station_identity(pki.coordinator[0].read_bytes()) is None
     assert station_identity(pki.ca.read_bytes()) is None
@@ -288,7 +287,8 @@ def test_identity_from_context_without_the_pem_certificate() -> None:
     ssl = {"transport_security_type": [b"ssl"]}
     assert identity_from_context(_AuthOnly({**ssl, "x509_common_name": [b"mall"],
         "x509_subject_alternative_name": [b"evgrid://station/depot"]})) == "depot"
-    assert identity_from_context(_AuthOnly({**ssl, "x509_common_name": [b"mall"]})) == "mall"
+    # A CN alone names nobody: another CA's certificate may carry any CN.
+    assert identity_from_context(_AuthOnly({**ssl, "x509_common_name": [b"mall"]})) is None
     assert identity_from_context(_AuthOnly(
         {**ssl, "x509_common_name": [b"evgrid-coordinator"]})) is None
     assert identity_from_context(_AuthOnly({"x509_common_name": [b"mall"]})) is None

@@ -443,11 +443,15 @@ def test_coordinator_and_station_commands_run_a_day_over_grpc(
         kpis = results["policies"]["coordinated"]
         assert kpis["limit_violations"] == 0 and kpis["admm_missing_proposals"] == 0
         assert kpis["energy_delivered_kwh"] > 0
+        # The coordinator said farewell: the station stops by itself, no fallback after the day.
+        log, _ = proc.communicate(timeout=15)
     finally:
-        proc.send_signal(signal.SIGINT)
-        log, _ = proc.communicate(timeout=10)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=10)
     assert proc.returncode == 0, log
-    assert "station depot stopped" in log and "(TLS)" in log
+    assert "station depot stopped: the coordinator ended its run after step 23" in log, log
+    assert "(TLS)" in log and "fallback" not in log
 
 
 def test_tls_coordinator_refuses_plaintext_and_bad_key_files_are_named(

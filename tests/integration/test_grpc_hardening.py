@@ -69,7 +69,9 @@ def test_no_message_is_read_before_credentials_and_garbage_is_invalid_argument(s
         with pytest.raises(grpc.RpcError) as info:
             next(replies)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert hub.registrations() == [] and hub.stats.refused == {}
+    # Nothing registered, and every refusal counted (the oversized call never reached us).
+    assert hub.registrations() == []
+    assert hub.stats.refused == {"UNAUTHENTICATED": 1, "INVALID_ARGUMENT": 2}
 
 
 def test_hello_timeout_and_the_per_client_stream_limit(serve) -> None:
@@ -225,13 +227,14 @@ def test_a_hung_station_costs_its_wait_once(serve, edges) -> None:
     states = {s: toy_state(s) for s in ("good", "s2")}
     periods = []
     optional: frozenset[str] = frozenset()
-    for _ in range(2):
-        hub.begin_period(states)
+    for _ in range(2):  # the whole period: begin, rounds, done targets and set-points
         t0 = time.perf_counter()
+        hub.begin_period(states, optional=optional)
         stats = solve_period(coord, hub, horizon_start=40, zone_limit_kw=zone,
                              city_limit_kw=city, optional=optional)
-        periods.append((time.perf_counter() - t0, stats))
         optional = frozenset(stats.dropped)
+        hub.finish_period(*coord.settle(), optional=optional)
+        periods.append((time.perf_counter() - t0, stats))
     (first, s1), (second, s2) = periods
     assert s1.dropped == ("s2",) and s2.dropped == ("s2",)
     assert 0.9 <= first < 3.0, "three rounds of 0.3 s, then dropped"

@@ -16,6 +16,7 @@ from evgrid.scenario.bounds import MAX_DWELL_H
 from evgrid.scenario.resources import (
     ENV_SWITCH,
     available_memory,
+    check_memory,
     estimate_memory,
     memory_problem,
 )
@@ -331,7 +332,7 @@ def _huge_city(small: dict) -> dict:
 def test_a_city_too_big_for_memory_is_refused_in_one_line(small_copy: dict, write_yaml) -> None:
     file = write_yaml(_huge_city(small_copy))
     with pytest.raises(ScenarioError) as exc:
-        load_scenario(file)
+        check_memory(load_scenario(file), source=str(file))
     msg = str(exc.value)
     assert "\n" not in msg and msg.startswith(f"{file}: a run needs an estimated ")
     assert "TiB of memory" in msg and "527,040 steps x 300,029 chargers" in msg
@@ -343,12 +344,13 @@ def test_too_many_arrivals_for_memory_say_what_to_lower(small_copy: dict) -> Non
     small_copy["horizon_days"], small_copy["arrivals_per_day"] = 366, 1e7
     with pytest.raises(ScenarioError, match=r"for ~3,660,000,000 sessions\).*: lower "
                                             r"arrivals_per_day \(now 1e\+07\) or horizon_days"):
-        parse_scenario(small_copy, source="busy")
+        check_memory(parse_scenario(small_copy), source="busy")
 
 
 def test_memory_switch_skips_the_check(small_copy: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_SWITCH, "off")
-    sc = parse_scenario(_huge_city(small_copy))  # accepted; nothing is allocated by loading
+    sc = parse_scenario(_huge_city(small_copy))  # loading allocates nothing, so it never refuses
+    check_memory(sc, source="switched off")
     assert sc.steps == 527_040
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from evgrid.coordinator.driver import (
     Coordinator,
     CoordinatorLost,
     StationTransport,
+    TransportStats,
     WarmTable,
     solve_period,
 )
@@ -96,6 +97,8 @@ class CoordinatedPolicy:
     probation: frozenset[str] = frozenset()
     #: Times the coordinator was lost mid-period and restored from the last period's state.
     recoveries: int = 0
+    #: Transport figures of the run this one resumed (refusals, late answers, fallbacks).
+    stats_before: TransportStats = field(default_factory=TransportStats)
 
     def __post_init__(self) -> None:
         self.config = station_config(self.world)
@@ -115,7 +118,7 @@ class CoordinatedPolicy:
         h = max(1, min(self.h_max, left, obs.price_per_kwh.size))
         states = station_states(obs, list(self.world.facility_ids), h)
         for attempt in range(1, RECOVERIES + 2):
-            self.transport.begin_period(states)
+            self.transport.begin_period(states, optional=self.probation)
             try:
                 stats = solve_period(
                     self.coordinator, self.transport, horizon_start=obs.t,
@@ -136,7 +139,8 @@ class CoordinatedPolicy:
                 self.recoveries += 1
         self.probation = frozenset(stats.dropped)
         self.history.append(stats)
-        for chargers, kw in self.transport.finish_period(agreed, envelopes).values():
+        for chargers, kw in self.transport.finish_period(
+                agreed, envelopes, optional=self.probation).values():
             power[chargers] = kw
         # A station that did not confirm its new envelope may still hold its old one.
         self.coordinator.unconfirmed(self.transport.unconfirmed())
@@ -179,6 +183,7 @@ class CoordinatedPolicy:
             "rho": st.rho, "start": st.start, "probation": sorted(self.probation),
             "recoveries": self.recoveries, "history": [_stats_dict(h) for h in self.history],
             "env_ids": env_ids, "env_start": [st.envelopes[a].start for a in env_ids],
+            "transport": asdict(self._transport_stats()),
         }
         env_kw, env_len = _ragged([st.envelopes[a].kw for a in env_ids])
         return {"meta": np.array(json.dumps(meta)), "u": st.u, "env_kw": env_kw,
@@ -197,12 +202,17 @@ class CoordinatedPolicy:
         self.recoveries = int(meta["recoveries"])
         self.history = [AdmmStats(**{**h, "dropped": tuple(h["dropped"])})
                         for h in meta["history"]]
+        self.stats_before = TransportStats(**meta["transport"])
         self.transport.load_warm_starts(WarmTable.from_arrays(state, "warm_"))
+
+    def _transport_stats(self) -> TransportStats:
+        """This run's transport figures, with those of the run it resumed (if any)."""
+        return self.stats_before.merge(self.transport.stats)
 
     def transport_summary(self) -> dict[str, float]:
         """Messages refused (by status code), late answers, and station-periods executed on a
         silent station's behalf: the same numbers the coordinator's log line prints."""
-        st = self.transport.stats
+        st = self._transport_stats()
         out: dict[str, float] = {
             "refused_messages": int(sum(st.refused.values())),
             "late_proposals": st.late_proposals,

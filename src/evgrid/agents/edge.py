@@ -1,15 +1,13 @@
 """One station agent as an edge node runs it: a ``StationAgent`` (a pack of one) plus its fallback.
 
-Pure numpy (no grpc): ``evgrid.transport.grpc_station`` feeds it the coordinator's messages,
-and ``evgrid.transport.grpc_server`` uses :func:`fallback_schedule` to reproduce, on the
-coordinator's side, what a station that lost its link executes. Keeping both in one function
-is what makes the simulated fallback the real one.
+Pure numpy (no grpc): ``evgrid.transport.grpc_station`` feeds it the coordinator's messages.
 
 Fallback rule (``evgrid.coordinator.fallback``, which the coordinator reserves exactly): a
 station that cannot reach the coordinator keeps charging, least laxity first, inside the *last
-envelope it was sent* (the consensus profile z of its last finished period, which the ADMM
-z-update made feasible for every zone and the city), and past its end inside its *safe share*
-(its rated power's share of its zone's and the city's limits), never above either.
+envelope it was sent* (the executable profile of its last finished period: with every other
+station's envelope of that period it meets every zone and city limit), and past its end inside
+its *safe share* (its rated power's share of its zone's and the city's limits), never above
+either; at the step of a period it saw start but never finish, it draws nothing.
 """
 
 from __future__ import annotations

@@ -151,7 +151,8 @@ class StationPack:
                                       strict=True)]
 
     # -- one control period -------------------------------------------------------------------
-    def begin_period(self, states: Mapping[str, StationState]) -> None:
+    def begin_period(self, states: Mapping[str, StationState], *,
+                     optional: frozenset[str] = frozenset()) -> None:
         """Load this period's local data and warm-start each EV from its previous plan."""
         missing = [s for s in self.ids if s not in states]
         if missing:
@@ -287,6 +288,7 @@ class StationPack:
     def finish_period(
         self, agreed_kw: Mapping[str, float] | None = None,
         envelopes: Mapping[str, np.ndarray] | None = None,
+        *, optional: frozenset[str] = frozenset(),
     ) -> Executed:
         """Remember plans for the warm start; return (charger indices, kW) per station.
 

@@ -100,7 +100,11 @@ class StationTransport(Protocol):
 
     def registrations(self) -> list[Registration]: ...
 
-    def begin_period(self, states: Mapping[str, Any]) -> None: ...
+    def begin_period(self, states: Mapping[str, Any], *,
+                     optional: frozenset[str] = frozenset()) -> None:
+        """Hand each station its period's state; ``optional`` stations (on probation) are
+        waited for only ``probation_grace``."""
+        ...
 
     def unreachable(self) -> set[str]:
         """Stations known to be gone for this period (no link, dead actor): not worth asking."""
@@ -116,9 +120,11 @@ class StationTransport(Protocol):
     def finish_period(
         self, agreed_kw: Mapping[str, float] | None = None,
         envelopes: Mapping[str, np.ndarray] | None = None,
+        *, optional: frozenset[str] = frozenset(),
     ) -> Executed:
-        """Execute the agreed power of the first step; ``envelopes`` (consensus over the
-        horizon, agreed power first) is what an edge node keeps to fall back on."""
+        """Execute the agreed power of the first step; ``envelopes`` (executable over the
+        horizon, agreed power first) is what an edge node keeps to fall back on. ``optional``
+        stations (dropped this period) are waited for only ``probation_grace``."""
         ...
 
     def warm_starts(self) -> WarmTable:
@@ -216,9 +222,11 @@ class MixedStations:
     def registrations(self) -> list[Registration]:
         return [r for part in self.parts for r in part.registrations()]
 
-    def begin_period(self, states: Mapping[str, Any]) -> None:
+    def begin_period(self, states: Mapping[str, Any], *,
+                     optional: frozenset[str] = frozenset()) -> None:
         for i, part in enumerate(self.parts):
-            part.begin_period({a: s for a, s in states.items() if self.owner.get(a) == i})
+            part.begin_period({a: s for a, s in states.items() if self.owner.get(a) == i},
+                              optional=optional)
 
     def unreachable(self) -> set[str]:
         return set().union(*(part.unreachable() for part in self.parts))
@@ -248,11 +256,12 @@ class MixedStations:
     def finish_period(
         self, agreed_kw: Mapping[str, float] | None = None,
         envelopes: Mapping[str, np.ndarray] | None = None,
+        *, optional: frozenset[str] = frozenset(),
     ) -> Executed:
         out: Executed = {}
         for i, part in enumerate(self.parts):
             def mine(d: Mapping[str, Any] | None, i: int = i) -> dict[str, Any] | None:
                 return None if d is None else {a: v for a, v in d.items()
                                                if self.owner.get(a) == i}
-            out.update(part.finish_period(mine(agreed_kw), mine(envelopes)))
+            out.update(part.finish_period(mine(agreed_kw), mine(envelopes), optional=optional))
         return out

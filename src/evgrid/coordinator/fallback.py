@@ -6,12 +6,15 @@ reserves that draw on the station's grid zone and on the city before it shares t
 among the stations that are still answering. Otherwise a silent station and its neighbours
 could each use the same kilowatt.
 
-The rule (one function here, used by the coordinator, by the gRPC hub acting for a silent
-edge node in a simulation, and by the edge node itself):
+The rule (one function here, used by the coordinator and by the edge node itself):
 
-* inside the *envelope* it was last sent (the consensus profile z of a finished period, which
-  the ADMM z-update made feasible for every zone and the city together with every other
-  station's envelope of that period), it may draw max(z, 0);
+* inside the *envelope* it was last sent, it may draw that envelope. An envelope is the
+  consensus of a finished period made executable (``PowerCoordinator.settle``: clipped to
+  [0, the station's rating] and scaled per zone and city at every step), so a period's
+  envelopes together meet every limit at every step; one the station may not have received
+  is reserved as the larger of the old and the new, step by step;
+* at the step of a period it saw start but not finish, nothing (the coordinator may have given
+  its room to others; ``EdgeStation.fallback``);
 * outside it (before the first agreement, or after the envelope's last step), it may draw its
   *safe share*: its rated power's share of its grid zone's limit and of the city limit,
   whichever is smaller, cap_i / Σ_zone cap · C_g[t] and cap_i / Σ_city cap · P[t]. The safe

@@ -375,11 +375,19 @@ class Simulator:
             h.update(a.tobytes())
         return h.hexdigest()
 
+    @staticmethod
+    def is_row_array(name: str) -> bool:
+        """Whether a ``state_dict`` array has one row per step, of which a step changes only
+        its own (a checkpoint then writes only the rows written since the last one)."""
+        return name in ("ev_at_charger", "power_kw") or name.startswith("record.")
+
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Everything ``load_state_dict`` needs to continue from step ``t`` (copies)."""
-        out = {name: getattr(self, name).copy() for name in self._STATE}
-        out.update({f"record.{f.name}": getattr(self.record, f.name).copy()
-                    for f in fields(StepRecord)})
+        """Everything ``load_state_dict`` needs to continue from step ``t``: copies, but for the
+        per-step arrays (``is_row_array``), which are views (a checkpoint reads only their new
+        rows; copying them every step made checkpoints quadratic in the run's length)."""
+        out = {name: getattr(self, name) if self.is_row_array(name) else getattr(self, name).copy()
+               for name in self._STATE}
+        out.update({f"record.{f.name}": getattr(self.record, f.name) for f in fields(StepRecord)})
         out["t"] = np.array(self.t)
         return out
 

@@ -66,7 +66,7 @@ TMP_PREFIX = ".evgrid-tmp."
 _MARKER_FORMAT = 1
 #: The last file of a write: a reader that sees it new sees every other file new.
 RESULTS = "results.json"
-_OVERWRITE_HINT = "pass --overwrite (overwrite=True)"
+_OVERWRITE_HINT = "pass --overwrite"
 #: Errors of ``fill`` that are the output's fault, reported as ``OutputError``.
 _DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG, errno.EACCES}
 

@@ -24,7 +24,6 @@ from pydantic import ValidationError
 
 from evgrid.scenario.bounds import MAX_SCENARIO_FILE_BYTES
 from evgrid.scenario.errors import ScenarioError
-from evgrid.scenario.resources import check_memory
 from evgrid.scenario.schema import Scenario
 
 __all__ = ["ScenarioError", "bundled_names", "load_scenario", "parse_scenario"]
@@ -121,7 +120,6 @@ def parse_scenario(data: Any, *, source: str = "<dict>", base_dir: Path | None =
     problems = _file_problems(scenario)
     if problems:
         raise _invalid(source, problems)
-    check_memory(scenario, source=source)
     return scenario
 
 

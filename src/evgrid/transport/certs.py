@@ -327,12 +327,10 @@ def _valid_id(value: str) -> str | None:
 def station_identity(cert: bytes | str | x509.Certificate) -> str | None:
     """The station a certificate (PEM or DER, or parsed) names, or None if it names none.
 
-    The SAN URI ``evgrid://station/<id>`` wins; two different such URIs are ambiguous and
-    name nobody. Without one, the CN counts, but only for a certificate that may act as a
-    TLS client (no extended key usage, or one with clientAuth) and is no CA, so the
-    coordinator's own certificate never reads as a station called "evgrid-coordinator".
-    This does not verify the signature: use it on a peer certificate that TLS already
-    verified."""
+    Only the SAN URI ``evgrid://station/<id>`` names a station (two different ones are
+    ambiguous and name nobody); a CN never does: a CA that is not evgrid's alone may issue
+    certificates whose CN happens to equal a station id. This does not verify the signature:
+    use it on a peer certificate that TLS already verified."""
     if isinstance(cert, x509.Certificate):
         parsed = cert
     else:
@@ -348,25 +346,7 @@ def station_identity(cert: bytes | str | x509.Certificate) -> str | None:
     except x509.ExtensionNotFound:
         uris = []
     ids = {i for i in map(_id_from_uri, uris) if i is not None}
-    if ids or any(u.startswith(STATION_URI_PREFIX) for u in uris):
-        return ids.pop() if len(ids) == 1 else None
-    try:
-        if parsed.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
-            return None
-    except x509.ExtensionNotFound:
-        pass
-    try:
-        eku = parsed.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        if ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
-            return None
-    except x509.ExtensionNotFound:
-        pass
-    cns = parsed.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if len(cns) != 1:
-        return None
-    cn = cns[0].value
-    cn = cn.decode() if isinstance(cn, bytes) else cn
-    return None if cn == COORDINATOR_CN else _valid_id(cn)
+    return ids.pop() if len(ids) == 1 else None
 
 
 def _texts(auth: Mapping[str, Any], key: str) -> list[str]:
@@ -383,10 +363,10 @@ def identity_from_context(context: Any) -> str | None:
     Trust it only on a server that requires client certificates
     (``tls.server_credentials(..., client_ca=...)``): then the TLS layer has verified the
     certificate against the station CA before any call arrives. gRPC exposes the peer's
-    leaf certificate as ``x509_pem_cert``, which is read in full (SAN URI first, then CN, as
+    leaf certificate as ``x509_pem_cert``, which is read in full (its SAN URI, as
     ``station_identity``); should a gRPC build not offer it, the already-parsed
-    ``x509_subject_alternative_name`` and ``x509_common_name`` properties are used the same
-    way. A plaintext (or non-TLS) peer has no identity."""
+    ``x509_subject_alternative_name`` property is used the same way. A plaintext (or non-TLS)
+    peer has no identity."""
     try:
         auth: Mapping[str, Any] = context.auth_context() or {}
     except (AttributeError, ValueError):
@@ -398,12 +378,4 @@ def identity_from_context(context: Any) -> str | None:
         return station_identity(pems[0])
     ids = {i for i in map(_id_from_uri, _texts(auth, "x509_subject_alternative_name"))
            if i is not None}
-    if ids:
-        return ids.pop() if len(ids) == 1 else None
-    if any(s.startswith(STATION_URI_PREFIX) for s in
-           _texts(auth, "x509_subject_alternative_name")):
-        return None
-    cns = _texts(auth, "x509_common_name")
-    if len(cns) != 1 or cns[0] == COORDINATOR_CN:
-        return None
-    return _valid_id(cns[0])
+    return ids.pop() if len(ids) == 1 else None

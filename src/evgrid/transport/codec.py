@@ -26,6 +26,18 @@ from evgrid.transport.pb import coordinator_pb2 as pb
 
 #: Relative slack on the registered power limit (float noise, not a violation).
 LIMIT_RTOL = 1e-6
+#: The most a kWh can be worth in a station's objective (the scenario schema's bound on
+#: prices and penalties) and the most energy an EV can owe (its bound on batteries): a
+#: station's objective and dual can be no larger in size than these allow for its rating and
+#: chargers. A finite but absurd one (−1e12 for both) would make any gap look certified.
+MAX_VALUE_PER_KWH = 1e4
+MAX_OWED_KWH_PER_CHARGER = 2_000.0
+
+
+def objective_bound(reg: Registration, horizon: int, dt_h: float = 1.0) -> float:
+    """The largest |objective| or |dual| station ``reg`` can report over ``horizon`` steps."""
+    energy = reg.max_power_kw * horizon * dt_h + max(reg.chargers, 1) * MAX_OWED_KWH_PER_CHARGER
+    return MAX_VALUE_PER_KWH * energy
 #: Longest horizon a target batch may state [steps]: the longest run at the shortest control
 #: period (1 min). A batch of no rows holds no values to bound it, and a stated H of 2**60 made
 #: the decoder's reshape raise ValueError instead of refusing it (the protobuf fuzzer found it).
@@ -74,8 +86,8 @@ def registration_from_proto(msg: pb.RegisterRequest, grid_zones: list[str]) -> R
         if msg.grid_zone not in grid_zones:
             raise MessageError("INVALID_ARGUMENT",
                                f"grid_zone {msg.grid_zone!r} is not one of {grid_zones}")
-        if not (np.isfinite(msg.max_power_kw) and msg.max_power_kw > 0):
-            raise MessageError("INVALID_ARGUMENT", f"max_power_kw {msg.max_power_kw} is not > 0")
+        if not (np.isfinite(msg.max_power_kw) and msg.max_power_kw >= 0):  # 0: no charger yet
+            raise MessageError("INVALID_ARGUMENT", f"max_power_kw {msg.max_power_kw} is not >= 0")
         if msg.chargers < 0:
             raise MessageError("INVALID_ARGUMENT", f"chargers {msg.chargers} is not >= 0")
     return Registration(agent_id=msg.agent_id, kind=kind, grid_zone=msg.grid_zone,
@@ -242,6 +254,16 @@ def _decode_proposals(
             raise MessageError("INVALID_ARGUMENT",
                                f"participants of {agent_ids[k]!r} are outside [0, "
                                f"{chargers[k]:g}] (its chargers)")
+    for name in ("objective", "dual_objective"):
+        if name in cols:
+            n = np.where(np.isfinite(chargers), np.maximum(chargers, 1), 1)
+            bound = MAX_VALUE_PER_KWH * (caps * horizon + n * MAX_OWED_KWH_PER_CHARGER)
+            out = np.abs(cols[name]) > bound
+            if out.any():
+                k = int(np.flatnonzero(out)[0])
+                raise MessageError("INVALID_ARGUMENT",
+                                   f"{name} {cols[name][k]:g} of {agent_ids[k]!r} is beyond what "
+                                   f"its rating and chargers allow (|x| <= {bound[k]:g})")
     want_kw = cols["want_now_kw"]
     out = (want_kw < 0) | (want_kw > top)
     if out.any():
@@ -305,10 +327,14 @@ def check_proposal(
     dual = msg.dual_objective if msg.HasField("dual_objective") else None
     if dual is not None:
         scalars.append(("dual_objective", dual))
+    bound = objective_bound(reg, horizon)
     for name, v in scalars:
         if not math.isfinite(v):
             raise MessageError("INVALID_ARGUMENT", f"{name} of {sid!r} holds NaN or infinite "
                                "values")
+        if name != "want_now_kw" and abs(v) > bound:
+            raise MessageError("INVALID_ARGUMENT", f"{name} {v:g} of {sid!r} is beyond what "
+                               f"its rating and chargers allow (|x| <= {bound:g})")
     if not 0 <= msg.want_now_kw <= top:
         raise MessageError("INVALID_ARGUMENT", f"want_now_kw {msg.want_now_kw} is outside "
                            f"[0, {reg.max_power_kw:g}] kW")

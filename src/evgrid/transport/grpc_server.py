@@ -32,13 +32,14 @@ Protocol (one ``Exchange`` stream per station; the servicer is thin, the hub doe
   that arrives after its deadline is dropped, not punished. Stations without a live stream are
   ``unreachable``: dropped before round 0, their fallback reserved.
 * ``finish_period`` sends each station a done target whose z over the horizon is its envelope,
-  and collects the executed ``SetpointSchedule``. A station that does not answer in time is
-  executed on this side least laxity first within min(its agreed power, its previous
-  envelope's budget where that covers the step): whichever of the two its edge node holds, the
-  simulated chargers never draw more than the coordinator counted for it. Known gap: an edge
-  node that missed the done target falls back on its previous envelope, which this period's
-  consensus did not count, for at most the one step until the next period drops it and
-  reserves exactly that envelope; in a simulation the projection has the last word there.
+  and collects the executed ``SetpointSchedule`` (stations dropped this period are waited for
+  only ``probation_grace``). A station that does not answer in time is executed on this side
+  least laxity first within its agreed power: its edge node drew that (it got the done target)
+  or nothing (it did not: it draws nothing at the step of a period it saw start and not finish),
+  never more than the coordinator counted. Such a station is ``unconfirmed``: next period the
+  larger of its old and new envelopes is what is reserved for it if it is silent.
+* At the end of the run ``farewell`` tells every station, which then stops instead of running
+  on its fallback.
 
 Health checking reports ``evgrid.v1.CoordinatorService`` SERVING while the server runs;
 keepalive and the message-size limits are set on both ends. Use TLS outside loopback: a
@@ -49,8 +50,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import ipaddress
 import logging
+import math
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
@@ -95,6 +98,9 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 MAX_INBOUND_BYTES = 4 * 1024 * 1024
 #: How long a new Exchange stream may take to say Hello (DEADLINE_EXCEEDED after).
 HELLO_TIMEOUT_S = 10.0
+#: Messages queued for one station before its stream is ended (RESOURCE_EXHAUSTED): a client
+#: that keeps its connection alive but never reads must not pile up period starts of megabytes.
+OUTBOX_MESSAGES = 64
 #: Server keepalive: ping idle links every 20 s and drop them after 10 s without an answer, so a
 #: vanished edge node is noticed; accept the clients' pings every 5 s (they ping every 10 s).
 SERVER_OPTIONS: list[tuple[str, int]] = [
@@ -146,12 +152,20 @@ async def _refuse_unauthenticated(_requests: Any, context: grpc.aio.ServicerCont
 _REFUSAL = grpc.stream_stream_rpc_method_handler(_refuse_unauthenticated)
 
 
-class CredentialsInterceptor(grpc.aio.ServerInterceptor):
-    """Refuse every call without credentials before any message is read (health checks pass:
-    a load balancer or an operator's probe holds no station's token)."""
+#: The one call that needs no credentials: a load balancer or an operator's probe holds no
+#: station's token. Only the unary Check: Watch is a stream that stays open, and unauthenticated
+#: open streams would use up the calls the stations need.
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
-    def __init__(self, auth: Authenticator) -> None:
+
+class CredentialsInterceptor(grpc.aio.ServerInterceptor):
+    """Refuse every call without credentials before any message is read (but health Check);
+    ``on_refuse`` hears of each refusal (logged and counted, so an intruder is visible)."""
+
+    def __init__(self, auth: Authenticator, on_refuse: Callable[[str], None] | None = None,
+                 ) -> None:
         self.auth = auth
+        self.on_refuse = on_refuse
 
     async def intercept_service(
         self,
@@ -159,9 +173,10 @@ class CredentialsInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         method = handler_call_details.method or ""
-        if method.startswith("/grpc.health.v1.Health/") or self.auth.admits(
-                handler_call_details.invocation_metadata):
+        if method == HEALTH_CHECK or self.auth.admits(handler_call_details.invocation_metadata):
             return await continuation(handler_call_details)
+        if self.on_refuse is not None:
+            self.on_refuse(method)
         return _REFUSAL
 
 
@@ -184,7 +199,8 @@ class _Session:
     """One live Exchange stream (lives on the server loop)."""
 
     agent_id: str
-    outbox: asyncio.Queue[_Outgoing] = field(default_factory=asyncio.Queue)
+    outbox: asyncio.Queue[_Outgoing] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=OUTBOX_MESSAGES))
     period: int = -1  # id of the last period whose PeriodStart this stream received
     start: int = -1  # horizon start of that period
     unanswered: set[tuple[int, int]] = field(default_factory=set)  # asked (start, round)
@@ -225,6 +241,7 @@ class GrpcStations:
         # One live stream per station plus one reconnecting; a shared token holds them all.
         self.streams_per_client = streams_per_client
         self._streams: Counter[str] = Counter()  # open Exchange streams per principal
+        self._last_refusal_log = -math.inf
         self._stats = TransportStats()
         self._registry: dict[str, Registration] = {}
         self._sessions: dict[str, _Session] = {}
@@ -242,6 +259,16 @@ class GrpcStations:
     def stats(self) -> TransportStats:
         """Refusals, late answers, fallbacks (read between periods, from the sim thread)."""
         return self._stats
+
+    def _refused(self, code: str, what: str) -> None:
+        """Count a refusal and say it in the log (an intruder must be visible), at most a few
+        lines a second whatever the rate."""
+        self._stats.refuse(code)
+        now = self.loop.time()
+        if now - self._last_refusal_log >= 0.2:
+            self._last_refusal_log = now
+            log.warning("refused (%s, %d so far): %s", code, sum(self._stats.refused.values()),
+                        codec.clipped(what))
 
     # -- sync side (simulation thread) ----------------------------------------------------------
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
@@ -286,7 +313,8 @@ class GrpcStations:
         return how many are."""
         return self._call(self._wait_for(count, timeout_s), timeout_s + _BRIDGE_SLACK_S)
 
-    def begin_period(self, states: Mapping[str, Any]) -> None:
+    def begin_period(self, states: Mapping[str, Any], *,
+                     optional: frozenset[str] = frozenset()) -> None:
         """Stage this period's states; they travel with the first target (module docstring)."""
         self._call(self._sync(lambda: self._begin(states)), 10.0)
 
@@ -296,6 +324,28 @@ class GrpcStations:
 
     def load_warm_starts(self, warm: WarmTable) -> None:
         pass
+
+    def farewell(self, reason: str, last_step: int, wait_s: float = 2.0) -> None:
+        """Tell every connected station the run is over (they stop instead of falling back),
+        and end their streams."""
+
+        async def send() -> None:
+            msg = pb.ExchangeResponse(farewell=pb.Farewell(reason=reason, last_step=last_step))
+            sessions = list(self._sessions.values())
+            for session in sessions:
+                self._send(session, msg)
+                self._end_after(session)
+            deadline = self.loop.time() + wait_s
+            while any(not s.outbox.empty() for s in sessions) and self.loop.time() < deadline:
+                await asyncio.sleep(0.01)
+
+        self._call(send(), wait_s + _BRIDGE_SLACK_S)
+
+    def _end_after(self, session: _Session) -> None:
+        """End a session once what is queued for it is written."""
+        self._close(session)
+        with contextlib.suppress(asyncio.QueueFull):
+            session.outbox.put_nowait(None)
 
     def preregister(self, agent_ids: Iterable[str]) -> None:
         """Register stations on the city file's terms before they call (a resumed coordinator:
@@ -327,9 +377,11 @@ class GrpcStations:
     def finish_period(
         self, agreed_kw: Mapping[str, float] | None = None,
         envelopes: Mapping[str, np.ndarray] | None = None,
+        *, optional: frozenset[str] = frozenset(),
     ) -> Executed:
-        """Done targets out, executed set-points back; fallbacks for the silent ones."""
-        return self._call(self._finish(dict(agreed_kw or {}), dict(envelopes or {})),
+        """Done targets out, executed set-points back; fallbacks for the silent ones (and
+        ``optional`` ones, dropped this period, waited for only ``probation_grace``)."""
+        return self._call(self._finish(dict(agreed_kw or {}), dict(envelopes or {}), optional),
                           self.round_timeout_s + _BRIDGE_SLACK_S)
 
     # -- loop side ------------------------------------------------------------------------------
@@ -346,12 +398,15 @@ class GrpcStations:
     def register(self, raw: bytes, principal: str | None) -> pb.RegisterResponse:
         """Check a registration against the city file and record the file's terms (raises
         MessageError; module docstring)."""
+        if principal is None:  # admitted by the handshake, but the certificate names no one
+            raise MessageError("PERMISSION_DENIED", "the client certificate names no evgrid "
+                               "station (SAN URI evgrid://station/<id>)")
         claim = codec.registration_from_proto(_parse(pb.RegisterRequest, raw), self.grid_zones)
         if claim.kind != "station":
             raise MessageError("INVALID_ARGUMENT", "this server hosts station agents only")
         if not may_act_as(principal, claim.agent_id):
-            raise MessageError("PERMISSION_DENIED",
-                               f"these credentials are {principal!r}'s, not {claim.agent_id!r}'s")
+            raise MessageError("PERMISSION_DENIED", f"the credentials of station {principal!r} "
+                               f"cannot act as {claim.agent_id!r}")
         spec = self.specs.get(claim.agent_id)
         if spec is None:
             raise MessageError(
@@ -374,18 +429,23 @@ class GrpcStations:
             agent_id=spec.agent_id, grid_zones=self.grid_zones, dt_h=self.dt_h,
             grid_zone=spec.grid_zone, max_power_kw=spec.max_power_kw, chargers=spec.chargers)
 
+    async def _refuse(self, context: grpc.aio.ServicerContext, code: str, why: str) -> None:
+        """Count, log and end a stream before it is a session (abort raises)."""
+        self._refused(code, f"Exchange from {context.peer()}: {why}")
+        await context.abort(status_code(code), codec.clipped(why))
+
     async def serve_stream(self, context: grpc.aio.ServicerContext) -> None:
         """One station's Exchange: Hello, then a writer (here) and a reader (a task)."""
         principal = self.auth.principal(context.invocation_metadata(), context)
         if principal is None:  # the interceptor admitted it: only a certificate without an id
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                "the client certificate names no evgrid station")
+            await self._refuse(context, "PERMISSION_DENIED",
+                               "the client certificate names no evgrid station")
         key = principal or ""
         limit = (self.streams_per_client if principal != ANY_STATION
                  else self.streams_per_client * max(len(self.specs), 1))
         if self._streams[key] >= limit:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                f"{limit} Exchange streams of these credentials are open")
+            await self._refuse(context, "RESOURCE_EXHAUSTED",
+                               f"{limit} Exchange streams of these credentials are open")
         self._streams[key] += 1
         try:
             await self._serve(context, principal)
@@ -396,32 +456,31 @@ class GrpcStations:
         try:
             raw = await asyncio.wait_for(context.read(), self.hello_timeout_s)
         except TimeoutError:
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                f"no Hello within {self.hello_timeout_s:g} s")
+            await self._refuse(context, "DEADLINE_EXCEEDED",
+                               f"no Hello within {self.hello_timeout_s:g} s")
+            return
         first = None
         try:
             first = None if raw is grpc.aio.EOF else _parse(pb.ExchangeRequest, raw)
         except MessageError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await self._refuse(context, "INVALID_ARGUMENT", str(exc))
         if first is None or first.WhichOneof("body") != "hello":
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "the first message on Exchange must be Hello"
-            )
-            return  # abort raises
+            await self._refuse(context, "INVALID_ARGUMENT",
+                               "the first message on Exchange must be Hello")
+            return
         agent = first.hello.agent_id
-        if not may_act_as(principal, agent):  # (clipped: the caller's text, see codec)
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, codec.clipped(
-                f"these credentials are {principal!r}'s, not {agent!r}'s"))
+        if not may_act_as(principal, agent):
+            await self._refuse(context, "PERMISSION_DENIED",
+                               f"the credentials of station {principal!r} cannot act as {agent!r}")
         if agent not in self._registry:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, codec.clipped(
-                f"agent {agent!r} is not registered: call Register first"))
+            await self._refuse(context, "UNAUTHENTICATED",
+                               f"agent {agent!r} is not registered: call Register first")
         if agent in self._sessions:
             # A live stream keeps its station: a second one never takes over (it would be
             # the way to hijack a station). A half-dead one ends by keepalive; retry then.
-            await context.abort(
-                grpc.StatusCode.ALREADY_EXISTS,
-                f"an Exchange stream for {agent!r} is live; a second one is refused",
-            )
+            await self._refuse(context, "ALREADY_EXISTS",
+                               f"an Exchange stream for {agent!r} is live; a second one is "
+                               "refused")
         session = self._open(agent)
         await context.write(pb.ExchangeResponse(welcome=pb.Welcome(agent_id=agent,
                                                                    step=self._start)))
@@ -467,8 +526,7 @@ class GrpcStations:
                 except MessageError as exc:
                     log.warning("refusing %s: %s %s", session.agent_id, exc.code, exc)
                     self._stats.refuse(exc.code)
-                    self._close(session)
-                    session.outbox.put_nowait(exc)
+                    self._end(session, exc)
                     return
         except asyncio.CancelledError:
             raise
@@ -476,11 +534,27 @@ class GrpcStations:
             log.info("%s: stream ended: %r", session.agent_id, exc)  # same as a hang-up
         except Exception:  # evgrid's bug, not the station's: said loudly, never passed as OK
             log.exception("%s: internal error handling a message", session.agent_id)
-            self._close(session)
-            session.outbox.put_nowait(MessageError("INTERNAL", "internal error (logged)"))
+            self._end(session, MessageError("INTERNAL", "internal error (logged)"))
             return
+        self._end(session, None)
+
+    def _send(self, session: _Session, msg: pb.ExchangeResponse) -> None:
+        """Queue a message for a station; a station that does not read is cut off."""
+        try:
+            session.outbox.put_nowait(msg)
+        except asyncio.QueueFull:
+            log.warning("%s reads nothing: %d messages queued; ending its stream",
+                        session.agent_id, OUTBOX_MESSAGES)
+            self._stats.refuse("RESOURCE_EXHAUSTED")
+            self._end(session, MessageError(
+                "RESOURCE_EXHAUSTED", f"{OUTBOX_MESSAGES} messages unread: read your stream"))
+
+    def _end(self, session: _Session, why: MessageError | None) -> None:
+        """Close a session and tell its writer how the stream ends (None: OK)."""
         self._close(session)
-        session.outbox.put_nowait(None)
+        while not session.outbox.empty():  # what it did not read no longer matters
+            session.outbox.get_nowait()
+        session.outbox.put_nowait(why)
 
     def _dispatch(self, session: _Session, msg: pb.ExchangeRequest) -> None:
         kind = msg.WhichOneof("body")
@@ -578,7 +652,7 @@ class GrpcStations:
                 msg = pb.ExchangeResponse(target=target)
             session.proposal = self.loop.create_future()
             session.unanswered.add((targets.horizon_start, targets.round))
-            session.outbox.put_nowait(msg)
+            self._send(session, msg)
             asked[agent] = session.proposal
         required = [f for a, f in asked.items() if a not in optional]
         on_probation = [f for a, f in asked.items() if a in optional]
@@ -603,7 +677,8 @@ class GrpcStations:
                                      horizon_start=targets.horizon_start, horizon=self._horizon)
 
     async def _finish(
-        self, agreed_kw: dict[str, float], envelopes: dict[str, np.ndarray]
+        self, agreed_kw: dict[str, float], envelopes: dict[str, np.ndarray],
+        optional: frozenset[str],
     ) -> Executed:
         asked: dict[str, asyncio.Future[np.ndarray | None]] = {}
         for agent, state in self._states.items():
@@ -633,10 +708,16 @@ class GrpcStations:
             )
             session.executed = self.loop.create_future()
             session.done_step, session.agreed_kw = state.horizon_start, agreed
-            session.outbox.put_nowait(msg)
+            self._send(session, msg)
             asked[agent] = session.executed
-        if asked:
-            await asyncio.wait(asked.values(), timeout=self.round_timeout_s)
+        required = [f for a, f in asked.items() if a not in optional]
+        late = [f for a, f in asked.items() if a in optional]
+        t0 = self.loop.time()
+        if required:
+            await asyncio.wait(required, timeout=self.round_timeout_s)
+        if late:
+            await asyncio.wait(late, timeout=probation_grace(self.loop.time() - t0)
+                               if required else self.round_timeout_s)
         out: Executed = {}
         self.last_fallback = set()
         for agent, state in self._states.items():
@@ -678,6 +759,7 @@ class CoordinatorServicer:
             principal = self.hub.auth.principal(context.invocation_metadata(), context)
             return self.hub.register(raw, principal)
         except MessageError as exc:
+            self.hub._refused(exc.code, f"Register from {context.peer()}: {exc}")
             await context.abort(status_code(exc.code), str(exc))
             raise  # unreachable: abort raises
 
@@ -717,6 +799,11 @@ class EdgeServer:
         async def shutdown() -> None:
             await self.health.enter_graceful_shutdown()
             await self.server.stop(grace_s)
+            # What is left on the loop (a stream's reader) ends here, not destroyed pending.
+            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in rest:
+                t.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
 
         try:
             asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result((grace_s or 0) + 10)
@@ -754,6 +841,9 @@ def create_server(
     (loopback experiments). ``round_timeout_s`` is how long a round waits for late stations.
     """
     auth = auth or Authenticator(shared_token=token)  # refuses no credentials before any thread
+    if auth.client_certs and server_credentials is None:
+        raise ValueError("client certificates need TLS: give server_credentials that require "
+                         "them (tls.server_credentials(..., client_ca=...))")
     stations = list(stations)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="evgrid-grpc-server", daemon=True)
@@ -771,7 +861,10 @@ def create_server(
         )
         # Every call in flight holds at most one inbound message: bounded memory whatever
         # the callers do (a registered fleet needs two calls per station at most).
-        server = grpc.aio.server(interceptors=[CredentialsInterceptor(auth)],
+        interceptor = CredentialsInterceptor(
+            auth, on_refuse=lambda method: hub._refused("UNAUTHENTICATED",
+                                                        f"a call to {method} without credentials"))
+        server = grpc.aio.server(interceptors=[interceptor],
                                  options=options or SERVER_OPTIONS,
                                  maximum_concurrent_rpcs=2 * len(stations) + 64)
         server.add_generic_rpc_handlers((CoordinatorServicer(hub).handler(),))

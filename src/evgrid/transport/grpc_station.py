@@ -136,6 +136,7 @@ class LinkState:
     executed_step: int = -1  # last step set on the chargers
     applied_at: float = -math.inf  # loop time it was set (the fallback clock runs from there)
     repeats_refused: int = 0  # done targets for a step already executed (not applied again)
+    farewell: str = ""  # why the coordinator ended the run, when it did
     last_error: str = ""
     hint: str = ""  # what a repeated connection failure most likely means
     strikes: int = 0  # connection failures in a row with the same TLS cause
@@ -147,6 +148,10 @@ class StationRefused(RuntimeError):
 
 class _Stop(Exception):
     """The stop event fired."""
+
+
+class _Farewell(Exception):
+    """The coordinator's run is over (it said so)."""
 
 
 def _log_setpoints(step: int, chargers: np.ndarray, kw: np.ndarray, fallback: bool) -> None:
@@ -216,6 +221,10 @@ async def run_station(
                 link.last_error = "the coordinator ended the stream"
             except _Stop:
                 break
+            except _Farewell as bye:
+                link.farewell = str(bye)
+                log.info("%s: %s", station_id, bye)
+                break
             except grpc.aio.AioRpcError as exc:
                 if stop.is_set():
                     break
@@ -261,8 +270,11 @@ def _diagnose(exc: grpc.aio.AioRpcError, link: LinkState, station_id: str, *,
             return
     needle, meaning = _PLAINTEXT_HINT
     if not secure and exc.code() == grpc.StatusCode.UNAVAILABLE and needle in text:
+        # A TLS server closes a plaintext connection at once; a restarting one refuses it.
         link.strikes += 1
         link.hint = meaning if link.strikes >= _TLS_STRIKES else ""
+        if link.strikes >= 2 * _TLS_STRIKES:
+            raise StationRefused(f"{station_id}: cannot connect: {meaning}") from exc
         return
     if exc.code() == grpc.StatusCode.ALREADY_EXISTS:
         link.hint = ("another stream serves this station (a half-dead link ends within ~30 s; "
@@ -349,6 +361,9 @@ def _answer(
 ) -> list[pb.ExchangeRequest]:
     """The station's reply to one coordinator message (pure apart from the agent's state)."""
     kind = msg.WhichOneof("body")
+    if kind == "farewell":
+        raise _Farewell(f"the coordinator ended its run after step {msg.farewell.last_step}: "
+                        f"{msg.farewell.reason}")
     if kind == "period":
         ps = msg.period
         if ps.HasField("state"):

@@ -133,11 +133,10 @@ class StationPackActor:
         return codec.proposals_to_proto(
             answer, with_participants=not batch.participants_known).SerializeToString()
 
-    def finish_period(self, agreed_kw: dict[str, float]) -> Executed:
-        return self.pack.finish_period(agreed_kw)
-
-    def warm_starts(self) -> WarmTable:
-        return self.pack.warm_starts()
+    def finish_period(self, agreed_kw: dict[str, float]) -> tuple[Executed, WarmTable]:
+        """The set-points, and the warm starts they leave (what a checkpoint keeps: sent
+        here, no call of its own, which a hung pack would have made wait)."""
+        return self.pack.finish_period(agreed_kw), self.pack.warm_starts()
 
     def load_warm_starts(self, warm: WarmTable) -> bool:
         self.pack.load_warm_starts(warm)
@@ -181,10 +180,10 @@ class RayStations:
         # Per pack: the stations and participant counts of its last answer this period.
         self._participants: dict[int, tuple[tuple[str, ...], np.ndarray]] = {}
         self.alive = [True] * len(self.actors)
-        self.rounds_missed = 0
         self._horizon = 0
         self._stats = TransportStats()
         self._down: set[int] = set()  # packs whose outage was logged
+        self._warm: dict[int, WarmTable] = {}  # each pack's warm starts, as last reported
         self._reg = {r.agent_id: r for r in self.registrations()}
         # The actors start in the background (a process each); the first period waits for
         # them, so building this early overlaps their start with other work.
@@ -241,7 +240,6 @@ class RayStations:
                 k = pending.pop(ref)
                 yield k, self._result(k, ref)
         for k in pending.values():
-            self.rounds_missed += 1
             yield k, None
 
     def _result(self, k: int, ref: Any) -> Any:
@@ -255,14 +253,18 @@ class RayStations:
                             "until it answers again", k, type(exc).__name__)
             self._down.add(k)
             self.alive[k] = False
-            self.rounds_missed += 1
             return None
 
-    def _call(self, calls: list[tuple[int, Any]]) -> dict[int, Any]:
-        """Every call's result (None: dead or late), by actor index."""
-        return dict(self._arrivals(calls))
+    def _call(self, calls: list[tuple[int, Any]], optional: frozenset[str] = frozenset(),
+              ) -> dict[int, Any]:
+        """Every call's result (None: dead or late), by actor index; packs whose stations are
+        all ``optional`` (on probation) are waited for only ``probation_grace``."""
+        skip = [k for k, _ in calls if optional and all(
+            self.ids[i] in optional for i in self.groups[k])]
+        return dict(self._arrivals(calls, skip))
 
-    def begin_period(self, states: Mapping[str, Any]) -> None:
+    def begin_period(self, states: Mapping[str, Any], *,
+                     optional: frozenset[str] = frozenset()) -> None:
         self._started()
         self.states = dict(states)
         self._participants = {}
@@ -272,7 +274,7 @@ class RayStations:
                  for k, (a, g) in enumerate(zip(self.actors, self.groups, strict=True))]
         # A restarted actor that took its state again is back in the game; one that did not
         # sits this period out and its stations are executed on its behalf.
-        done = self._call(calls)
+        done = self._call(calls, optional)
         self.alive = [done[k] is not None for k in range(len(self.actors))]
         for k in [k for k in self._down if self.alive[k]]:
             log.warning("station pack %d is back", k)
@@ -320,15 +322,17 @@ class RayStations:
     def finish_period(
         self, agreed_kw: Mapping[str, float] | None = None,
         envelopes: Mapping[str, np.ndarray] | None = None,
+        *, optional: frozenset[str] = frozenset(),
     ) -> Executed:
         agreed_kw = agreed_kw or {}
         calls = [(k, self.actors[k].finish_period.remote(
             {self.ids[i]: agreed_kw.get(self.ids[i], 0.0) for i in self.groups[k]}))
             for k in range(len(self.actors)) if self.alive[k]]
         out: Executed = {}
-        for res in self._call(calls).values():
+        for k, res in self._call(calls, optional).items():
             if res is not None:
-                out.update(res)
+                executed, self._warm[k] = res
+                out.update(executed)
         # Stations whose pack died or stayed silent: executed here, same rule, same budget.
         for sid in self.ids:
             if sid not in out and sid in self.states:
@@ -339,12 +343,15 @@ class RayStations:
         return out
 
     def warm_starts(self) -> WarmTable:
-        got = self._call([(k, a.warm_starts.remote()) for k, a in enumerate(self.actors)
-                          if self.alive[k]])
-        return WarmTable.concat([t for t in got.values() if t is not None])
+        """As each pack last reported them (with its set-points): no call, no wait."""
+        return WarmTable.concat(list(self._warm.values()))
 
     def load_warm_starts(self, warm: WarmTable) -> None:
-        self._call([(k, a.load_warm_starts.remote(warm)) for k, a in enumerate(self.actors)])
+        self._started()
+        got = self._call([(k, a.load_warm_starts.remote(warm))
+                          for k, a in enumerate(self.actors)])
+        if any(v is None for v in got.values()):
+            log.warning("a station pack did not take its warm starts: it starts cold")
 
     def shutdown(self) -> None:
         for a in self.actors:

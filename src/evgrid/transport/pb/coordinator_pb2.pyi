@@ -246,12 +246,22 @@ class Welcome(_message.Message):
     step: int
     def __init__(self, agent_id: _Optional[str] = ..., step: _Optional[int] = ...) -> None: ...
 
+class Farewell(_message.Message):
+    __slots__ = ("reason", "last_step")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    LAST_STEP_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    last_step: int
+    def __init__(self, reason: _Optional[str] = ..., last_step: _Optional[int] = ...) -> None: ...
+
 class ExchangeResponse(_message.Message):
-    __slots__ = ("period", "target", "welcome")
+    __slots__ = ("period", "target", "welcome", "farewell")
     PERIOD_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     WELCOME_FIELD_NUMBER: _ClassVar[int]
+    FAREWELL_FIELD_NUMBER: _ClassVar[int]
     period: PeriodStart
     target: ConsensusTarget
     welcome: Welcome
-    def __init__(self, period: _Optional[_Union[PeriodStart, _Mapping]] = ..., target: _Optional[_Union[ConsensusTarget, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ...) -> None: ...
+    farewell: Farewell
+    def __init__(self, period: _Optional[_Union[PeriodStart, _Mapping]] = ..., target: _Optional[_Union[ConsensusTarget, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., farewell: _Optional[_Union[Farewell, _Mapping]] = ...) -> None: ...
