@@ -217,7 +217,8 @@ def run_and_report(
         except Exception as exc:
             raise fail(f"the run failed: {_one_line(exc)}{_ray_hint(exc)}"
                        f"{resume_hint(checkpoint, target)}", code=1) from exc
-    write_out(exp, target)
+    with _ray_shutting_down():  # Ray is done: it stops (≈1.5 s) while the report is written
+        write_out(exp, target)
     if checkpoint is not None:
         drop_checkpoint(target, checkpoint)
     if not quiet:
@@ -229,6 +230,29 @@ def run_and_report(
                 f"{exp.offline.solver} {exp.offline.solve_s:.2f} s"
             )
     console.print(f"wrote {target.path}/ (results.json, timeseries.csv, plots, report.html)")
+
+
+#: Whether this command started (or joined) Ray, and so may shut it down.
+_started_ray = False
+
+
+@contextlib.contextmanager
+def _ray_shutting_down() -> Iterator[None]:
+    """Shut Ray down in the background during the block, if this command started it."""
+    global _started_ray
+    ray = sys.modules.get("ray")
+    if not _started_ray or ray is None or not ray.is_initialized():
+        yield
+        return
+    _started_ray = False
+    import threading
+
+    stopping = threading.Thread(target=ray.shutdown, name="evgrid-ray-shutdown", daemon=True)
+    stopping.start()
+    try:
+        yield
+    finally:
+        stopping.join(30)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -406,10 +430,14 @@ def open_resume(folder: Path, command: str) -> tuple[OutputTarget, Checkpoint, S
 
 def start_ray(address: str | None) -> None:
     """Start or join Ray, or fail in one line saying why and what else to do."""
+    global _started_ray
+    import ray
+
     from evgrid.transport.ray_actors import ensure_ray
 
     with err.status("starting Ray"):
         try:
+            _started_ray = not ray.is_initialized()
             ensure_ray(address)
         except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
             where = address or os.environ.get("RAY_ADDRESS") or "a local Ray"
