@@ -42,6 +42,13 @@ err = Console(stderr=True)
 DEFAULT_POLICIES = ["uncontrolled", "fcfs", "round_robin", "edf", "llf", "coordinated"]
 
 
+TariffOption = Annotated[
+    str | None,
+    typer.Option(help="a tariff: acnportal's tariff JSON (time-of-use prices by season and "
+                 "weekday, demand charge in $/kW on each billing window's peak) or a bundled "
+                 "one by name (sce_tou_ev_4, evening_peak); replaces the scenario's energy "
+                 "prices"),
+]
 PolicyOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -302,6 +309,7 @@ def run(
         "finished policies are not run again")] = None,
     days: Annotated[float | None, typer.Option(help="override the horizon [days]")] = None,
     dt_min: Annotated[int | None, typer.Option(help="override the control period Δt [min]")] = None,
+    tariff: TariffOption = None,
     offline: Annotated[bool, typer.Option(help="solve the offline-optimal LP bound")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
     transport: Annotated[str, typer.Option(
@@ -347,6 +355,8 @@ def run(
             sc = load_scenario(scenario)
             overrides = {k: v for k, v in (("horizon_days", days), ("dt_min", dt_min))
                          if v is not None}
+            if tariff is not None:
+                sc = with_tariff(sc, tariff)
             if overrides:
                 sc = parse_scenario({**sc.model_dump(mode="json"), **overrides}, source=scenario)
             check_memory(sc, source=scenario)
@@ -391,6 +401,22 @@ def run(
     run_and_report(sc, to_run, seed=seed, target=target, offline=offline, quiet=quiet,
                    world=world, factory=factory, routing=routing, cohort_host=cohort_host,
                    checkpoint=checkpoint)
+
+
+def with_tariff(sc: Scenario, tariff: str) -> Scenario:
+    """``sc`` billed on ``tariff`` (a JSON file or a bundled tariff's name) instead of its own
+    energy prices (a ``ScenarioError`` that names the file when it cannot be read)."""
+    from evgrid.scenario import ScenarioError
+    from evgrid.scenario.tariff import TariffError, read_tariff
+
+    try:
+        parsed = read_tariff(tariff)
+    except TariffError as exc:
+        raise ScenarioError(f"--tariff: {exc}") from None
+    if sc.prices.price_csv is not None:
+        raise ScenarioError("--tariff: the scenario takes its prices from prices.price_csv; "
+                            "give one or the other")
+    return sc.model_copy(update={"tariff": parsed})
 
 
 def _preload_in_background() -> None:
@@ -543,6 +569,7 @@ def replay(
             "'Datetime (UTC),Price (EUR/MWhe)' (default: flat 0.25 per kWh)"
         ),
     ] = None,
+    tariff: TariffOption = None,
     arrival_col: Annotated[str, typer.Option(help="column holding the arrival time")] = "arrival",
     departure_col: Annotated[
         str, typer.Option(help="column holding the departure time")
@@ -612,6 +639,12 @@ def replay(
             err.print(f"[yellow]warning:[/] {escape(note)}", highlight=False)
         check_nonempty(recorded, sessions)
         world = None
+        if tariff is not None and price_csv is not None:
+            raise fail("give --tariff or --price-csv, not both (the tariff sets the energy "
+                       "price)")
+        if tariff is not None:
+            sc = with_tariff(sc, tariff)
+            world = build_world(sc, start=t0)
         if price_csv is not None:
             stamps, prices = read_price_csv(price_csv)
             world = build_world(

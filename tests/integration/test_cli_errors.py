@@ -38,8 +38,10 @@ def files(tmp_path: Path) -> dict[str, Path]:
     sessions = tmp_path / "sessions.csv"
     sessions.write_text("arrival,departure,requested_energy_kwh\n"
                         "2024-01-01T08:00:00Z,2024-01-01T12:00:00Z,10\n")
+    bad_tariff = tmp_path / "tariff.json"
+    bad_tariff.write_text('{"name": "t", "schedule": [{"times": [1, 8], "tariffs": [0.1, 0.2]}]}')
     return {"binary": binary, "bad_yaml": bad_yaml, "nan": nan, "file": a_file,
-            "sessions": sessions, "empty": tmp_path / "empty"}
+            "sessions": sessions, "empty": tmp_path / "empty", "tariff": bad_tariff}
 
 
 CASES = [
@@ -56,6 +58,10 @@ CASES = [
     (["run", "--resume", "{empty}"], "nothing to resume"),
     (["run", "small", "-p", "nope"], "unknown policy 'nope'"),
     (["run", "nosuchscenario"], "unknown scenario 'nosuchscenario'"),
+    (["run", "small", "--tariff", "{tariff}"], "times must start at 0"),
+    (["run", "small", "--tariff", "nosuchtariff"], "no such tariff file"),
+    (["replay", "{sessions}", "--chargers", "2", "--charger-kw", "11", "--site-limit-kw", "50",
+      "--tariff", "{binary}"], "--tariff"),
     (["replay", "{sessions}", "--chargers", "0", "--charger-kw", "11",
       "--site-limit-kw", "50"], "--chargers"),
     (["coordinator", "--host", "0.0.0.0", "--token", "t"], "loopback only"),

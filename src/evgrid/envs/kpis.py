@@ -17,6 +17,21 @@ from evgrid.envs.simulator import SimResult
 FULL_TOL_KWH = 0.01
 
 
+def demand_charges(zone_load_kw: np.ndarray, rate_per_kw: np.ndarray,
+                   window: np.ndarray) -> np.ndarray:
+    """[G] each grid zone's demand charge: Σ over billing windows of the window's rate × the
+    zone's peak load in it. A zone is one metered grid connection (put a facility on a zone of
+    its own to bill it alone); the rate is the one in force at the window's first step
+    (``evgrid.scenario.tariff.tariff_arrays``)."""
+    out = np.zeros(zone_load_kw.shape[1])
+    if not rate_per_kw.any():
+        return out
+    for w in np.unique(window):
+        steps = window == w
+        out += rate_per_kw[steps][0] * zone_load_kw[steps].max(axis=0, initial=0.0)
+    return out
+
+
 def objective_terms(
     world_price: np.ndarray,
     world_carbon: np.ndarray,
@@ -25,11 +40,16 @@ def objective_terms(
     *,
     carbon_price_per_kg: float,
     unmet_penalty_per_kwh: float,
+    demand_charge: float = 0.0,
 ) -> dict[str, float]:
-    """cost, carbon and the LP objective: cost + carbon price · carbon + penalty · unmet kWh."""
-    cost = float(grid_energy_kwh_per_step @ world_price)
+    """Energy cost, demand charge, their sum ``cost``, carbon, and the LP objective:
+    cost + carbon price · carbon + penalty · unmet kWh."""
+    energy_cost = float(grid_energy_kwh_per_step @ world_price)
     carbon = float(grid_energy_kwh_per_step @ world_carbon)
+    cost = energy_cost + demand_charge
     return {
+        "energy_cost": energy_cost,
+        "demand_charge": demand_charge,
         "cost": cost,
         "carbon_kg": carbon,
         "objective": cost + carbon_price_per_kg * carbon + unmet_penalty_per_kwh * unmet_kwh,
@@ -84,6 +104,8 @@ def compute_kpis(result: SimResult) -> dict[str, float]:
             k["unmet_kwh"],
             carbon_price_per_kg=w.scenario.prices.carbon_price_per_kg,
             unmet_penalty_per_kwh=w.scenario.unmet_penalty_per_kwh,
+            demand_charge=float(demand_charges(r.zone_load_kw, w.demand_rate_per_kw,
+                                               w.billing_window).sum()),
         )
     )
     online = r.online_chargers.sum()
@@ -113,11 +135,13 @@ def breakdown(result: SimResult) -> dict[str, dict[str, dict[str, float]]]:
         chargers = w.charger_facility == f
         connected = (result.ev_at_charger[:, chargers] >= 0) & w.charger_online[:, chargers]
         k["peak_kw"] = float(r.facility_load_kw[:, f].max(initial=0.0))
+        k["energy_cost"] = float(r.facility_load_kw[:, f] @ w.price_per_kwh * w.dt_h)
         k["charger_utilisation_pct"] = _pct(
             float(connected.sum()), float(w.charger_online[:, chargers].sum())
         )
         facilities[fid] = k
     zones = {}
+    charges = demand_charges(r.zone_load_kw, w.demand_rate_per_kw, w.billing_window)
     for g, gid in enumerate(w.grid_ids):
         load, limit = r.zone_load_kw[:, g], w.zone_limit_kw[:, g]
         zones[gid] = {
@@ -127,5 +151,7 @@ def breakdown(result: SimResult) -> dict[str, dict[str, dict[str, float]]]:
             "peak_utilisation_pct": float(100 * np.divide(
                 load, limit, out=np.zeros_like(load), where=limit > 0).max(initial=0.0)),
             "max_excess_kw": float(np.maximum(load - limit, 0).max(initial=0.0)),
+            "energy_cost": float(load @ w.price_per_kwh * w.dt_h),
+            "demand_charge": float(charges[g]),
         }
     return {"facilities": facilities, "grid_zones": zones}

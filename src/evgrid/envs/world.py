@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime, time
 
 import numpy as np
 
@@ -47,6 +48,11 @@ class World:
     city_limit_kw: np.ndarray  # [T]
     price_per_kwh: np.ndarray  # [T]
     carbon_kg_per_kwh: np.ndarray  # [T]
+    #: [T] demand charge of each step's billing window [currency/kW on the window's peak
+    #: load of each grid zone]; 0 without a tariff.
+    demand_rate_per_kw: np.ndarray
+    billing_window: np.ndarray  # [T] int: billing window of each step (0, 1, ...)
+    export_price_per_kwh: float = 0.0
 
     @property
     def n_chargers(self) -> int:
@@ -72,12 +78,14 @@ def hourly_to_steps(profile: list[float], steps: int, dt_h: float) -> np.ndarray
     return np.asarray(profile, dtype=float)[hours]
 
 
-def build_world(scenario: Scenario, *, price_per_kwh: np.ndarray | None = None) -> World:
+def build_world(scenario: Scenario, *, price_per_kwh: np.ndarray | None = None,
+                start: datetime | None = None) -> World:
     """Compile ``scenario``; ``price_per_kwh`` (one value per step) overrides the 24-h profile.
 
     Without it, ``prices.price_csv`` (when set) gives the hourly prices in force at each step,
     on the clock of :func:`evgrid.scenario.recorded.horizon_start_utc`, so recorded sessions
-    and recorded prices line up.
+    and recorded prices line up; a ``tariff`` gives them on the same clock (else from
+    ``start_date``), or from ``start`` when the caller knows step 0's time (a replay).
     """
     dt_h, steps = scenario.dt_h, scenario.steps
     fac_ids = [f.id for f in scenario.facilities]
@@ -142,6 +150,20 @@ def build_world(scenario: Scenario, *, price_per_kwh: np.ndarray | None = None) 
         start = horizon_start_utc(scenario, price_timestamps=stamps)
         assert start is not None  # a price file gives the clock
         price_per_kwh = prices_for_horizon(stamps, prices, start, steps, dt_h)
+    demand_rate, window, export = np.zeros(steps), np.zeros(steps, dtype=np.int64), 0.0
+    if scenario.tariff is not None:
+        from evgrid.scenario.recorded import horizon_start_utc
+        from evgrid.scenario.tariff import tariff_arrays
+
+        if start is None:
+            start = horizon_start_utc(scenario)
+        if start is None:
+            start = datetime.combine(scenario.start_date, time())
+        arrays = tariff_arrays(scenario.tariff, start.replace(tzinfo=None), steps, dt_h)
+        if price_per_kwh is None:
+            price_per_kwh = arrays.price_per_kwh
+        demand_rate, window = arrays.demand_rate_per_kw, arrays.billing_window
+        export = arrays.export_price_per_kwh
     if price_per_kwh is None:
         price_per_kwh = hourly_to_steps(as_hourly(scenario.prices.price_per_kwh), steps, dt_h)
     elif price_per_kwh.shape != (steps,):
@@ -177,4 +199,7 @@ def build_world(scenario: Scenario, *, price_per_kwh: np.ndarray | None = None) 
         carbon_kg_per_kwh=hourly_to_steps(
             as_hourly(scenario.prices.carbon_kg_per_kwh), steps, dt_h
         ),
+        demand_rate_per_kw=demand_rate,
+        billing_window=window,
+        export_price_per_kwh=export,
     )

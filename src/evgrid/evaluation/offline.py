@@ -9,6 +9,9 @@ controller, see ``evgrid.envs.simulator``), choose every charger's power at ever
                unmet_v ≥ requested_v − Σ_t η·p[t,c(v)]·Δt, unmet_v ≥ 0   (Eq. 16, softened)
                Σ_{c in zone g} p[t,c] ≤ C_g[t],   Σ_c p[t,c] ≤ P_city[t]  (Eq. 11, per feeder)
 
+plus, with a tariff's demand charge, Σ_{g,w} d_w · peak[g,w] with one epigraph variable per grid
+zone and billing window, Σ_{c in zone g} p[t,c] ≤ peak[g,w(t)] (the peak is priced, not capped).
+
 No controller that sees the same arrivals can beat it, so its gap is the honest score. The LP
 is built with scipy sparse matrices and solved through cvxpy by HiGHS (Clarabel as fallback).
 The schedule is then executed in the simulator like any controller's, so its KPIs are computed
@@ -97,7 +100,21 @@ def solve_offline(result: SimResult, *, solver: str | None = None) -> OfflineSol
         zone @ x <= w.zone_limit_kw.reshape(-1),
         city @ x <= w.city_limit_kw,
     ]
-    problem = cp.Problem(cp.Minimize(coef @ x + penalty * cp.sum(unmet)), constraints)
+    cost = coef @ x + penalty * cp.sum(unmet)
+    rate = w.demand_rate_per_kw
+    if rate.any():
+        # peak[g, w] ≥ the zone's load at every step of billing window w.
+        _, win = np.unique(w.billing_window, return_inverse=True)
+        n_win = int(win.max()) + 1
+        rows = np.arange(w.steps * w.n_grid)
+        cols = (win[:, None] * w.n_grid + np.arange(w.n_grid)[None, :]).reshape(-1)
+        spread = sp.csr_matrix((np.ones(rows.size), (rows, cols)),
+                               shape=(w.steps * w.n_grid, n_win * w.n_grid))
+        first = np.array([rate[win == k][0] for k in range(n_win)])
+        peak = cp.Variable(n_win * w.n_grid, nonneg=True)
+        constraints.append(zone @ x <= spread @ peak)
+        cost = cost + np.repeat(first, w.n_grid) @ peak
+    problem = cp.Problem(cp.Minimize(cost), constraints)
     build_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     chosen = solver or ("HIGHS" if "HIGHS" in cp.installed_solvers() else "CLARABEL")

@@ -26,6 +26,8 @@ TABLE_KPIS = [
     "energy_requested_kwh",
     "energy_delivered_kwh",
     "demand_met_pct",
+    "energy_cost",
+    "demand_charge",
     "cost",
     "carbon_kg",
     "objective",

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from evgrid.scenario.bounds import MAX_SCENARIO_FILE_BYTES
 from evgrid.scenario.errors import ScenarioError
 from evgrid.scenario.schema import Scenario
+from evgrid.scenario.tariff import TariffError, read_tariff
 
 __all__ = ["ScenarioError", "bundled_names", "load_scenario", "parse_scenario"]
 
@@ -111,6 +112,11 @@ def parse_scenario(data: Any, *, source: str = "<dict>", base_dir: Path | None =
     """Validate a mapping as a :class:`Scenario`; relative CSV paths resolve against ``base_dir``."""
     if not isinstance(data, dict):
         raise ScenarioError(f"{source}: a scenario is a mapping, got {type(data).__name__}")
+    if isinstance(data.get("tariff"), str):  # a bundled tariff's name or a JSON file's path
+        try:
+            data = {**data, "tariff": read_tariff(data["tariff"], base_dir).model_dump()}
+        except TariffError as exc:
+            raise ScenarioError(f"{source}: tariff: {exc}") from None
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -51,6 +52,7 @@ from evgrid.scenario.bounds import (
     MAX_ZONE_COUNT,
     MIN_LIMIT_KW,
 )
+from evgrid.scenario.tariff import Tariff
 
 HOURS = 24
 
@@ -433,6 +435,16 @@ class Scenario(_Model):
     facilities: list[Facility] = Field(min_length=1)
     cohorts: list[Cohort] = Field(min_length=1)
     prices: Prices = Prices()
+    tariff: Tariff | None = Field(
+        None,
+        description="time-of-use energy prices and a demand charge (acnportal's tariff JSON; in "
+        "a YAML file a bundled tariff's name or a JSON path); prices.price_per_kwh is then unused",
+    )
+    start_date: date = Field(
+        date(2019, 7, 1),
+        description="calendar day of step 0, for the tariff's seasons and weekdays (default "
+        "2019-07-01, a Monday in summer); recorded sessions or prices set their own clock",
+    )
     events: list[Event] = []
 
     @field_validator("city_limit_kw")
@@ -485,6 +497,9 @@ class Scenario(_Model):
                 f"facilities[*].zones[*].chargers.count: arrivals_per_day is "
                 f"{self.arrivals_per_day:g} but no facility without sessions_csv has a charger"
             )
+        if self.tariff is not None and self.prices.price_csv is not None:
+            raise ValueError("tariff: give either a tariff or prices.price_csv, not both (the "
+                             "tariff sets the energy price)")
         share = sum(c.share for c in self.cohorts)
         if abs(share - 1.0) > 1e-6:
             raise ValueError(f"cohorts[*].share: sum {share:g} is not 1")
