@@ -20,7 +20,7 @@ a pack of one is the edge deployment, a pack of all is the in-process run, and p
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -49,7 +49,7 @@ class StationState:
     station_id: str
     horizon_start: int
     dt_h: float
-    charger: np.ndarray  # [n] charger index each EV is on
+    charger: np.ndarray  # [n] charger index each EV is on; −1: a forecast's expected arrivals
     arrival_step: np.ndarray  # [n]
     departure_step: np.ndarray  # [n]
     upper_kw: np.ndarray  # [n, H] rate cap while plugged in, 0 after departure
@@ -318,6 +318,11 @@ def setpoints_within(state: StationState, budget_kw: float) -> tuple[np.ndarray,
     coordinator whose station vanished, an edge node that lost its link) executes too.
     """
     st = state
+    real = st.charger >= 0  # a forecast's phantom rows (charger −1) have no charger to set
+    if not real.all():
+        st = replace(st, charger=st.charger[real], arrival_step=st.arrival_step[real],
+                     departure_step=st.departure_step[real], upper_kw=st.upper_kw[real],
+                     eta=st.eta[real], owed_kwh=st.owed_kwh[real])
     if st.horizon == 0 or st.charger.size == 0:
         return st.charger, np.zeros(st.charger.size)
     want = np.minimum(st.upper_kw[:, 0], st.owed_kwh / np.maximum(st.eta * st.dt_h, 1e-12))

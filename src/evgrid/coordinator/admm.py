@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from evgrid.coordinator import demand as demand_kernels
+from evgrid.coordinator.demand import DemandCharge, demand_cost, demand_levels, demand_worth
 from evgrid.coordinator.fallback import (
     Envelope,
     fallback_budget_kw,
@@ -46,6 +48,7 @@ from evgrid.coordinator.fallback import (
     safe_share_kw,
 )
 from evgrid.coordinator.kernels import (
+    city_multipliers,
     consensus_and_norms,
     coupling_violation,
     limits_worth,
@@ -161,6 +164,13 @@ class _Period:
     last_rho_change: int = 0
     t0: float = 0.0
     dropped: list[str] = field(default_factory=list)
+    demand: DemandCharge | None = None  # the tariff's demand charge over this horizon
+    level: np.ndarray | None = None  # [G, K] the z-update's peak level per zone and window
+
+
+#: Sweeps between the demand levels and the city multiplier in one z-update (they settle in
+#: 1–3 when the city limit binds; 1 when it does not).
+DEMAND_SWEEPS = 20
 
 
 class PowerCoordinator:
@@ -186,6 +196,7 @@ class PowerCoordinator:
         self._p: _Period | None = None
         self._resume_start = -1  # start of the duals in u when restored between periods
         warm_up()
+        demand_kernels.warm_up()
 
     def state(self) -> CoordinatorState:
         """The state a restarted coordinator resumes from (between periods)."""
@@ -220,10 +231,11 @@ class PowerCoordinator:
 
     def begin(
         self, horizon_start: int, zone_limit_kw: np.ndarray, city_limit_kw: np.ndarray,
-        *, absent: Iterable[str] = (),
+        *, absent: Iterable[str] = (), demand: DemandCharge | None = None,
     ) -> ConsensusTargets:
         """Open a period: limits are [H, G] and [H] from ``horizon_start`` on. Stations in
-        ``absent`` (known unreachable) are dropped at once; the targets skip them."""
+        ``absent`` (known unreachable) are dropped at once; the targets skip them. ``demand``
+        is the tariff's demand charge on each zone's peak (``evgrid.coordinator.demand``)."""
         agents = tuple(a for a, r in self.registry.items() if r.kind == "station")
         h, m, g = city_limit_kw.size, len(agents), len(self.grid_ids)
         self._previous_envelopes = dict(self.envelopes)  # what each station held coming in
@@ -251,7 +263,7 @@ class PowerCoordinator:
             city_limit0=np.asarray(city_limit_kw, float).copy(),
             active=np.ones(m, dtype=bool), missed=np.zeros(m, dtype=np.int64),
             reserve=np.zeros((m, h)),
-            obj=np.zeros(m), want=np.zeros(m), t0=time.perf_counter(),
+            obj=np.zeros(m), want=np.zeros(m), t0=time.perf_counter(), demand=demand,
         )
         self.stats = AdmmStats(rho=self.rho)
         gone = [a for a in absent if a in self._p.row]
@@ -362,9 +374,11 @@ class PowerCoordinator:
             else:
                 p.best_bound = max(p.best_bound, bound)
         obj = float(p.obj.sum())
+        if p.demand is not None:  # the plans' zone sums pay the charge over the peak so far
+            obj += demand_cost(x_g, p.demand.window, p.demand.rate_per_kw, p.demand.peak_kw)
         gap = ((obj - p.best_bound) / max(abs(p.best_bound), 1e-9)
                if math.isfinite(p.best_bound) else math.inf)
-        pi = zone_city_prices(xh_g + n_g * self.u, n_g, p.zone_limit, p.city_limit)
+        pi = self._prices(xh_g + n_g * self.u, n_g)
         shift = self.u - pi  # [G, H]: z_v = x̂_v + shift for every participant of zone g
         # Residuals per participant (Boyd §3.3): a station's aggregate over n EVs is divided by
         # √n, i.e. each of its EVs is taken to carry an equal share, a lower bound on the EV-level
@@ -421,6 +435,31 @@ class PowerCoordinator:
                                lower_bound=p.best_bound, dropped=tuple(p.dropped))
         return self._targets(z, shift, bool(stop))
 
+    def _prices(self, s: np.ndarray, n_g: np.ndarray) -> np.ndarray:
+        """The z-update's multipliers π [G, H] for zone sums ``s`` of x̂ + u: the limits'
+        projection, and with a demand charge each zone also capped at its level L, chosen
+        with the city multiplier μ it meets (``evgrid.coordinator.demand``), in turns until μ
+        settles."""
+        p = self._p
+        assert p is not None
+        if p.demand is None:
+            return zone_city_prices(s, n_g, p.zone_limit, p.city_limit)
+        d = p.demand
+        weight = d.rate_per_kw / self.rho  # the charge in the scaled z-update's units
+        mu = np.zeros(s.shape[1])
+        for _ in range(DEMAND_SWEEPS):
+            level = demand_levels(s - n_g * mu, n_g, p.zone_limit, d.window, weight, d.peak_kw)
+            caps = np.minimum(p.zone_limit, level[:, d.window])
+            new_mu = city_multipliers(s, n_g, caps, p.city_limit)
+            settled = np.abs(new_mu - mu).max(initial=0.0) <= 1e-9 * (1.0 + np.abs(mu).max(
+                initial=0.0))
+            mu = new_mu
+            if settled:
+                break
+        pi = zone_city_prices(s, n_g, caps, p.city_limit)
+        p.level = level
+        return pi
+
     def _bound(self, dual: np.ndarray | None, rows: np.ndarray, n_g: np.ndarray) -> float:
         """The Lagrangian dual at the prices last sent: a lower bound on the optimum (−inf when
         a limit is unbounded), or NaN when some station gave no usable dual.
@@ -438,6 +477,10 @@ class PowerCoordinator:
         if not (dual <= top + 1e-9 * (np.abs(top) + 1.0)).all():
             return math.nan
         worth_limits = limits_worth(p.y_sent, n_g, p.zone_limit, p.city_limit)
+        if p.demand is not None:  # the limits net of the charge: both are upper bounds on it
+            d = p.demand
+            worth_limits = min(worth_limits, demand_worth(p.y_sent, n_g, p.zone_limit, d.window,
+                                                          d.rate_per_kw, d.peak_kw))
         return float(dual.sum()) - worth_limits if math.isfinite(worth_limits) else -math.inf
 
     def consensus(self) -> dict[str, np.ndarray]:
@@ -507,6 +550,8 @@ class PowerCoordinator:
             return {}
         # A dropped station draws its reservation, which the limits here already exclude.
         zone_now, city_now = p.zone_limit[:, 0], float(p.city_limit[0])
+        if p.level is not None and p.demand is not None:  # no new peak beyond the agreed level
+            zone_now = np.minimum(zone_now, p.level[:, p.demand.window[0]])
         inf = np.full(len(p.agents), np.inf)
         z0 = p.z_prev[:, 0] if p.z_prev is not None else np.zeros(len(p.agents))
         want = np.where(p.active, p.want, 0.0)

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from evgrid.coordinator.admm import AdmmConfig, AdmmStats, CoordinatorState
+from evgrid.coordinator.demand import DemandCharge
 from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
 
 #: Each station's executed set-points: station id -> (charger indices, kW per charger).
@@ -151,7 +152,7 @@ class Coordinator(Protocol):
 
     def begin(
         self, horizon_start: int, zone_limit_kw: np.ndarray, city_limit_kw: np.ndarray,
-        *, absent: Iterable[str] = (),
+        *, absent: Iterable[str] = (), demand: DemandCharge | None = None,
     ) -> ConsensusTargets: ...
 
     def update(self, proposals: PowerProposals) -> ConsensusTargets: ...
@@ -181,6 +182,7 @@ def solve_period(
     zone_limit_kw: np.ndarray,
     city_limit_kw: np.ndarray,
     optional: frozenset[str] = frozenset(),
+    demand: DemandCharge | None = None,
 ) -> AdmmStats:
     """Run ADMM rounds until the coordinator says done; return its statistics.
 
@@ -190,7 +192,7 @@ def solve_period(
     period.
     """
     targets = coordinator.begin(horizon_start, zone_limit_kw, city_limit_kw,
-                                absent=stations.unreachable())
+                                absent=stations.unreachable(), demand=demand)
     while not targets.done:
         targets = coordinator.update(stations.propose(targets, optional=optional))
     return coordinator.stats

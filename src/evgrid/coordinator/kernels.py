@@ -116,19 +116,17 @@ def consensus_and_norms(
 
 
 @njit(cache=True)
-def zone_city_prices(
+def city_multipliers(
     s: np.ndarray, n: np.ndarray, zone_limit: np.ndarray, city_limit: np.ndarray
 ) -> np.ndarray:
-    """The z-update's multipliers π[g, t] = λ_g[t] + μ[t] (exact, column by column).
+    """[H] the z-update's city multiplier μ[t] (see :func:`zone_city_prices`).
 
-    Minimises Σ_v ||z_v − v_v||² subject to the zone and city sums, given the zone sums
-    ``s`` [G, H] of v and the participant counts ``n`` [G, H] (EVs plugged in at each step).
-    For a given city multiplier μ the zone total is min(s_g − n_g μ, C_g); that is concave and
-    piecewise linear in μ, with breakpoints μ_g = (s_g − C_g)/n_g, so μ is found exactly by
-    checking the G + 1 segments. A zone with no participant at a step draws nothing then.
+    For a given μ the zone total is min(s_g − n_g μ, C_g); that is concave and piecewise
+    linear in μ, with breakpoints μ_g = (s_g − C_g)/n_g, so μ is found exactly by checking
+    the G + 1 segments. A zone with no participant at a step draws nothing then.
     """
     g_count, h = s.shape
-    pi = np.zeros((g_count, h))
+    out = np.zeros(h)
     cands = np.empty(g_count + 1)
     for t in range(h):
         total = 0.0
@@ -161,9 +159,28 @@ def zone_city_prices(
                     slope += n[g, t]
             if slope > 0.0:
                 mu += (tot_k - city_limit[t]) / slope
+        out[t] = mu
+    return out
+
+
+@njit(cache=True)
+def zone_city_prices(
+    s: np.ndarray, n: np.ndarray, zone_limit: np.ndarray, city_limit: np.ndarray
+) -> np.ndarray:
+    """The z-update's multipliers π[g, t] = λ_g[t] + μ[t] (exact, column by column).
+
+    Minimises Σ_v ||z_v − v_v||² subject to the zone and city sums, given the zone sums
+    ``s`` [G, H] of v and the participant counts ``n`` [G, H] (EVs plugged in at each step):
+    μ from :func:`city_multipliers`, then each zone's λ_g = (s_g − n_g μ − C_g)_+ / n_g.
+    """
+    g_count, h = s.shape
+    pi = np.zeros((g_count, h))
+    mu = city_multipliers(s, n, zone_limit, city_limit)
+    for t in range(h):
         for g in range(g_count):  # λ_g + μ; a zone with no participant has λ_g = 0
-            lam = max(0.0, (s[g, t] - n[g, t] * mu - zone_limit[g, t]) / n[g, t]) if n[g, t] > 0 else 0.0
-            pi[g, t] = lam + mu
+            lam = (max(0.0, (s[g, t] - n[g, t] * mu[t] - zone_limit[g, t]) / n[g, t])
+                   if n[g, t] > 0 else 0.0)
+            pi[g, t] = lam + mu[t]
     return pi
 
 

@@ -7,7 +7,7 @@ simulator, a replay, or real chargers behind an edge node.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -37,6 +37,12 @@ class Observation:
     city_limit_kw: np.ndarray  # [T - t]
     price_per_kwh: np.ndarray  # [T - t]
     carbon_kg_per_kwh: np.ndarray  # [T - t]
+    #: [T - t] demand charge of each step's billing window [currency/kW of a zone's peak]
+    demand_rate_per_kw: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    billing_window: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    #: [G] each zone's executed peak so far in the current billing window (a peak already
+    #: paid for costs nothing to reach again)
+    zone_peak_kw: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def _per_step_kw(self, energy_kwh: np.ndarray) -> np.ndarray:
         return energy_kwh / (self.charger_eta * self.dt_h)

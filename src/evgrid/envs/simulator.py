@@ -317,7 +317,18 @@ class Simulator:
             city_limit_kw=w.city_limit_kw[t:],
             price_per_kwh=w.price_per_kwh[t:],
             carbon_kg_per_kwh=w.carbon_kg_per_kwh[t:],
+            demand_rate_per_kw=w.demand_rate_per_kw[t:],
+            billing_window=w.billing_window[t:],
+            zone_peak_kw=self.zone_peak_kw(),
         )
+
+    def zone_peak_kw(self) -> np.ndarray:
+        """[G] executed peak of each grid zone so far in the current step's billing window."""
+        w, t = self.world, min(self.t, self.world.steps - 1)
+        if not w.demand_rate_per_kw.any():
+            return np.zeros(w.n_grid)
+        start = int(np.searchsorted(w.billing_window, w.billing_window[t]))
+        return self.record.zone_load_kw[start:self.t].max(axis=0, initial=0.0)
 
     def step(self, power_kw: np.ndarray, obs: Observation | None = None) -> Observation:
         """Project and apply one step of set-points [kW per charger], then advance the clock."""

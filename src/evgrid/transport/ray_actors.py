@@ -40,6 +40,7 @@ from evgrid.agents.cohort import CohortAgent
 from evgrid.agents.coordinated import CoordinatedPolicy, station_chargers, station_specs
 from evgrid.agents.station import StationConfig, StationPack, StationState, setpoints_within
 from evgrid.coordinator.admm import AdmmConfig, AdmmStats, CoordinatorState, PowerCoordinator
+from evgrid.coordinator.demand import DemandCharge
 from evgrid.coordinator.driver import (
     CoordinatorLost,
     Executed,
@@ -379,8 +380,9 @@ class CoordinatorActor:
         self.c.restore(state)
 
     def begin(self, horizon_start: int, zone_limit_kw: np.ndarray, city_limit_kw: np.ndarray,
-              absent: list[str]) -> bytes:
-        targets = self.c.begin(horizon_start, zone_limit_kw, city_limit_kw, absent=absent)
+              absent: list[str], demand: DemandCharge | None = None) -> bytes:
+        targets = self.c.begin(horizon_start, zone_limit_kw, city_limit_kw, absent=absent,
+                               demand=demand)
         return codec.targets_to_proto(targets, with_z=True).SerializeToString()
 
     def update(self, proposals: bytes) -> tuple[bytes, AdmmStats]:
@@ -434,9 +436,10 @@ class RayCoordinator:
         self._regs.append(raw)
 
     def begin(self, horizon_start: int, zone_limit_kw: np.ndarray, city_limit_kw: np.ndarray,
-              *, absent: Iterable[str] = ()) -> ConsensusTargets:
+              *, absent: Iterable[str] = (), demand: DemandCharge | None = None,
+              ) -> ConsensusTargets:
         raw = self._get(self.actor.begin.remote(horizon_start, zone_limit_kw, city_limit_kw,
-                                                list(absent)))
+                                                list(absent), demand))
         return codec.targets_from_proto(pb.TargetBatch.FromString(raw))
 
     def update(self, proposals: PowerProposals) -> ConsensusTargets:
