@@ -14,15 +14,9 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-from evgrid.agents.forecast import (
-    empty_forecast_states,
-    forecast_id,
-    forecast_states,
-    make_forecaster,
-)
-from evgrid.agents.station import StationConfig, StationPack, station_states
+from evgrid.agents.horizon import RecedingHorizon
+from evgrid.agents.station import StationConfig, StationPack
 from evgrid.coordinator.admm import AdmmConfig, AdmmStats, CoordinatorState, PowerCoordinator
-from evgrid.coordinator.demand import demand_over_horizon
 from evgrid.coordinator.driver import (
     Coordinator,
     CoordinatorLost,
@@ -107,53 +101,35 @@ class CoordinatedPolicy:
     recoveries: int = 0
     #: Transport figures of the run this one resumed (refusals, late answers, fallbacks).
     stats_before: TransportStats = field(default_factory=TransportStats)
-    #: Plan for the arrivals expected (agents.forecast): on by default where a tariff bills
-    #: a demand charge, the case where a peak is shared by EVs not yet here.
+    #: Plan for the arrivals expected (agents.horizon.RecedingHorizon; default: where a
+    #: tariff bills a demand charge).
     forecast: bool | None = None
 
     def __post_init__(self) -> None:
         self.config = station_config(self.world)
         self.transport = self.stations(self.world, self.config)
-        if self.forecast is None:
-            self.forecast = bool(self.world.demand_rate_per_kw.any())
-        self.forecaster = make_forecaster(self.world) if self.forecast else None
-        if self.forecaster is not None:
-            # One forecast station per grid zone, in this process (agents.forecast).
-            ids = [forecast_id(g) for g in self.world.grid_ids]
-            rating = np.bincount(self.world.charger_grid, weights=self.world.charger_max_kw,
-                                 minlength=self.world.n_grid)
-            self.transport = MixedStations([self.transport, StationPack(
-                ids, list(self.world.grid_ids), [float(r) for r in rating], self.config,
-                chargers=[0] * len(ids))])
+        self.horizon = RecedingHorizon(self.world, horizon_steps=self.horizon_steps,
+                                       forecast=self.forecast)
+        forecasts = self.horizon.forecast_pack(self.config)
+        if forecasts is not None:  # hosted here, beside the coordinator
+            self.transport = MixedStations([self.transport, forecasts])
         self.coordinator = self.coordinator_factory(list(self.world.grid_ids), self.admm)
         for reg in self.transport.registrations():
             self.coordinator.register(reg)
-        day = round(24 / self.world.dt_h)
-        self.h_max = self.horizon_steps or day
         self.coordinator_state = self.coordinator.state()
 
     def schedule(self, obs: Observation) -> np.ndarray:
         power = np.zeros(obs.connected.size)
         if not obs.connected.any():
             return power
-        fc = self.forecaster.forecast(obs) if self.forecaster is not None else None
-        left = int((obs.ev_departure_step[obs.connected] - obs.t).max())
-        if self.forecaster is not None:  # the expected arrivals reach to the horizon's end
-            left = obs.price_per_kwh.size
-        h = max(1, min(self.h_max, left, obs.price_per_kwh.size))
-        states = station_states(obs, list(self.world.facility_ids), h)
-        if self.forecaster is not None:
-            states.update(forecast_states(fc, self.world, obs, h) if fc is not None else
-                          empty_forecast_states(self.world, obs, h))
-        demand = demand_over_horizon(obs.demand_rate_per_kw[:h], obs.billing_window[:h],
-                                     obs.zone_peak_kw)
+        period = self.horizon.problem(obs)
         for attempt in range(1, RECOVERIES + 2):
-            self.transport.begin_period(states, optional=self.probation)
+            self.transport.begin_period(period.states, optional=self.probation)
             try:
                 stats = solve_period(
                     self.coordinator, self.transport, horizon_start=obs.t,
-                    zone_limit_kw=obs.zone_limit_kw[:h], city_limit_kw=obs.city_limit_kw[:h],
-                    optional=self.probation, demand=demand)
+                    zone_limit_kw=period.zone_limit_kw, city_limit_kw=period.city_limit_kw,
+                    optional=self.probation, demand=period.demand)
                 # Execute the consensus share z (feasible for every zone and the city by
                 # construction), not the plan x, which may still exceed a limit by the ADMM
                 # tolerance; unused room goes to stations that can use it now

@@ -28,13 +28,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from evgrid.agents.station import StationState
+from evgrid.coordinator.messages import FORECAST_PREFIX
 from evgrid.envs.interface import Observation
 from evgrid.envs.sessions import draw_truncated
 from evgrid.envs.world import World
 from evgrid.scenario.schema import as_hourly
 
-#: Prefix of a forecast station's id (``forecast/<grid zone>``); no facility may use it.
-FORECAST_PREFIX = "forecast/"
 #: Samples per cohort for the expected dwell and request (a fixed seed: same forecast always).
 SAMPLES = 4000
 
@@ -173,6 +172,10 @@ def forecast_states(fc: ZoneForecast, world: World, obs: Observation, horizon: i
         steps = np.arange(horizon)[None, :] + t
         inside = (steps >= starts_a[:, None]) & (steps < dep[:, None])
         upper = np.where(inside, (lam_a * np.asarray(kw)[keep])[:, None], 0.0)
+        # Never more than the zone's chargers could draw at once (its rating).
+        total = upper.sum(axis=0)
+        rating = float(world.charger_max_kw[world.charger_grid == g].sum())
+        upper *= np.minimum(1.0, rating / np.maximum(total, 1e-12))[None, :]
         out[forecast_id(gid)] = StationState(
             station_id=forecast_id(gid), horizon_start=t, dt_h=dt,
             charger=np.full(lam_a.size, -1, dtype=np.int64), arrival_step=starts_a,

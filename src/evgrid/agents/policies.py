@@ -29,8 +29,15 @@ def _coordinated(world: World) -> Controller:
     return CoordinatedPolicy(world)
 
 
+def _mpc(world: World) -> Controller:
+    from evgrid.agents.mpc import MpcPolicy
+
+    return MpcPolicy(world)
+
+
 #: Policies that need the compiled world (their agents are built per facility).
-WORLD_POLICIES: dict[str, Callable[[World], Controller]] = {"coordinated": _coordinated}
+WORLD_POLICIES: dict[str, Callable[[World], Controller]] = {"coordinated": _coordinated,
+                                                            "mpc": _mpc}
 
 
 def policy_names() -> list[str]:

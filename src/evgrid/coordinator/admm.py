@@ -40,7 +40,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from evgrid.coordinator import demand as demand_kernels
-from evgrid.coordinator.demand import DemandCharge, demand_cost, demand_levels, demand_worth
+from evgrid.coordinator.demand import (
+    DemandCharge,
+    demand_cost,
+    demand_levels,
+    demand_levels_city,
+    demand_worth,
+    net_worth_lp,
+)
 from evgrid.coordinator.fallback import (
     Envelope,
     fallback_budget_kw,
@@ -57,7 +64,12 @@ from evgrid.coordinator.kernels import (
     warm_up,
     zone_city_prices,
 )
-from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
+from evgrid.coordinator.messages import (
+    ConsensusTargets,
+    PowerProposals,
+    Registration,
+    is_forecast,
+)
 from evgrid.envs.projection import project
 
 log = logging.getLogger(__name__)
@@ -76,6 +88,30 @@ def _executable(z: np.ndarray, caps: np.ndarray, onehot: np.ndarray, zone_limit:
     total = x.sum(axis=0)
     city_over = total > city_limit
     return x * np.divide(city_limit, total, out=np.ones_like(total), where=city_over)
+
+
+def fill_now(share: np.ndarray, want: np.ndarray, zone_of: np.ndarray, zone_limit: np.ndarray,
+             city_limit: float) -> np.ndarray:
+    """[M] each station's power for the first step: its agreed ``share``, made executable and
+    work-conserving within ``zone_limit`` [G] and ``city_limit``.
+
+    Clipped to [0, want] the shares are scaled per zone, then city, like the simulator's
+    projection. Room the shares leave unused (a station planning to charge later) is offered
+    to stations that could use more right now (``want``: what their EVs would take), in
+    proportion to what they could use, within the same limits: capacity an EV is waiting for
+    is never idled, and an EV is never seen. With a demand charge the zone limit passed here
+    is the agreed peak level, so the fill never sets a new peak.
+    """
+    inf = np.full(share.size, np.inf)
+    ok, _ = project(np.clip(share, 0.0, want), upper_kw=inf, charger_grid=zone_of,
+                    zone_limit_kw=zone_limit, city_limit_kw=city_limit)
+    ask = np.maximum(want - ok, 0.0)
+    onehot = np.zeros((zone_limit.size, share.size))
+    onehot[zone_of, np.arange(share.size)] = 1.0
+    extra, _ = project(ask, upper_kw=ask, charger_grid=zone_of,
+                       zone_limit_kw=np.maximum(zone_limit - onehot @ ok, 0.0),
+                       city_limit_kw=max(city_limit - float(ok.sum()), 0.0))
+    return ok + extra
 
 
 def _c(a: np.ndarray) -> np.ndarray:
@@ -167,10 +203,6 @@ class _Period:
     demand: DemandCharge | None = None  # the tariff's demand charge over this horizon
     level: np.ndarray | None = None  # [G, K] the z-update's peak level per zone and window
 
-
-#: Sweeps between the demand levels and the city multiplier in one z-update (they settle in
-#: 1–3 when the city limit binds; 1 when it does not).
-DEMAND_SWEEPS = 20
 
 
 class PowerCoordinator:
@@ -302,8 +334,12 @@ class PowerCoordinator:
             return
         if p.borrowed:
             p.x, p.n, p.borrowed = p.x.copy(), p.n.copy(), False
+        # Real stations' ratings only: a forecast station (expected arrivals) draws nothing, and
+        # an edge node computes its own safe share from the city file's stations alone.
         zone_cap, city_cap = rated_sums_kw(
-            (self.grid_ids[g], c) for g, c in zip(p.zone_of.tolist(), p.caps.tolist(), strict=True))
+            (self.grid_ids[g], c) for a, g, c in zip(p.agents, p.zone_of.tolist(),
+                                                     p.caps.tolist(), strict=True)
+            if not is_forecast(a))
         for i in rows.tolist():
             g = p.zone_of[i]
             safe = safe_share_kw(p.caps[i], zone_cap[self.grid_ids[g]], city_cap,
@@ -437,28 +473,43 @@ class PowerCoordinator:
 
     def _prices(self, s: np.ndarray, n_g: np.ndarray) -> np.ndarray:
         """The z-update's multipliers π [G, H] for zone sums ``s`` of x̂ + u: the limits'
-        projection, and with a demand charge each zone also capped at its level L, chosen
-        with the city multiplier μ it meets (``evgrid.coordinator.demand``), in turns until μ
-        settles."""
+        projection, and with a demand charge each zone also capped at its level L
+        (``evgrid.coordinator.demand``): each zone's alone, exact unless the city limit then
+        binds, else the levels minimising the whole z-update."""
         p = self._p
         assert p is not None
         if p.demand is None:
             return zone_city_prices(s, n_g, p.zone_limit, p.city_limit)
         d = p.demand
         weight = d.rate_per_kw / self.rho  # the charge in the scaled z-update's units
-        mu = np.zeros(s.shape[1])
-        for _ in range(DEMAND_SWEEPS):
-            level = demand_levels(s - n_g * mu, n_g, p.zone_limit, d.window, weight, d.peak_kw)
+        level = demand_levels(s, n_g, p.zone_limit, d.window, weight, d.peak_kw)
+        caps = np.minimum(p.zone_limit, level[:, d.window])
+        mu = city_multipliers(s, n_g, caps, p.city_limit)
+        if mu.any():
+            level = demand_levels_city(s, n_g, p.zone_limit, p.city_limit, d.window, weight,
+                                       d.peak_kw, mu)
             caps = np.minimum(p.zone_limit, level[:, d.window])
-            new_mu = city_multipliers(s, n_g, caps, p.city_limit)
-            settled = np.abs(new_mu - mu).max(initial=0.0) <= 1e-9 * (1.0 + np.abs(mu).max(
-                initial=0.0))
-            mu = new_mu
-            if settled:
-                break
         pi = zone_city_prices(s, n_g, caps, p.city_limit)
         p.level = level
         return pi
+
+    def _net_worth(self, n_g: np.ndarray) -> float:
+        """An upper bound on what the limits are worth at the prices sent, net of the demand
+        charge: max Σ y·Z − charge(Z) over the zone and city limits. With one zone it is a
+        problem per window (``demand_worth``, the city limit a cap like the zone's); zones
+        that share the city are solved exactly as one LP (``net_worth_lp``)."""
+        p = self._p
+        assert p is not None and p.y_sent is not None and p.demand is not None
+        d = p.demand
+        # Every Z ≥ 0, so the city limit caps each zone alone too (exact with one zone).
+        caps = np.minimum(p.zone_limit, p.city_limit[None, :])
+        best = demand_worth(p.y_sent, n_g, caps, d.window, d.rate_per_kw, d.peak_kw)
+        if int((n_g > 0).any(axis=1).sum()) > 1:
+            # Zones that share the city limit: the separable bound lets each take the whole
+            # city; the LP is exact (asked only on the rounds that certify).
+            best = min(best, net_worth_lp(p.y_sent, n_g, p.zone_limit, p.city_limit, d.window,
+                                          d.rate_per_kw, d.peak_kw))
+        return best
 
     def _bound(self, dual: np.ndarray | None, rows: np.ndarray, n_g: np.ndarray) -> float:
         """The Lagrangian dual at the prices last sent: a lower bound on the optimum (−inf when
@@ -477,10 +528,8 @@ class PowerCoordinator:
         if not (dual <= top + 1e-9 * (np.abs(top) + 1.0)).all():
             return math.nan
         worth_limits = limits_worth(p.y_sent, n_g, p.zone_limit, p.city_limit)
-        if p.demand is not None:  # the limits net of the charge: both are upper bounds on it
-            d = p.demand
-            worth_limits = min(worth_limits, demand_worth(p.y_sent, n_g, p.zone_limit, d.window,
-                                                          d.rate_per_kw, d.peak_kw))
+        if p.demand is not None:
+            worth_limits = min(worth_limits, self._net_worth(n_g))
         return float(dual.sum()) - worth_limits if math.isfinite(worth_limits) else -math.inf
 
     def consensus(self) -> dict[str, np.ndarray]:
@@ -536,15 +585,9 @@ class PowerCoordinator:
             self.envelopes[a] = Envelope(new.start, np.maximum(mixed, new.kw))
 
     def executable_now(self) -> dict[str, float]:
-        """Each station's power for the first step: its consensus share, made executable and
-        work-conserving.
-
-        z meets every limit, but a share may be negative; clipped to 0 the shares are scaled
-        per zone, then city, like the simulator's projection. Room the shares leave unused
-        (a station planning to charge later) is offered to stations that could use more right
-        now, in proportion to what they could use, within the same limits: the coordinator
-        never idles capacity an EV is waiting for, and still never sees an EV.
-        """
+        """Each station's power for the first step: its consensus share z (which meets every
+        limit but may be negative) made executable by :func:`fill_now`; a dropped station
+        draws its reservation."""
         p = self._p
         if p is None or p.city_limit.size == 0:
             return {}
@@ -552,16 +595,9 @@ class PowerCoordinator:
         zone_now, city_now = p.zone_limit[:, 0], float(p.city_limit[0])
         if p.level is not None and p.demand is not None:  # no new peak beyond the agreed level
             zone_now = np.minimum(zone_now, p.level[:, p.demand.window[0]])
-        inf = np.full(len(p.agents), np.inf)
         z0 = p.z_prev[:, 0] if p.z_prev is not None else np.zeros(len(p.agents))
-        want = np.where(p.active, p.want, 0.0)
-        share, _ = project(np.clip(z0, 0.0, want), upper_kw=inf,
-                           charger_grid=p.zone_of, zone_limit_kw=zone_now, city_limit_kw=city_now)
-        ask = np.maximum(want - share, 0.0)
-        extra, _ = project(ask, upper_kw=ask, charger_grid=p.zone_of,
-                           zone_limit_kw=np.maximum(zone_now - p.onehot @ share, 0.0),
-                           city_limit_kw=max(city_now - float(share.sum()), 0.0))
-        out = np.where(p.active, share + extra, p.reserve[:, 0])
+        out = np.where(p.active, fill_now(z0, np.where(p.active, p.want, 0.0), p.zone_of,
+                                          zone_now, city_now), p.reserve[:, 0])
         return dict(zip(p.agents, out.tolist(), strict=True))
 
     def plans(self) -> dict[str, np.ndarray]:

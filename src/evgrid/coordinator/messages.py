@@ -12,6 +12,15 @@ from itertools import chain
 
 import numpy as np
 
+#: Id prefix of a forecast station (``forecast/<grid zone>``, ``evgrid.agents.forecast``): a
+#: participant of the ADMM for the arrivals expected in a zone, hosted by the coordinator's
+#: side, never at a charger. No facility may take such an id.
+FORECAST_PREFIX = "forecast/"
+
+
+def is_forecast(agent_id: str) -> bool:
+    return agent_id.startswith(FORECAST_PREFIX)
+
 
 @dataclass(frozen=True)
 class Registration:

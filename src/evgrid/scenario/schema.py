@@ -471,6 +471,9 @@ class Scenario(_Model):
         ids = [f.id for f in self.facilities]
         if len(set(ids)) != len(ids):
             raise ValueError(f"facilities: duplicate ids in {ids}")
+        reserved = [i for i in ids if i.startswith("forecast/")]
+        if reserved:  # the coordinator's forecast stations (evgrid.agents.forecast)
+            raise ValueError(f"facilities: ids starting 'forecast/' are reserved: {reserved}")
         for i, f in enumerate(self.facilities):
             if f.grid_zone not in zones:
                 raise ValueError(

@@ -1,0 +1,77 @@
+"""The receding-horizon problem of one control period, as every planner sees it.
+
+The coordinated policy solves it distributed (ADMM over station agents), ``mpc`` solves it
+centrally; both start here, so they solve the same problem: the stations' EVs over the
+horizon, the forecast stations' expected arrivals (``evgrid.agents.forecast``), the limits,
+and the tariff's demand charge over each zone's peak so far.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from evgrid.agents.forecast import (
+    Forecaster,
+    empty_forecast_states,
+    forecast_id,
+    forecast_states,
+    make_forecaster,
+)
+from evgrid.agents.station import StationConfig, StationPack, StationState, station_states
+from evgrid.coordinator.demand import DemandCharge, demand_over_horizon
+from evgrid.envs.interface import Observation
+from evgrid.envs.world import World
+
+
+@dataclass(frozen=True)
+class PeriodProblem:
+    horizon: int  # steps planned
+    states: dict[str, StationState]  # every station's and forecast station's local view
+    demand: DemandCharge | None  # the demand charge over the horizon (None: none billed)
+    zone_limit_kw: np.ndarray  # [H, G]
+    city_limit_kw: np.ndarray  # [H]
+
+
+class RecedingHorizon:
+    """Builds each period's :class:`PeriodProblem` for a world.
+
+    ``forecast`` (default: where a tariff bills a demand charge, the case in which a peak is
+    shared with EVs not yet here) adds one forecast station per grid zone and plans to the
+    end of ``horizon_steps`` (default a day); without it the horizon ends with the last
+    departure of the EVs present.
+    """
+
+    def __init__(self, world: World, *, horizon_steps: int | None = None,
+                 forecast: bool | None = None) -> None:
+        self.world = world
+        self.h_max = horizon_steps or round(24 / world.dt_h)
+        on = bool(world.demand_rate_per_kw.any()) if forecast is None else forecast
+        self.forecaster: Forecaster | None = make_forecaster(world) if on else None
+
+    def forecast_pack(self, config: StationConfig) -> StationPack | None:
+        """The forecast stations, hosted with the coordinator (None without a forecast)."""
+        if self.forecaster is None:
+            return None
+        w = self.world
+        rating = np.bincount(w.charger_grid, weights=w.charger_max_kw, minlength=w.n_grid)
+        ids = [forecast_id(g) for g in w.grid_ids]
+        return StationPack(ids, list(w.grid_ids), [float(r) for r in rating], config,
+                           chargers=[0] * len(ids))
+
+    def problem(self, obs: Observation) -> PeriodProblem:
+        """This period's problem (``obs`` must have an EV connected)."""
+        w = self.world
+        fc = self.forecaster.forecast(obs) if self.forecaster is not None else None
+        left = int((obs.ev_departure_step[obs.connected] - obs.t).max())
+        if self.forecaster is not None:  # the expected arrivals reach to the horizon's end
+            left = obs.price_per_kwh.size
+        h = max(1, min(self.h_max, left, obs.price_per_kwh.size))
+        states = station_states(obs, list(w.facility_ids), h)
+        if self.forecaster is not None:
+            states.update(forecast_states(fc, w, obs, h) if fc is not None
+                          else empty_forecast_states(w, obs, h))
+        demand = demand_over_horizon(obs.demand_rate_per_kw[:h], obs.billing_window[:h],
+                                     obs.zone_peak_kw)
+        return PeriodProblem(h, states, demand, obs.zone_limit_kw[:h], obs.city_limit_kw[:h])
