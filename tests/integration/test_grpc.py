@@ -245,7 +245,9 @@ def test_grpc_period_equals_in_process(serve, edges, small) -> None:
     for sid, z in remote.consensus().items():
         env = envelopes[sid]
         assert env.start == obs.t and env.kw[0] == agreed[sid]
-        np.testing.assert_allclose(env.kw[1:], z[1:], rtol=1e-6, atol=1e-9)
+        # The envelope is the consensus made executable: never below 0 (z may dip below it
+        # where a station plans to wait), and the converged shares already meet the limits.
+        np.testing.assert_allclose(env.kw[1:], np.maximum(z[1:], 0.0), rtol=1e-6, atol=1e-6)
     wait_until(lambda: set(hub.telemetry()) == set(small["ids"]))
     tel = hub.telemetry()["mall"]
     assert tel.step == obs.t and not tel.fallback

@@ -135,7 +135,7 @@ class ChaosMonkey:
     def __init__(self, policy: CoordinatedPolicy, seed: int, steps: int, kills: int) -> None:
         rng = np.random.default_rng(seed)
         self.policy = policy
-        self.packs = cast("RayStations", policy.transport).actors
+        self.packs = cast("RayStations", policy.station_transport).actors
         self.kill_packs = {int(t): int(rng.integers(len(self.packs)))
                            for t in rng.choice(np.arange(3, steps - 3), kills, replace=False)}
         self.kill_coordinator = int(rng.integers(5, steps - 5))

@@ -93,6 +93,6 @@ def test_admm_with_a_demand_charge_matches_the_central_solve(
     # Executed now: never above a zone's agreed level (which is at least the peak so far).
     agreed, _ = coord.settle()
     now = np.bincount(zone_of, weights=[agreed[a] for a in coord.plans()], minlength=g)
-    level = coord._p.level  # noqa: SLF001 - the level the fill obeyed
+    level = coord._p.level
     assert level is not None and (level[:, 0] >= p0 - 1e-9).all()
     assert (now <= level[:, 0] * (1 + 1e-9) + 1e-6).all()

@@ -95,7 +95,8 @@ def test_safe_shares_of_all_stations_fit_every_limit() -> None:
 
 
 def test_done_schedule_is_the_fallback_at_the_envelope_start() -> None:
-    """Executed and fallback schedules share one rule; only the budget's source differs."""
+    """Executed and fallback schedules draw the same budget (only its source differs); the
+    executed one shares it by the station's plan, the fallback (no plan) least laxity first."""
     edge = EdgeStation("s", "g", 100.0)
     state = random_state(7, 6, 8, start=10)
     edge.on_period(state, ConsensusTargets.per_station(0, 10, ("s",), np.zeros((1, 8)), np.zeros((1, 8)), 0.05))
@@ -105,7 +106,7 @@ def test_done_schedule_is_the_fallback_at_the_envelope_start() -> None:
     z[0] = 17.5
     chargers, kw, _ = edge.on_done(done_targets(z, 10))
     fb_chargers, fb_kw = edge.fallback(10)
-    assert np.array_equal(chargers, fb_chargers) and np.array_equal(kw, fb_kw)
+    assert np.array_equal(chargers, fb_chargers) and kw.sum() == pytest.approx(fb_kw.sum())
     assert kw.sum() == pytest.approx(min(17.5, state.upper_kw[:, 0].sum()))
 
 

@@ -21,6 +21,7 @@ class CentralPlan:
     objective: float  # incl. the unmet-penalty constant and the demand charge [currency]
     plan_kw: np.ndarray  # [M, H] each station's plan
     level_kw: np.ndarray  # [G] each zone's planned peak in the first step's billing window
+    row_plan_kw: np.ndarray  # [rows, H] each EV's (and phantom row's) plan
 
 
 def centralised_plan(
@@ -39,7 +40,8 @@ def centralised_plan(
     if n == 0:  # nothing can charge (every EV has what it asked): nothing to plan
         level0 = (demand.peak_kw[:, demand.window[0]] if demand is not None and h
                   else np.full(n_g, np.inf))
-        return CentralPlan(float(pack.const.sum()), np.zeros((len(pack.ids), h)), level0)
+        return CentralPlan(float(pack.const.sum()), np.zeros((len(pack.ids), h)), level0,
+                           np.zeros((rows, h)))
     p = cp.Variable(n)
     q = pack.q.ravel()[idx]
     energy = sp.csr_matrix((np.ones(n), (r, np.arange(n))), shape=(rows, n))
@@ -69,10 +71,11 @@ def centralised_plan(
         raise RuntimeError(f"centralised solve ended {prob.status}")
     x = np.zeros(rows * h)
     x[idx] = p.value
-    plan = pack.agg @ x.reshape(rows, h)
+    row_plan = x.reshape(rows, h)
+    plan = pack.agg @ row_plan
     first = (np.asarray(level.value).reshape(-1, n_g)[demand.window[0]] if level is not None
              and demand is not None else np.full(n_g, np.inf))
-    return CentralPlan(float(prob.value + pack.const.sum() + const), plan, first)
+    return CentralPlan(float(prob.value + pack.const.sum() + const), plan, first, row_plan)
 
 
 def centralised_optimum(

@@ -34,12 +34,18 @@ class PeriodProblem:
     city_limit_kw: np.ndarray  # [H]
 
 
+def forecasts(world: World) -> bool:
+    """Whether planners forecast arrivals in ``world`` by default: where a tariff bills a
+    demand charge (a peak is shared with EVs not yet here) or prices vary (whether to
+    wait for a cheaper hour depends on who else will want it)."""
+    return bool(world.demand_rate_per_kw.any() or np.ptp(world.price_per_kwh) > 0)
+
+
 class RecedingHorizon:
     """Builds each period's :class:`PeriodProblem` for a world.
 
-    ``forecast`` (default: where a tariff bills a demand charge, the case in which a peak is
-    shared with EVs not yet here) adds one forecast station per grid zone and plans to the
-    end of ``horizon_steps`` (default a day); without it the horizon ends with the last
+    ``forecast`` (default :func:`forecasts`) adds one forecast station per grid zone and plans
+    to the end of ``horizon_steps`` (default a day); without it the horizon ends with the last
     departure of the EVs present.
     """
 
@@ -47,7 +53,7 @@ class RecedingHorizon:
                  forecast: bool | None = None) -> None:
         self.world = world
         self.h_max = horizon_steps or round(24 / world.dt_h)
-        on = bool(world.demand_rate_per_kw.any()) if forecast is None else forecast
+        on = forecasts(world) if forecast is None else forecast
         self.forecaster: Forecaster | None = make_forecaster(world) if on else None
 
     def forecast_pack(self, config: StationConfig) -> StationPack | None:
@@ -59,6 +65,24 @@ class RecedingHorizon:
         ids = [forecast_id(g) for g in w.grid_ids]
         return StationPack(ids, list(w.grid_ids), [float(r) for r in rating], config,
                            chargers=[0] * len(ids))
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The sessions the forecast has seen (for a checkpoint): without them a resumed run
+        would forecast from nothing and decide otherwise."""
+        if self.forecaster is None:
+            return {}
+        seen = self.forecaster.empirical
+        return {"forecast_rows": np.array(seen.rows, dtype=float).reshape(-1, 5),
+                "forecast_seen": np.array(sorted(seen.seen), dtype=np.int64).reshape(-1, 2)}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        if self.forecaster is None or "forecast_rows" not in state:
+            return
+        seen = self.forecaster.empirical
+        seen.rows = [(int(r[0]), int(r[1]), float(r[2]), float(r[3]), float(r[4]))
+                     for r in np.asarray(state["forecast_rows"]).reshape(-1, 5)]
+        seen.seen = {(int(c), int(a)) for c, a in np.asarray(state["forecast_seen"])
+                     .reshape(-1, 2)}
 
     def problem(self, obs: Observation) -> PeriodProblem:
         """This period's problem (``obs`` must have an EV connected)."""

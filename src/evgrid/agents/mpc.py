@@ -35,9 +35,9 @@ class MpcPolicy:
     objectives: list[float] = field(default_factory=list)  # each period's optimum
 
     def __post_init__(self) -> None:
-        self.config = station_config(self.world)
         self.horizon = RecedingHorizon(self.world, horizon_steps=self.horizon_steps,
                                        forecast=self.forecast)
+        self.config = station_config(self.world, forecast=self.horizon.forecaster is not None)
         ids, zones, caps = station_specs(self.world)
         forecasts = self.horizon.forecast_pack(self.config)
         if forecasts is not None:
@@ -55,6 +55,8 @@ class MpcPolicy:
         plan = centralised_plan(self.pack, self.zone_of, period.zone_limit_kw,
                                 period.city_limit_kw, period.demand)
         self.objectives.append(plan.objective)
+        self.pack.xh = np.clip(plan.row_plan_kw, 0.0, self.pack.upper)  # executed and warm start
+        self.pack.want_now = self.pack.want_with_plan()
         zone_now = np.minimum(period.zone_limit_kw[0], plan.level_kw)
         agreed = fill_now(plan.plan_kw[:, 0], self.pack.want_now, self.zone_of, zone_now,
                           float(period.city_limit_kw[0]))

@@ -49,7 +49,7 @@ class StationState:
     station_id: str
     horizon_start: int
     dt_h: float
-    charger: np.ndarray  # [n] charger index each EV is on; −1: a forecast's expected arrivals
+    charger: np.ndarray  # [n] charger index each EV is on; < 0: a forecast's expected arrivals
     arrival_step: np.ndarray  # [n]
     departure_step: np.ndarray  # [n]
     upper_kw: np.ndarray  # [n, H] rate cap while plugged in, 0 after departure
@@ -219,7 +219,39 @@ class StationPack:
         self.xh_sum = self.agg @ self.xh
         self.x_sum = self.xh_sum.copy()
         self.cost = np.zeros(len(sts))
-        self.want_now = np.array([setpoints_within(st, np.inf)[1].sum() for st in sts])
+        self._waiting(sts)
+        self.want_now = self.want_with_plan()
+
+    def _waiting(self, sts: list[StationState]) -> None:
+        """Which EVs wait for a cheaper step (``waits``: now is dearer, per kWh q as the kernel
+        prices it, than some later step of their stay) and what each could use now
+        (``want_rows``: 0 for a forecast's phantom rows)."""
+        self.waits = np.zeros(self._rows, dtype=bool)
+        self.want_rows = np.zeros(self._rows)
+        if not self._rows:
+            return
+        q = self.q
+        later = np.where(np.arange(self.h)[None, :] < self.width[:, None], q, np.inf)
+        later[:, 0] = np.inf
+        cheapest_later = later.min(axis=1, initial=np.inf)
+        self.waits = q[:, 0] > cheapest_later + 1e-9 * np.abs(cheapest_later)
+        r = 0
+        for st in sts:
+            real = np.flatnonzero(st.charger >= 0) + r
+            r += st.charger.size
+            if real.size:
+                self.want_rows[real] = setpoints_within(st, np.inf)[1]
+
+    def want_with_plan(self) -> np.ndarray:
+        """[stations] the most each would take now: what its EVs could use, except that an EV
+        waiting for a cheaper step takes only its planned first step. This is what the
+        coordinator may fill beyond the agreed shares (``admm.fill_now``): room is left idle
+        now when later is cheaper, and taken when now is no dearer (with flat prices, every
+        EV: the work-conserving rule)."""
+        if not self._rows:
+            return np.zeros(len(self.ids))
+        planned = np.clip(self.xh[:, 0], 0.0, self.want_rows) if self.h else self.want_rows * 0
+        return self.agg @ np.where(self.waits, planned, self.want_rows)
 
     def propose(
         self, targets: ConsensusTargets, *, optional: frozenset[str] = frozenset()
@@ -267,6 +299,7 @@ class StationPack:
                 dual_round(u, src, self.row_ptr, self.unit, self.eta, self.value,
                            float(self.dt_h), self.upper, self.budget, self.width,
                            float(targets.rho), float(self.wear), self.mu, self.dual)
+        self.want_now = self.want_with_plan()
         return PowerProposals(
             round=targets.round, horizon_start=targets.horizon_start,
             agent_ids=targets.agent_ids, plan_kw=self.x_sum[sel],
@@ -293,42 +326,81 @@ class StationPack:
         """Remember plans for the warm start; return (charger indices, kW) per station.
 
         ``agreed_kw`` is each station's agreed power for the current step (default: its plan's
-        first step); least laxity first shares it among the station's EVs. ``envelopes`` are
-        for edge nodes (their fallback); a pack in this process needs none.
+        first step), shared among its EVs by their plans (:func:`setpoints_following`).
+        ``envelopes`` are for edge nodes (their fallback); a pack in this process needs none.
         """
         plans = self.plans()
+        first = (np.clip(self.xh[:, 0], 0.0, self.upper[:, 0]) if self.h
+                 else np.zeros(self._rows))
         for r, key in enumerate(self.keys):
             self._warm[key] = (self.states[self.ids[self.row_station[r]]].horizon_start,
                                np.clip(self.xh[r], 0.0, self.upper[r]))
         live = set(self.keys)
         self._warm = {k: v for k, v in self._warm.items() if k in live}
+        rows = np.split(np.arange(self._rows), np.cumsum(self.counts)[:-1])
         return {
-            sid: setpoints_within(
+            sid: setpoints_following(
                 self.states[sid],
                 (agreed_kw or {}).get(sid, float(plans[sid][0]) if self.h else 0.0),
+                first[rows[i]], self.waits[rows[i]],
             )
-            for sid in self.ids
+            for i, sid in enumerate(self.ids)
         }
+
+
+def _real(state: StationState) -> StationState:
+    """``state`` without a forecast's phantom rows (charger < 0: no charger to set)."""
+    real = state.charger >= 0
+    if real.all():
+        return state
+    return replace(state, charger=state.charger[real], arrival_step=state.arrival_step[real],
+                   departure_step=state.departure_step[real], upper_kw=state.upper_kw[real],
+                   eta=state.eta[real], owed_kwh=state.owed_kwh[real])
+
+
+def _want_and_laxity(st: StationState) -> tuple[np.ndarray, np.ndarray]:
+    """Each EV's most useful power now [kW] and its laxity [h] (slack before it must charge
+    flat out to get what it is owed)."""
+    want = np.minimum(st.upper_kw[:, 0], st.owed_kwh / np.maximum(st.eta * st.dt_h, 1e-12))
+    rate = np.maximum(st.upper_kw[:, 0] * st.eta, 1e-12)
+    laxity = (st.departure_step - st.horizon_start) * st.dt_h - st.owed_kwh / rate
+    return want, laxity
 
 
 def setpoints_within(state: StationState, budget_kw: float) -> tuple[np.ndarray, np.ndarray]:
     """(charger indices, kW) for the current step: least laxity first inside ``budget_kw``.
 
-    What a station executes after agreement, and what anyone executing on its behalf (a
-    coordinator whose station vanished, an edge node that lost its link) executes too.
+    What anyone executing on a station's behalf without its plan executes (a coordinator
+    whose station vanished, an edge node that lost its link).
     """
-    st = state
-    real = st.charger >= 0  # a forecast's phantom rows (charger −1) have no charger to set
-    if not real.all():
-        st = replace(st, charger=st.charger[real], arrival_step=st.arrival_step[real],
-                     departure_step=st.departure_step[real], upper_kw=st.upper_kw[real],
-                     eta=st.eta[real], owed_kwh=st.owed_kwh[real])
+    st = _real(state)
     if st.horizon == 0 or st.charger.size == 0:
         return st.charger, np.zeros(st.charger.size)
-    want = np.minimum(st.upper_kw[:, 0], st.owed_kwh / np.maximum(st.eta * st.dt_h, 1e-12))
-    rate = np.maximum(st.upper_kw[:, 0] * st.eta, 1e-12)
-    laxity = (st.departure_step - st.horizon_start) * st.dt_h - st.owed_kwh / rate
+    want, laxity = _want_and_laxity(st)
     return st.charger, llf_within(budget_kw, want, laxity)
+
+
+def setpoints_following(state: StationState, budget_kw: float, planned_kw: np.ndarray,
+                        waits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(charger indices, kW) for the current step inside ``budget_kw``, following the plan.
+
+    Each EV first gets its planned first step (``planned_kw``, rows as in ``state``); a
+    budget below their sum is shared least laxity first among them, and one above it goes,
+    least laxity first, to EVs that can use more and are not waiting for a cheaper step
+    (``waits``). Least laxity first alone would hand an EV's planned power to another that
+    planned to charge later, and the first could leave without it.
+    """
+    st = _real(state)
+    if st.horizon == 0 or st.charger.size == 0:
+        return st.charger, np.zeros(st.charger.size)
+    real = state.charger >= 0
+    want, laxity = _want_and_laxity(st)
+    base = np.clip(planned_kw[real], 0.0, want)
+    budget = max(budget_kw, 0.0)
+    if budget <= base.sum():
+        return st.charger, llf_within(budget, base, laxity)
+    room = np.where(waits[real], 0.0, want - base)
+    return st.charger, base + llf_within(budget - float(base.sum()), room, laxity)
 
 
 class StationAgent(StationPack):
