@@ -31,7 +31,7 @@ import time
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-FLEXIBLE = ["workplace", "residential", "depot", "small-slack"]
+FLEXIBLE = ["workplace", "residential", "depot", "solar-hybrid", "high-carbon", "small-slack"]
 SCENARIOS = [*FLEXIBLE, "city", "city-congested"]
 POLICIES = ["uncontrolled", "llf", "mpc", "coordinated"]
 FIELDS = ["energy_cost", "demand_charge", "cost", "carbon_kg", "energy_delivered_kwh",

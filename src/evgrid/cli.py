@@ -46,15 +46,17 @@ TariffOption = Annotated[
     str | None,
     typer.Option(help="a tariff: acnportal's tariff JSON (time-of-use prices by season and "
                  "weekday, demand charge in $/kW on each billing window's peak) or a bundled "
-                 "one by name (sce_tou_ev_4, evening_peak); replaces the scenario's energy "
-                 "prices"),
+                 "one by name (sce_tou_ev_4, evening_peak, solar_midday); replaces the "
+                 "scenario's energy prices"),
 ]
 PolicyOption = Annotated[
     list[str] | None,
     typer.Option(
         "--policy",
         "-p",
-        help="policy to run; repeat for several (default: " + ", ".join(DEFAULT_POLICIES) + ")",
+        help="policy to run; repeat for several (default: " + ", ".join(DEFAULT_POLICIES)
+        + "; also mpc: the coordinated policy's problem solved centrally, one cvxpy solve a "
+        "period, slow at city scale)",
     ),
 ]
 
@@ -111,11 +113,6 @@ def write_out(exp: Experiment, target: OutputTarget) -> None:
         raise fail(str(exc), code=1) from None
 
 
-#: Figures of the coordinated policy's transport shown in the table (when not all zero).
-TRANSPORT_KPIS = ["refused_messages", "late_proposals", "fallback_schedules",
-                  "coordinator_recoveries"]
-
-
 def drop_checkpoint(target: OutputTarget, checkpoint: Checkpoint) -> None:
     """Remove a finished run's checkpoint; if that fails the results stand, and it is said."""
     from evgrid.evaluation.output import OutputError
@@ -131,7 +128,7 @@ def kpi_tables(exp: Experiment, title: str, width: int | None = None) -> list[Ta
     """The KPI table, one column per policy, split into as many tables as it takes to read at
     ``width`` columns (the console's; 80 in a narrow terminal): a table never wraps a row.
     The coordinated policy's own figures (ADMM, transport) follow in a table of their own."""
-    from evgrid.evaluation.report import TABLE_KPIS, format_gap, format_value
+    from evgrid.evaluation.report import TABLE_KPIS, agreement_kpis, format_gap, format_value
 
     names = list(exp.kpis)
     gaps = exp.gap_to_optimal_pct()
@@ -173,9 +170,7 @@ def kpi_tables(exp: Experiment, title: str, width: int | None = None) -> list[Ta
         return out
 
     tables = build(TABLE_KPIS, names, title, gap_row=True)
-    own = sorted({k for n in names for k in exp.kpis[n] if k.startswith("admm_")})
-    own += [k for k in TRANSPORT_KPIS if any(exp.kpis[n].get(k) for n in names)]
-    with_own = [n for n in names if any(k in exp.kpis[n] for k in own)]
+    own, with_own = agreement_kpis(exp)
     if own and with_own:
         tables += build(own, with_own, "agreement (ADMM) and transport", gap_row=False)
     return tables

@@ -22,7 +22,13 @@ pytestmark = pytest.mark.ray
 
 @pytest.fixture(scope="module")
 def small_sim() -> Simulator:
-    return Simulator(load_scenario("small"))
+    """Half a day of ``small`` billed on a tariff with a demand charge: the forecast stations
+    and the demand-charge z-update cross the actor boundary too."""
+    from evgrid.scenario.tariff import read_tariff
+
+    sc = load_scenario("small")
+    return Simulator(sc.model_copy(update={"horizon_days": 0.5,
+                                           "tariff": read_tariff("sce_tou_ev_4")}))
 
 
 @pytest.fixture(scope="module")

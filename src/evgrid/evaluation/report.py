@@ -43,7 +43,7 @@ TABLE_KPIS = [
     "occupancy_pct",
 ]
 
-PLOTS = ["load_vs_limits.png", "energy.png", "waiting.png"]
+PLOTS = ["load_vs_limits.png", "energy.png", "bill.png", "waiting.png"]
 #: Every file ``write_experiment`` writes (pass to ``prepare_output(files=...)``).
 EXPERIMENT_FILES = ("results.json", "timeseries.csv", *PLOTS, "report.html")
 
@@ -176,7 +176,27 @@ def write_plots(exp: Experiment, folder: Path) -> None:
     fig.savefig(folder / "energy.png", dpi=90)
     plt.close(fig)
 
-    # 3. Waiting-time distribution (the queue depends on routing, not on power: one histogram
+    # 3. The bill per policy (energy and demand charge) and its saving against uncontrolled.
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    energy = [exp.kpis[n]["energy_cost"] for n in names]
+    demand = [exp.kpis[n]["demand_charge"] for n in names]
+    ax.bar(x, energy, 0.6, label="energy", color="#2a7ab0")
+    ax.bar(x, demand, 0.6, bottom=energy, label="demand charge", color="#e08a2c")
+    base = exp.kpis.get("uncontrolled", {}).get("cost")
+    for i, n in enumerate(names):
+        total = exp.kpis[n]["cost"]
+        label = (f"{100 * (total - base) / base:+.1f}%" if base and n != "uncontrolled"
+                 else f"{total:,.0f}")
+        ax.text(x[i], energy[i] + demand[i], label, ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(x, names, rotation=20, fontsize=8)
+    ax.set_ylabel("cost [currency]")
+    ax.set_title("bill (labels: saving against uncontrolled)", fontsize=9)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(folder / "bill.png", dpi=90)
+    plt.close(fig)
+
+    # 4. Waiting-time distribution (the queue depends on routing, not on power: one histogram
     #    per distinct routing, here shared by every policy).
     fig, ax = plt.subplots(figsize=(7, 3.5))
     wait = waiting_min(first)
@@ -206,6 +226,31 @@ def format_gap(pct: float) -> str:
     return f"{0.0 if abs(pct) < 0.005 else pct:.2f}"
 
 
+#: Transport figures shown beside the ADMM's where not zero (the terminal shows the same).
+TRANSPORT_KPIS = ["refused_messages", "late_proposals", "fallback_schedules",
+                  "coordinator_recoveries"]
+
+
+def agreement_kpis(exp: Experiment) -> tuple[list[str], list[str]]:
+    """The ADMM and transport rows (transport ones only where not all zero), and the
+    policies that have them: the second table of the terminal and of report.html."""
+    names = list(exp.kpis)
+    own = sorted({k for n in names for k in exp.kpis[n] if k.startswith("admm_")})
+    own += [k for k in TRANSPORT_KPIS if any(exp.kpis[n].get(k) for n in names)]
+    return own, [n for n in names if any(k in exp.kpis[n] for k in own)]
+
+
+def tariff_line(exp: Experiment) -> str:
+    """What the bill is made of, in words (a tariff's name and billing window)."""
+    t = exp.scenario.tariff
+    if t is None:
+        return "<p>Energy priced by the scenario's hourly prices; no demand charge.</p>"
+    return (f"<p>Tariff <b>{html.escape(t.name)}</b>: time-of-use energy prices and a demand "
+            f"charge on each grid zone's peak per {html.escape(t.demand_window)} "
+            "(the <i>energy_cost</i> and <i>demand_charge</i> rows; <i>cost</i> is their sum)."
+            "</p>")
+
+
 def render_html(exp: Experiment, folder: Path) -> str:
     """A single self-contained page: KPI table, gaps to the optimum, and the plots inline."""
     names = list(exp.kpis)
@@ -224,6 +269,15 @@ def render_html(exp: Experiment, folder: Path) -> str:
         + "".join(f"<td><b>{format_gap(gaps[n])}</b></td>" if n in gaps else "<td>—</td>" for n in names)
         + "</tr>"
     )
+    own, with_own = agreement_kpis(exp)
+    agreement = ""
+    if own and with_own:
+        agreement = ("<h2>agreement (ADMM) and transport</h2><table><tr><th>KPI</th>"
+                     + "".join(f"<th>{html.escape(n)}</th>" for n in with_own) + "</tr>"
+                     + "".join("<tr><td>" + k + "</td>" + "".join(
+                         f"<td>{format_value(exp.kpis[n][k])}</td>" if k in exp.kpis[n]
+                         else "<td>—</td>" for n in with_own) + "</tr>" for k in own)
+                     + "</table>")
     imgs = "".join(
         f'<h2>{p.removesuffix(".png").replace("_", " ")}</h2><img alt="{p}" '
         f'src="data:image/png;base64,{base64.b64encode((folder / p).read_bytes()).decode()}">'
@@ -239,5 +293,6 @@ td:first-child{{text-align:left}}img{{max-width:100%}}</style></head><body>
 <p>{html.escape(sc.description)}<br>seed {exp.seed}, {sc.steps} steps of {sc.dt_min} min,
 {len(next(iter(exp.runs.values())).sessions)} sessions. The offline optimum is the
 perfect-information LP on the same sessions: no controller can beat it.</p>
-<table><tr><th>KPI</th>{head}</tr>{rows}</table>{imgs}</body></html>
+{tariff_line(exp)}
+<table><tr><th>KPI</th>{head}</tr>{rows}</table>{agreement}{imgs}</body></html>
 """
