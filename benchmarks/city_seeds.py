@@ -1,4 +1,4 @@
-"""Decision quality on ``city`` over many session draws: coordinated vs LLF vs the offline bound.
+"""Decision quality on ``city-congested`` over many draws: coordinated vs LLF vs the bound.
 
 One seed is one draw of the day's arrivals; a difference of a few kWh between two policies on
 one draw says little. This prints one JSON object per (routing, seed) with each policy's energy,
@@ -24,7 +24,7 @@ POLICIES = ["edf", "llf", "coordinated"]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scenario", default="city", help="bundled name or YAML path")
+    ap.add_argument("--scenario", default="city-congested", help="bundled name or YAML path")
     ap.add_argument("--seeds", type=int, default=12, help="seeds 0..N-1 (seed 0 is make run's)")
     ap.add_argument("--routing", action="append", choices=["cohorts", "nearest"], default=None)
     args = ap.parse_args()
