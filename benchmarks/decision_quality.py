@@ -27,6 +27,10 @@ import argparse
 import json
 import os
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from evgrid.scenario import Scenario
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -38,7 +42,7 @@ FIELDS = ["energy_cost", "demand_charge", "cost", "carbon_kg", "energy_delivered
           "peak_kw", "objective", "demand_met_pct", "limit_violations"]
 
 
-def scenario(name: str):
+def scenario(name: str) -> Scenario:
     """A bundled scenario; ``small-slack`` is the issue's probe: ``small`` with every grid-zone
     and city limit ×3, where every rule charges at once and ties."""
     from evgrid.scenario import load_scenario, parse_scenario

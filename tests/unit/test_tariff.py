@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ from tests.unit.test_offline import one_charger_world, one_ev
 
 #: Shaped like PG&E A-10 as acnportal publishes it: fractional hours, "4-30", and two winter
 #: entries for every day that overlap (the first one wins).
-A10 = {
+A10: dict[str, Any] = {
     "name": "pge_a10_like",
     "schedule": [
         {"id": "summer", "effective_start": "05-01", "effective_end": "10-31",
