@@ -27,8 +27,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from evgrid.agents.station import StationState
-from evgrid.coordinator.messages import FORECAST_PREFIX
+from evgrid.coordinator.messages import FORECAST_PREFIX, StationState
 from evgrid.envs.interface import Observation
 from evgrid.envs.sessions import draw_truncated
 from evgrid.envs.world import World

@@ -28,7 +28,12 @@ import scipy.sparse as sp
 from evgrid.agents.local_qp import admm_round, dual_round, warm_up
 from evgrid.coordinator.driver import Executed, TransportStats, WarmStarts, WarmTable
 from evgrid.coordinator.kernels import threads_for
-from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
+from evgrid.coordinator.messages import (
+    ConsensusTargets,
+    PowerProposals,
+    Registration,
+    StationState,
+)
 from evgrid.envs.interface import Observation
 
 
@@ -40,27 +45,6 @@ class StationConfig:
     carbon_price_per_kg: float = 0.05
     wear_per_kw2h: float = 0.002  # κ: battery-wear cost of charging at p kW for 1 h is κ·p²
     urgency_per_h: float = 0.05  # a kWh delivered h hours later is worth (1 − urgency)^h as much
-
-
-@dataclass(frozen=True)
-class StationState:
-    """One station's EVs over the horizon (rows = plugged-in EVs)."""
-
-    station_id: str
-    horizon_start: int
-    dt_h: float
-    charger: np.ndarray  # [n] charger index each EV is on; < 0: a forecast's expected arrivals
-    arrival_step: np.ndarray  # [n]
-    departure_step: np.ndarray  # [n]
-    upper_kw: np.ndarray  # [n, H] rate cap while plugged in, 0 after departure
-    eta: np.ndarray  # [n]
-    owed_kwh: np.ndarray  # [n]
-    price_per_kwh: np.ndarray  # [H]
-    carbon_kg_per_kwh: np.ndarray  # [H]
-
-    @property
-    def horizon(self) -> int:
-        return int(self.price_per_kwh.size)
 
 
 def station_states(obs: Observation, station_ids: list[str], horizon: int) -> dict[str, StationState]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evgrid.agents.station import StationState
+from evgrid.coordinator.messages import StationState
 
 
 @dataclass(frozen=True)

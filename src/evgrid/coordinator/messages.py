@@ -158,3 +158,25 @@ class ConsensusTargets:
     def select(self, agent_ids: list[str]) -> ConsensusTargets:
         pos = {a: i for i, a in enumerate(self.agent_ids)}
         return self.take(np.array([pos[a] for a in agent_ids if a in pos], dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class StationState:
+    """One station's EVs over the horizon (rows = plugged-in EVs): what a period start tells a
+    station (it travels in ``PeriodStart``, so it lives with the other messages)."""
+
+    station_id: str
+    horizon_start: int
+    dt_h: float
+    charger: np.ndarray  # [n] charger index each EV is on; < 0: a forecast's expected arrivals
+    arrival_step: np.ndarray  # [n]
+    departure_step: np.ndarray  # [n]
+    upper_kw: np.ndarray  # [n, H] rate cap while plugged in, 0 after departure
+    eta: np.ndarray  # [n]
+    owed_kwh: np.ndarray  # [n]
+    price_per_kwh: np.ndarray  # [H]
+    carbon_kg_per_kwh: np.ndarray  # [H]
+
+    @property
+    def horizon(self) -> int:
+        return int(self.price_per_kwh.size)

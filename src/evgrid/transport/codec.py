@@ -19,8 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from evgrid.agents.station import StationState
-from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
+from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration, StationState
 from evgrid.scenario.bounds import MAX_HORIZON_DAYS
 from evgrid.transport.pb import coordinator_pb2 as pb
 
