@@ -57,6 +57,23 @@ def scenario(name: str) -> Scenario:
     return parse_scenario(d)
 
 
+def known_scenarios() -> list[str]:
+    from evgrid.scenario import bundled_names
+
+    return [*bundled_names(), "small-slack"]
+
+
+def positive(text: str) -> int:
+    """argparse type: an integer >= 1 (a bad one is argparse's one-line error, exit 2)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} is not >= 1")
+    return n
+
+
 def stats(values: list[float]) -> dict[str, float]:
     import numpy as np
 
@@ -68,13 +85,15 @@ def stats(values: list[float]) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scenario", action="append", default=None,
+    ap.add_argument("--scenario", action="append", default=None, choices=known_scenarios(),
                     help=f"scenario (repeatable; default {SCENARIOS})")
-    ap.add_argument("--seeds", type=int, default=12, help="seeds 0..N-1")
+    ap.add_argument("--seeds", type=positive, default=12, help="seeds 0..N-1, N >= 1")
     ap.add_argument("--no-mpc-on", action="append", default=None,
                     help="scenarios to run without mpc (default: city, city-congested)")
     ap.add_argument("--plot", default=None, help="write the savings plot to this PNG")
     args = ap.parse_args()
+    if args.plot and not os.path.isdir(os.path.dirname(os.path.abspath(args.plot))):
+        ap.error(f"--plot {args.plot}: its folder does not exist")
     from evgrid.evaluation.runner import OFFLINE, run_experiment
 
     no_mpc = set(args.no_mpc_on or ["city", "city-congested"])

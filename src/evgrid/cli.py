@@ -411,7 +411,15 @@ def with_tariff(sc: Scenario, tariff: str) -> Scenario:
     if sc.prices.price_csv is not None:
         raise ScenarioError("--tariff: the scenario takes its prices from prices.price_csv; "
                             "give one or the other")
-    return sc.model_copy(update={"tariff": parsed})
+    from pydantic import ValidationError
+
+    from evgrid.scenario.loader import format_validation_error
+
+    try:  # validated again with the tariff: every simulated day must have its prices
+        return type(sc).model_validate({**dict(sc), "tariff": parsed})
+    except ValidationError as exc:
+        first = format_validation_error(exc).splitlines()[0]
+        raise ScenarioError(f"--tariff: {first}") from None
 
 
 def _preload_in_background() -> None:

@@ -40,8 +40,12 @@ def files(tmp_path: Path) -> dict[str, Path]:
                         "2024-01-01T08:00:00Z,2024-01-01T12:00:00Z,10\n")
     bad_tariff = tmp_path / "tariff.json"
     bad_tariff.write_text('{"name": "t", "schedule": [{"times": [1, 8], "tariffs": [0.1, 0.2]}]}')
+    winter = tmp_path / "winter.json"
+    winter.write_text('{"schedule": [{"effective_start": "12-01", "effective_end": "12-31", '
+                      '"times": [0], "tariffs": [0.1]}]}')
     return {"binary": binary, "bad_yaml": bad_yaml, "nan": nan, "file": a_file,
-            "sessions": sessions, "empty": tmp_path / "empty", "tariff": bad_tariff}
+            "sessions": sessions, "empty": tmp_path / "empty", "tariff": bad_tariff,
+            "winter": winter}
 
 
 CASES = [
@@ -60,6 +64,7 @@ CASES = [
     (["run", "nosuchscenario"], "unknown scenario 'nosuchscenario'"),
     (["run", "small", "--tariff", "{tariff}"], "times must start at 0"),
     (["run", "small", "--tariff", "nosuchtariff"], "no such tariff file"),
+    (["run", "small", "--tariff", "{winter}"], "no schedule entry covers 2019-07-01"),
     (["replay", "{sessions}", "--chargers", "2", "--charger-kw", "11", "--site-limit-kw", "50",
       "--tariff", "{binary}"], "--tariff"),
     (["replay", "{sessions}", "--chargers", "0", "--charger-kw", "11",

@@ -234,7 +234,9 @@ class StationPack:
         EV: the work-conserving rule)."""
         if not self._rows:
             return np.zeros(len(self.ids))
-        planned = np.clip(self.xh[:, 0], 0.0, self.want_rows) if self.h else self.want_rows * 0
+        if not self.h:
+            return np.zeros(len(self.ids))
+        planned = np.clip(self.xh[:, 0], 0.0, self.want_rows)
         return self.agg @ np.where(self.waits, planned, self.want_rows)
 
     def propose(

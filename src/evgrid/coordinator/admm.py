@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from evgrid.coordinator import demand as demand_kernels
 from evgrid.coordinator.demand import (
     DemandCharge,
     demand_cost,
@@ -48,6 +47,7 @@ from evgrid.coordinator.demand import (
     demand_worth,
     net_worth_lp,
 )
+from evgrid.coordinator.demand import warm_up as warm_up_demand
 from evgrid.coordinator.fallback import (
     Envelope,
     fallback_budget_kw,
@@ -233,7 +233,7 @@ class PowerCoordinator:
         self._p: _Period | None = None
         self._resume_start = -1  # start of the duals in u when restored between periods
         warm_up()
-        demand_kernels.warm_up()
+        warm_up_demand()
 
     def state(self) -> CoordinatorState:
         """The state a restarted coordinator resumes from (between periods)."""

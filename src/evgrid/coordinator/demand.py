@@ -234,10 +234,8 @@ def net_worth_lp(y: np.ndarray, n: np.ndarray, zone_limit: np.ndarray, city_limi
     bounds = [(0.0, float(u) if np.isfinite(u) else None) for u in upper]
     bounds += [(0.0, None)] * (g_count * k_count)
     res = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
-    if res.status == 3:  # unbounded
+    if res.status != 0:  # unbounded (3), or no answer: no bound rather than a wrong one
         return float("inf")
-    if res.status != 0:
-        return float("inf")  # no bound rather than a wrong one
     # HiGHS's primal value is within its tolerance of the optimum; its dual bound would be
     # exact, but a 1e-7 relative slip cannot certify a 1e-3 gap.
     return float(-res.fun)

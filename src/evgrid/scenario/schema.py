@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import sys
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -503,6 +503,11 @@ class Scenario(_Model):
         if self.tariff is not None and self.prices.price_csv is not None:
             raise ValueError("tariff: give either a tariff or prices.price_csv, not both (the "
                              "tariff sets the energy price)")
+        if self.tariff is not None and not any(f.sessions_csv for f in self.facilities):
+            # Every simulated day must have its prices (recorded data sets its own clock: the
+            # days are checked when the world is built).
+            for day in range(math.ceil(self.horizon_days) + 1):
+                self.tariff.period_on(self.start_date + timedelta(days=day))
         share = sum(c.share for c in self.cohorts)
         if abs(share - 1.0) > 1e-6:
             raise ValueError(f"cohorts[*].share: sum {share:g} is not 1")
