@@ -13,5 +13,5 @@ def busy_period(name: str = "small", connected: int = 5) -> tuple[Simulator, Obs
     llf = LeastLaxityFirst()
     obs = sim.reset()
     while obs.connected.sum() < connected:
-        obs = sim.step(llf.schedule(obs), obs)
+        obs, _ = sim.step(llf.schedule(obs))
     return sim, obs

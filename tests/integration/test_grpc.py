@@ -262,7 +262,7 @@ def test_a_dropped_link_is_dropped_from_the_period_and_executes_its_envelope(
     llf = LeastLaxityFirst()
     obs = sim.reset()
     while obs.t < small["obs"].t:
-        obs = sim.step(llf.schedule(obs), obs)
+        obs, _ = sim.step(llf.schedule(obs))
     ids, h = small["ids"], small["h"]
     _, port, hub = serve_small(serve, small, round_timeout_s=2.0)
     running = start_small_edges(edges, port, small, small["config"])
@@ -283,7 +283,7 @@ def test_a_dropped_link_is_dropped_from_the_period_and_executes_its_envelope(
         power[chargers] = kw
     assert hub.last_fallback == set()
     envelopes = hub.envelopes()
-    obs = sim.step(power, obs)
+    obs, _ = sim.step(power)
 
     # Period 2: one station's link drops after round 0.
     states = station_states(obs, ids, h)
@@ -332,7 +332,7 @@ def test_a_dropped_link_is_dropped_from_the_period_and_executes_its_envelope(
     np.testing.assert_allclose(hub.envelopes()[lost].kw[:k],
                                np.maximum(env1.kw[obs.t - env1.start:][:k], 0.0))
     # Next period it is known to be gone: dropped before round 0, never waited for.
-    obs = sim.step(np.zeros(obs.connected.size), obs)
+    obs, _ = sim.step(np.zeros(obs.connected.size))
     hub.begin_period(station_states(obs, ids, h))
     assert hub.unreachable() == {lost}
     stats = solve_period(coord, hub, **limits(obs))

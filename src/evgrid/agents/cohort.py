@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from evgrid.envs.sessions import draw_truncated
-from evgrid.envs.simulator import Simulator, assign_by_preference, candidate_slots, travel_km
+from evgrid.envs.simulator import Arrivals, assign_by_preference, candidate_slots
 from evgrid.envs.world import World
 
 DRIVE_KMH = 30.0  # urban driving speed for the time cost of a detour
@@ -203,19 +203,19 @@ class CohortRouter:
         self.weights = np.stack([a.shares() for a in agents]) if agents else np.zeros((0, 0))
         self.seed = seed
 
-    def __call__(self, sim: Simulator, evs: np.ndarray, free: np.ndarray) -> np.ndarray:
-        cohort = sim.sessions.cohort[evs]
-        dist = travel_km(sim, evs)
+    def __call__(self, arrivals: Arrivals) -> np.ndarray:
+        cohort = arrivals.cohort
+        dist = arrivals.travel_km()
         if self.weights.size == 0:
             cost = dist
         else:
-            rng = np.random.default_rng((self.seed, sim.t))
+            rng = np.random.default_rng((self.seed, arrivals.t))
             w = np.where((cohort >= 0)[:, None], self.weights[np.maximum(cohort, 0)], 0.0)
             gumbel = rng.gumbel(size=w.shape)
             with np.errstate(divide="ignore"):
                 cost = np.where(w > 0, -(np.log(w) + gumbel), 1e6 + dist)
             cost = np.where((cohort >= 0)[:, None], cost, dist)
-        return assign_by_preference(candidate_slots(sim.world, sim.sessions, evs), cost, free)
+        return assign_by_preference(arrivals.candidates(), cost, arrivals.free)
 
 
 def cohort_router(

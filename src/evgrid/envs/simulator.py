@@ -18,16 +18,13 @@ from typing import Protocol
 import numpy as np
 
 from evgrid.envs.interface import Controller, Observation
-from evgrid.envs.projection import project
+from evgrid.envs.projection import ProjectionCuts, project
 from evgrid.envs.sessions import Sessions, draw_sessions
 from evgrid.envs.world import World, build_world
 from evgrid.scenario.schema import Scenario
 
 FUTURE, QUEUED, CONNECTED, GONE = 0, 1, 2, 3
 
-#: A router picks a slot for each arriving EV. Arguments: the simulator, the EV indices, and
-#: the free chargers per slot (online, not taken, minus EVs already queued). Returns slots.
-Router = Callable[["Simulator", np.ndarray, np.ndarray], np.ndarray]
 
 
 def run_start(sorted_groups: np.ndarray) -> np.ndarray:
@@ -113,17 +110,78 @@ def assign_by_preference(cand: np.ndarray, cost: np.ndarray, free: np.ndarray) -
     return slot
 
 
-def travel_km(sim: Simulator, evs: np.ndarray) -> np.ndarray:
-    """[n, S] drive + walk distance from each EV's origin to each slot."""
-    w = sim.world
-    d = np.linalg.norm(sim.sessions.origin_xy_km[evs][:, None, :] - w.slot_xy_km[None], axis=2)
-    return d + w.slot_walk_km[None, :]
+@dataclass(frozen=True)
+class Arrivals:
+    """What routing may see at step ``t``: the EVs arriving now (their session columns, in
+    arrival order) and the free chargers per slot (online, not taken, minus EVs already queued).
+
+    This is the routing seam: a router is a decision on this view, never a handle on the
+    simulator, so baselines, the cohort ADMM, the learned cohorts of ``evgrid.envs.parallel``
+    and an edge deployment all route the same way.
+    """
+
+    t: int
+    world: World
+    evs: np.ndarray  # [n] session indices (for bookkeeping; routers read the columns below)
+    cohort: np.ndarray  # [n] cohort index (-1: a replayed session)
+    facility: np.ndarray  # [n] the facility a replayed session belongs to (-1: any)
+    arrival_soc: np.ndarray  # [n]
+    origin_xy_km: np.ndarray  # [n, 2]
+    requested_kwh: np.ndarray  # [n]
+    departure_step: np.ndarray  # [n]
+    free: np.ndarray  # [S] free chargers per slot, net of the queue
+
+    @classmethod
+    def of(cls, t: int, world: World, sessions: Sessions, evs: np.ndarray,
+           free: np.ndarray) -> Arrivals:
+        return cls(t=t, world=world, evs=evs, cohort=sessions.cohort[evs],
+                   facility=sessions.facility[evs], arrival_soc=sessions.arrival_soc[evs],
+                   origin_xy_km=sessions.origin_xy_km[evs],
+                   requested_kwh=sessions.requested_kwh[evs],
+                   departure_step=sessions.departure_step[evs], free=free)
+
+    def __len__(self) -> int:
+        return int(self.evs.size)
+
+    def candidates(self) -> np.ndarray:
+        """[n, S] the slots each EV may use (:func:`candidate_slots`)."""
+        return candidate_slots(self.world, self, np.arange(len(self)))
+
+    def travel_km(self) -> np.ndarray:
+        """[n, S] drive + walk distance from each EV's origin to each slot."""
+        w = self.world
+        d = np.linalg.norm(self.origin_xy_km[:, None, :] - w.slot_xy_km[None], axis=2)
+        return d + w.slot_walk_km[None, :]
 
 
-def nearest_free_router(sim: Simulator, evs: np.ndarray, free: np.ndarray) -> np.ndarray:
+#: A router picks a slot for each arriving EV (queueing there if it has no free charger).
+Router = Callable[[Arrivals], np.ndarray]
+
+
+def nearest_free_router(arrivals: Arrivals) -> np.ndarray:
     """Nearest facility with a free charger in the EV's SoC zone; else queue at the nearest."""
-    return assign_by_preference(candidate_slots(sim.world, sim.sessions, evs),
-                                travel_km(sim, evs), free)
+    return assign_by_preference(arrivals.candidates(), arrivals.travel_km(), arrivals.free)
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What one executed step did and cost: the terms of the objective (``kpis.objective_terms``)
+    as they accrue, so that Σ over the day of ``objective`` is the run's ``objective`` KPI.
+
+    The demand charge accrues when a zone's peak in the billing window rises (a peak already
+    paid costs nothing to reach again); the unmet energy is billed when its EV leaves (and, at
+    the end of the horizon, for every EV still there).
+    """
+
+    t: int
+    executed_kw: np.ndarray  # [C] after the safety projection
+    cuts: ProjectionCuts
+    energy_cost: float
+    demand_charge: float
+    carbon_kg: float
+    unmet_kwh: float  # owed to the EVs that left at the end of this step
+    departed: np.ndarray  # session indices of those EVs
+    objective: float
 
 
 @dataclass
@@ -183,7 +241,11 @@ class Simulator:
         self.reset()
 
     # -- state -------------------------------------------------------------------------------
-    def reset(self) -> Observation:
+    def reset(self, seed: int | None = None) -> Observation:
+        """Start the horizon again: the same day, or a new one drawn from ``seed`` (which the
+        simulator keeps; sessions given to the constructor are replayed whatever the seed)."""
+        if seed is not None:
+            self.seed = int(seed)
         w = self.world
         rng = np.random.default_rng(self.seed)
         self.sessions = (
@@ -218,21 +280,32 @@ class Simulator:
         # Sessions are sorted by arrival step: arrivals at t are one contiguous block.
         self._arrival_bounds = np.searchsorted(self.sessions.arrival_step, np.arange(t + 1))
         self._advance()
-        return self.observe()
+        self._obs = self.observe()
+        return self._obs
+
+    @property
+    def observation(self) -> Observation:
+        """The state at the start of the current step (what ``step`` will act on)."""
+        return self._obs
 
     @property
     def done(self) -> bool:
         return self.t >= self.world.steps
 
-    def _advance(self) -> None:
-        """Departures, outages, arrivals and connections at the start of step ``self.t``."""
+    def _advance(self) -> np.ndarray:
+        """Departures, outages, arrivals and connections at the start of step ``self.t``.
+
+        Returns the session indices that left (at the end of the horizon: all still there)."""
         w, s, t = self.world, self.sessions, self.t
         if t >= w.steps:
-            return
+            left = np.flatnonzero(self.status != GONE)
+            self.status[left] = GONE
+            return left
         online = w.charger_online[t]
         # Departures (Eq. 31's δ_departure): anyone whose time is up leaves, full or not.
         leaving = (self.status == QUEUED) | (self.status == CONNECTED)
         leaving &= s.departure_step <= t
+        left = np.flatnonzero(leaving)
         gone_chargers = self.ev_charger[leaving & (self.status == CONNECTED)]
         self.charger_ev[gone_chargers] = -1
         self.status[leaving] = GONE
@@ -248,13 +321,15 @@ class Simulator:
         if hi > lo:
             evs = np.arange(lo, hi)
             free = self._free_per_slot(online) - self._queued_per_slot()
-            slots = np.asarray(self.router(self, evs, np.maximum(free, 0)), dtype=np.int64)
+            view = Arrivals.of(t, w, s, evs, np.maximum(free, 0))
+            slots = np.asarray(self.router(view), dtype=np.int64)
             if slots.shape != evs.shape or ((slots < 0) | (slots >= w.n_slots)).any():
                 raise ValueError(f"router returned invalid slots {slots!r} for {evs.size} EVs")
             self.ev_slot[evs] = slots
             self.status[evs] = QUEUED
         self._connect(online)
         self.ev_at_charger[t] = self.charger_ev
+        return left
 
     def _free_per_slot(self, online: np.ndarray) -> np.ndarray:
         free = online & (self.charger_ev < 0)
@@ -330,12 +405,13 @@ class Simulator:
         start = int(np.searchsorted(w.billing_window, w.billing_window[t]))
         return self.record.zone_load_kw[start:self.t].max(axis=0, initial=0.0)
 
-    def step(self, power_kw: np.ndarray, obs: Observation | None = None) -> Observation:
-        """Project and apply one step of set-points [kW per charger], then advance the clock."""
+    def step(self, power_kw: np.ndarray) -> tuple[Observation, StepOutcome]:
+        """Project and apply one step of set-points [kW per charger] to the current
+        :attr:`observation`, advance the clock, and return the next observation with what the
+        step executed and cost."""
         if self.done:
             raise RuntimeError("the horizon is over: call reset()")
-        w, t = self.world, self.t
-        obs = obs if obs is not None else self.observe()
+        w, t, obs = self.world, self.t, self._obs
         p, cuts = project(
             power_kw,
             upper_kw=obs.power_cap_kw,
@@ -365,9 +441,35 @@ class Simulator:
         r.zone_violations[t] = cuts.zone_violations
         r.city_violations[t] = cuts.city_violation
         r.limit_cut_kwh[t] = cuts.limit_cut_kw * w.dt_h
+        rise = np.maximum(r.zone_load_kw[t] - obs.zone_peak_kw, 0.0)
+        demand = float(self._window_rate(t) * rise.sum())
         self.t += 1
-        self._advance()
-        return self.observe()
+        left = self._advance()
+        self._obs = self.observe()
+        return self._obs, self._outcome(t, p, cuts, demand, left)
+
+    def _window_rate(self, t: int) -> float:
+        """The demand rate billed for step ``t``'s window: the one at the window's first step
+        (as ``kpis.demand_charges`` bills it)."""
+        w = self.world
+        if not w.demand_rate_per_kw.any():
+            return 0.0
+        return float(w.demand_rate_per_kw[np.searchsorted(w.billing_window, w.billing_window[t])])
+
+    def _outcome(self, t: int, p: np.ndarray, cuts: ProjectionCuts, demand: float,
+                 left: np.ndarray) -> StepOutcome:
+        w, s = self.world, self.sessions
+        grid_kwh = float(p.sum()) * w.dt_h
+        unmet = float(np.maximum(s.requested_kwh[left] - self.delivered_kwh[left], 0.0).sum())
+        energy_cost = grid_kwh * float(w.price_per_kwh[t])
+        carbon = grid_kwh * float(w.carbon_kg_per_kwh[t])
+        sc = self.scenario
+        return StepOutcome(
+            t=t, executed_kw=p, cuts=cuts, energy_cost=energy_cost, demand_charge=demand,
+            carbon_kg=carbon, unmet_kwh=unmet, departed=left,
+            objective=energy_cost + demand + sc.prices.carbon_price_per_kg * carbon
+            + sc.unmet_penalty_per_kwh * unmet,
+        )
 
     # -- checkpoints ---------------------------------------------------------------------------
     #: The arrays that change as the plant steps (with ``t``, the whole mutable state: sessions,
@@ -414,7 +516,8 @@ class Simulator:
         for f in fields(StepRecord):
             getattr(self.record, f.name)[...] = state[f"record.{f.name}"]
         self.t = int(state["t"])
-        return self.observe()
+        self._obs = self.observe()
+        return self._obs
 
     def run(
         self, controller: Controller, *, progress: Callable[[int, int], None] | None = None,
@@ -427,7 +530,7 @@ class Simulator:
         if resume is not None:
             obs = self.load_state_dict(resume)
         while not self.done:
-            obs = self.step(controller.schedule(obs), obs)
+            obs, _ = self.step(controller.schedule(obs))
             if after_step is not None:
                 after_step(self)
             if progress is not None:
