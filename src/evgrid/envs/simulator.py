@@ -331,6 +331,17 @@ class Simulator:
         self.ev_at_charger[t] = self.charger_ev
         return left
 
+    def upcoming(self) -> Arrivals:
+        """The EVs that will arrive at the start of the next step, with today's free chargers
+        (what a routing agent deciding now for them can know)."""
+        w, t = self.world, self.t
+        nxt = t + 1
+        evs = (np.arange(self._arrival_bounds[nxt], self._arrival_bounds[nxt + 1])
+               if nxt < w.steps else np.zeros(0, dtype=np.int64))
+        online = w.charger_online[min(t, w.steps - 1)]
+        free = np.maximum(self._free_per_slot(online) - self._queued_per_slot(), 0)
+        return Arrivals.of(nxt, w, self.sessions, evs, free)
+
     def _free_per_slot(self, online: np.ndarray) -> np.ndarray:
         free = online & (self.charger_ev < 0)
         return np.bincount(self.world.charger_slot[free], minlength=self.world.n_slots)

@@ -362,6 +362,42 @@ class Prices(_Model):
         )
 
 
+_W = Annotated[float, Field(ge=0, le=1e6)]
+
+
+class Rewards(_Model):
+    """What the learning agents of ``evgrid.envs.parallel`` are paid (``evgrid.envs.rewards``).
+
+    ``objective`` (default): each station pays the energy cost, demand charge and carbon of its
+    chargers and the unmet energy of the EVs that left them, each cohort the unmet energy of its
+    drivers who never got a charger; summed over agents and the day this is −objective, the
+    quantity the offline LP minimises. ``seed000``: Eq. 32 of 000_f74a305f822cf870.txt (cost,
+    satisfaction, movements, utilisation, load balance). ``seed001``: §3.1 of
+    001_e88dfec58fd7eed4.txt (cost, carbon, battery wear, satisfaction with range anxiety;
+    default weights: Table 2's best combination, 40/30/20/10 %).
+    """
+
+    set: Literal["objective", "seed000", "seed001"] = "objective"
+    #: cohorts: extra cost per minute a driver waits and per km driven (0: the objective only)
+    wait_per_min: _W = 0.0
+    travel_per_km: _W = 0.0
+    #: seed000 (Eq. 32): w1 cost, w2 satisfaction (per unmet kWh), w3 movements (per km),
+    #: w4 utilisation (per occupied-charger fraction), w5 load balance (per kW² of variance)
+    w_cost: _W = 1.0
+    w_satisfaction: _W = 2.0
+    w_movements: _W = 0.05
+    w_utilisation: _W = 0.1
+    w_balance: _W = 0.001
+    #: seed001 (§3.1, Table 2 combination 2)
+    w_emission: _W = 0.3
+    w_soc: _W = 0.2
+    w_user: _W = 0.1
+    w_cost_001: _W = 0.4
+    #: seed001's range-anxiety penalty per kWh below the departure floor (the paper's −1000
+    #: per violation is scaled per kWh so that a near miss costs less than a dead battery)
+    anxiety_per_kwh: _W = 10.0
+
+
 _EVENT_H = f"[h from the horizon start], at most {MAX_EVENT_H:,.0f}"
 
 
@@ -446,6 +482,7 @@ class Scenario(_Model):
         "2019-07-01, a Monday in summer); recorded sessions or prices set their own clock",
     )
     events: list[Event] = []
+    rewards: Rewards = Rewards()
 
     @field_validator("city_limit_kw")
     @classmethod
