@@ -12,9 +12,10 @@ from evgrid.envs.kpis import compute_kpis
 from evgrid.envs.parallel import TRAIN_SEED_BASE, EvgridParallelEnv
 from evgrid.envs.rewards import REWARD_SETS
 from evgrid.scenario import load_scenario
+from evgrid.scenario.schema import Scenario
 
 
-def _small(**update: object) -> object:
+def _small(**update: object) -> Scenario:
     return load_scenario("small").model_copy(update={"horizon_days": 0.5, **update})
 
 

@@ -26,13 +26,13 @@ def test_outcomes_sum_to_the_objective(scenario: str, policy: str) -> None:
              "objective": 0.0}
     while not sim.done:
         obs, out = sim.step(ctl.schedule(obs))
-        for k in total:
-            total[k] += getattr(out, k)
-    k = compute_kpis(sim.result(policy))
+        for name in total:
+            total[name] += getattr(out, name)
+    kpis = compute_kpis(sim.result(policy))
     for name, value in total.items():
-        assert value == pytest.approx(k[name], rel=1e-9, abs=1e-9), name
+        assert value == pytest.approx(kpis[name], rel=1e-9, abs=1e-9), name
     if scenario == "workplace":
-        assert k["demand_charge"] > 0
+        assert kpis["demand_charge"] > 0
 
 
 def test_reset_seed_draws_a_new_day_and_repeats_it() -> None:

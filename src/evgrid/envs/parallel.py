@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -112,7 +112,7 @@ def station_features(obs: Observation, world: World, layout: Layout) -> np.ndarr
     hour = (obs.t * obs.dt_h) % 24.0
     pscale = max(float(np.abs(world.price_per_kwh).max(initial=0.0)), 1e-9)
     dscale = max(float(world.demand_rate_per_kw.max(initial=0.0)), 1e-9)
-    ahead = max(1, int(round(4.0 / obs.dt_h)))
+    ahead = max(1, round(4.0 / obs.dt_h))
     price = obs.price_per_kwh
     zone_lim = np.maximum(obs.zone_limit_kw[0], 1e-9)
     peak = obs.zone_peak_kw if obs.zone_peak_kw.size else np.zeros(world.n_grid)
@@ -202,7 +202,7 @@ class ChoiceRouter:
 FrozenPolicy = Callable[[np.ndarray], np.ndarray]
 
 
-class EvgridParallelEnv(ParallelEnv):  # type: ignore[misc]
+class EvgridParallelEnv(ParallelEnv):
     """Stations and cohorts of one scenario as PettingZoo parallel agents.
 
     ``learn`` picks which kinds are agents: ``"stations"``, ``"cohorts"`` or ``"all"``. The
@@ -211,7 +211,8 @@ class EvgridParallelEnv(ParallelEnv):  # type: ignore[misc]
     observations; default nearest-free), so that alternating training can freeze one side.
     """
 
-    metadata = {"name": "evgrid_v0", "render_modes": [], "is_parallelizable": True}
+    metadata: ClassVar[dict[str, Any]] = {"name": "evgrid_v0", "render_modes": [],
+                                          "is_parallelizable": True}
 
     def __init__(
         self,
@@ -329,7 +330,7 @@ class EvgridParallelEnv(ParallelEnv):  # type: ignore[misc]
             pol = self.station_policy
             if hasattr(pol, "schedule"):
                 return np.asarray(pol.schedule(self._obs), dtype=float)
-            frac = np.asarray(pol(self._station_x), dtype=float)  # type: ignore[operator]
+            frac = np.asarray(pol(self._station_x), dtype=float)
         else:
             frac = np.stack([np.asarray(actions.get(a, np.zeros(self.layout.width)), dtype=float)
                              .reshape(self.layout.width) for a in self.station_agents])
