@@ -56,7 +56,8 @@ PolicyOption = Annotated[
         "-p",
         help="policy to run; repeat for several (default: " + ", ".join(DEFAULT_POLICIES)
         + "; also mpc: the coordinated policy's problem solved centrally, one cvxpy solve a "
-        "period, slow at city scale)",
+        "period, slow at city scale; and learned:DIR: the station policy exported by "
+        "evgrid train --out DIR)",
     ),
 ]
 
@@ -324,11 +325,13 @@ def run(
     ] = False,
     routing: Annotated[str, typer.Option(
         help="how arriving drivers pick a facility zone: 'nearest' (nearest free charger in "
-        "their SoC zone) or 'cohorts' (shares agreed by the cohort agents by ADMM)")] = "nearest",
+        "their SoC zone), 'cohorts' (shares agreed by the cohort agents by ADMM) or "
+        "'learned:DIR' (the cohort policies exported by evgrid train --out DIR)")] = "nearest",
 ) -> None:
     """Simulate SCENARIO with each policy and the offline optimum; write KPIs, plots, report."""
     from evgrid.agents.policies import check_policy_names
     from evgrid.evaluation.checkpoint import Checkpoint, CheckpointError
+    from evgrid.evaluation.runner import check_routing
     from evgrid.scenario import ScenarioError, check_memory, load_scenario, parse_scenario
 
     checkpoint = None
@@ -364,8 +367,10 @@ def run(
             raise fail(str(exc)) from None
     if transport not in {"ray", "inprocess"}:
         raise fail(f"unknown transport {transport!r}: choose from ['ray', 'inprocess']")
-    if routing not in {"nearest", "cohorts"}:
-        raise fail(f"unknown routing {routing!r}: choose from ['nearest', 'cohorts']")
+    try:
+        check_routing(routing)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     if resume is None:
         target = prepare_out(out, overwrite)
     factory = None
@@ -660,13 +665,15 @@ def replay(
 
 
 def _register_commands() -> None:
-    """`evgrid coordinator`, `evgrid station` (the gRPC side, evgrid.cli_edge) and `evgrid
-    certs` (evgrid.cli_certs)."""
+    """`evgrid coordinator`, `evgrid station` (the gRPC side, evgrid.cli_edge), `evgrid
+    certs` (evgrid.cli_certs) and `evgrid train` (evgrid.cli_learn)."""
     from evgrid.cli_certs import app as certs_app
     from evgrid.cli_edge import coordinator, station
+    from evgrid.cli_learn import train
 
     app.command("coordinator")(coordinator)
     app.command("station")(station)
+    app.command("train")(train)
     app.add_typer(certs_app, name="certs")
 
 

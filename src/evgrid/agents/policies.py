@@ -40,16 +40,29 @@ WORLD_POLICIES: dict[str, Callable[[World], Controller]] = {"coordinated": _coor
                                                             "mpc": _mpc}
 
 
+#: ``learned:DIR``: the station policy exported by ``evgrid train --out DIR``.
+LEARNED = "learned:"
+
+
 def policy_names() -> list[str]:
-    return [*BASELINES, *WORLD_POLICIES]
+    return [*BASELINES, *WORLD_POLICIES, LEARNED + "DIR"]
 
 
 def check_policy_names(names: list[str]) -> None:
-    """Raise ValueError listing the valid names if any of ``names`` is unknown or repeated."""
+    """Raise ValueError listing the valid names if any of ``names`` is unknown or repeated, or
+    names a learned policy folder without an exported bundle."""
     if len(set(names)) != len(names):
         raise ValueError(f"policy given twice: {names}")
+    if sum(n.startswith(LEARNED) for n in names) > 1:
+        raise ValueError("give at most one learned:DIR policy per run")
     for name in names:
-        if name not in BASELINES and name not in WORLD_POLICIES:
+        if name.startswith(LEARNED):
+            from pathlib import Path
+
+            from evgrid.learning.bundle import BundleSpec
+
+            BundleSpec.load(Path(name[len(LEARNED):]))
+        elif name not in BASELINES and name not in WORLD_POLICIES:
             raise ValueError(f"unknown policy {name!r}: choose from {policy_names()}")
 
 
@@ -60,4 +73,10 @@ def make_policy(name: str, world: World | None = None) -> Controller:
         return BASELINES[name]()
     if world is None:
         raise ValueError(f"policy {name!r} needs the world: make_policy({name!r}, world)")
+    if name.startswith(LEARNED):
+        from pathlib import Path
+
+        from evgrid.learning.served import LearnedStations
+
+        return LearnedStations(world, Path(name[len(LEARNED):]))
     return WORLD_POLICIES[name](world)

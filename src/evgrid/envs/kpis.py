@@ -63,6 +63,14 @@ def waiting_min(result: SimResult) -> np.ndarray:
     return (start - s.arrival_step) * dt_min
 
 
+def travel_km(result: SimResult) -> np.ndarray:
+    """[N] km each session drove and walked to its slot (NaN if it never arrived)."""
+    s, w = result.sessions, result.world
+    slot = np.maximum(result.slot, 0)
+    d = np.linalg.norm(s.origin_xy_km - w.slot_xy_km[slot], axis=1) + w.slot_walk_km[slot]
+    return np.where(result.slot >= 0, d, np.nan)
+
+
 def _pct(a: float, b: float) -> float:
     return 100.0 * a / b if b > 0 else 100.0
 
@@ -73,6 +81,7 @@ def session_kpis(result: SimResult, mask: np.ndarray) -> dict[str, float]:
     req = s.requested_kwh[mask]
     got = np.minimum(result.delivered_kwh[mask], req)
     wait = waiting_min(result)[mask]
+    km = travel_km(result)[mask]
     full = got >= req - FULL_TOL_KWH
     return {
         "sessions": int(mask.sum()),
@@ -82,6 +91,7 @@ def session_kpis(result: SimResult, mask: np.ndarray) -> dict[str, float]:
         "unmet_kwh": float((req - got).sum()),
         "wait_mean_min": float(wait.mean()) if wait.size else 0.0,
         "wait_p95_min": float(np.percentile(wait, 95)) if wait.size else 0.0,
+        "travel_mean_km": float(np.nanmean(km)) if np.isfinite(km).any() else 0.0,
         "full_charge_sessions": int(full.sum()),
         "unfinished_sessions": int((~full).sum()),
         "below_floor_sessions": int(

@@ -36,6 +36,7 @@ TABLE_KPIS = [
     "limit_cut_kwh",
     "wait_mean_min",
     "wait_p95_min",
+    "travel_mean_km",
     "full_charge_sessions",
     "unfinished_sessions",
     "below_floor_sessions",

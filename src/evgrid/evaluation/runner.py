@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from evgrid.agents.policies import make_policy
@@ -23,7 +24,21 @@ from evgrid.scenario.schema import Scenario
 OFFLINE = "offline_optimal"
 #: How arriving drivers pick a facility zone: the simulator's nearest-free rule, or the shares
 #: the cohort agents agreed by ADMM (evgrid.agents.cohort).
-ROUTINGS = ["nearest", "cohorts"]
+ROUTINGS = ["nearest", "cohorts", "learned:DIR"]
+#: ``--routing learned:DIR``: the cohort policies exported by ``evgrid train``.
+LEARNED_ROUTING = "learned:"
+
+
+def check_routing(routing: str) -> None:
+    """Raise ValueError (one line) for an unknown routing or a learned folder with no bundle."""
+    if routing.startswith(LEARNED_ROUTING):
+        from evgrid.learning.bundle import BundleSpec
+
+        if not BundleSpec.load(Path(routing[len(LEARNED_ROUTING):])).cohorts:
+            raise ValueError(f"{routing[len(LEARNED_ROUTING):]}: the bundle has no cohort "
+                             "policy (train with --algo dqn or alternate)")
+    elif routing not in ROUTINGS:
+        raise ValueError(f"unknown routing {routing!r}: choose from {ROUTINGS}")
 
 #: Called as work advances: (what, done, total).
 Progress = Callable[[str, int, int], None]
@@ -97,8 +112,7 @@ def run_experiment(
     Policies are built only when they run, so a finished one costs nothing on resume."""
     if not policies:
         raise ValueError("give at least one policy")
-    if routing not in ROUTINGS:
-        raise ValueError(f"unknown routing {routing!r}: choose from {ROUTINGS}")
+    check_routing(routing)
     world = world if world is not None else build_world(scenario)
     router = nearest_free_router
     claims = None
@@ -107,6 +121,10 @@ def run_experiment(
 
         router, claims = cohort_router(world, seed=scenario.seed if seed is None else seed,
                                        host=cohort_host)
+    elif routing.startswith(LEARNED_ROUTING):
+        from evgrid.learning.served import LearnedRouter
+
+        router = LearnedRouter(world, Path(routing[len(LEARNED_ROUTING):]))
     sim = Simulator(scenario, seed=seed, sessions=sessions, world=world, router=router)
     names = [p if isinstance(p, str) else p.name for p in policies]
     if len(set(names)) != len(names) or OFFLINE in names:
