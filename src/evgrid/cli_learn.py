@@ -93,6 +93,7 @@ def _spec_to_json(spec: TrainSpec) -> dict[str, Any]:
     return {"scenario": spec.scenario.model_dump(mode="json"), "algo": spec.algo,
             "iterations": spec.iterations, "env_runners": spec.env_runners,
             "envs_per_runner": spec.envs_per_runner, "mapping": spec.mapping,
+            "station_action": spec.station_action,
             "reward_set": spec.reward_set, "seed": spec.seed,
             "phase_iterations": spec.phase_iterations,
             "checkpoint_every": spec.checkpoint_every, "hyper": asdict(spec.hyper)}
@@ -130,6 +131,9 @@ def train(
     mapping: Annotated[str, typer.Option(
         help="shared: one policy per kind of agent; per-agent: every station and cohort its "
         "own policy")] = "shared",
+    station_action: Annotated[str, typer.Option(
+        help="budget: one share of the station's useful power, dispatched least laxity first; "
+        "fractions: one fraction per charger (padded to the largest station)")] = "budget",
     reward_set: Annotated[str | None, typer.Option(
         help="objective (−objective split over agents), seed000 (Eq. 32 of paper 000) or "
         "seed001 (§3.1 of paper 001) (default: the scenario's rewards.set)")] = None,
@@ -166,7 +170,11 @@ def train(
     if mapping not in MAPPINGS:
         raise fail(f"unknown mapping {mapping!r}: choose from {list(MAPPINGS)}")
     from evgrid.envs.rewards import REWARD_SETS
+    from evgrid.envs.station_actions import STATION_ACTIONS
 
+    if station_action not in STATION_ACTIONS:
+        raise fail(f"unknown station action {station_action!r}: choose from "
+                   f"{sorted(STATION_ACTIONS)}")
     if reward_set is not None and reward_set not in REWARD_SETS:
         raise fail(f"unknown reward set {reward_set!r}: choose from {list(REWARD_SETS)}")
     try:
@@ -182,6 +190,7 @@ def train(
             sc = _scenario(scenario, horizon_days, reward_weight)
             spec = TrainSpec(sc, algo=algo, iterations=iterations, env_runners=env_runners,
                              envs_per_runner=envs_per_runner, mapping=mapping,
+                             station_action=station_action,
                              reward_set=reward_set, seed=seed,
                              phase_iterations=phase_iterations,
                              checkpoint_every=checkpoint_every,

@@ -19,25 +19,53 @@ def _small(**update: object) -> Scenario:
     return load_scenario("small").model_copy(update={"horizon_days": 0.5, **update})
 
 
-def test_pettingzoo_api_and_seed() -> None:
-    parallel_api_test(EvgridParallelEnv(_small()), num_cycles=60)
-    parallel_seed_test(lambda: EvgridParallelEnv(_small()))
+@pytest.mark.parametrize("action", ["budget", "fractions"])
+def test_pettingzoo_api_and_seed(action: str) -> None:
+    parallel_api_test(EvgridParallelEnv(_small(), station_action=action), num_cycles=60)
+    parallel_seed_test(lambda: EvgridParallelEnv(_small(), station_action=action))
+
+
+def test_full_budget_is_llf_and_a_tight_one_serves_least_laxity_first() -> None:
+    """A budget share of 1 is LLF exactly (so a learned station starts from a strong rule); a
+    smaller one serves the least laxity first."""
+    from evgrid.agents.baselines import LeastLaxityFirst
+    from evgrid.envs.station_actions import laxity_h
+
+    env = EvgridParallelEnv(_small())
+    env.reset(seed=0)
+    for _ in range(40):
+        env.step({a: np.ones(1, np.float32) if a.startswith("station") else 0
+                  for a in env.agents})
+    obs = env.sim.observation
+    full = env.actions.power(np.ones((env.layout.n, 1)), obs)
+    assert np.array_equal(full, LeastLaxityFirst().schedule(obs)) and full.sum() > 0
+    half = env.actions.power(np.full((env.layout.n, 1), 0.5), obs)
+    lax = laxity_h(obs)
+    for f in range(env.layout.n):
+        mine = (obs.charger_facility == f) & (obs.rate_cap_kw > 0)
+        if mine.sum() < 2:
+            continue
+        served, skipped = mine & (half > 0), mine & (half == 0)
+        if served.any() and skipped.any():
+            assert lax[served].max() <= lax[skipped].min() + 1e-9
 
 
 def _episode(env: EvgridParallelEnv, seed: int, action: float) -> float:
     env.reset(seed=seed)
     total = 0.0
     while env.agents:
-        acts = {a: (np.full(env.layout.width, action, np.float32) if a.startswith("station")
+        acts = {a: (np.full(env.actions.act_dim, action, np.float32) if a.startswith("station")
                     else 1) for a in env.agents}
         _, r, *_ = env.step(acts)
         total += sum(r.values())
     return total
 
 
-@pytest.mark.parametrize("scenario", ["small", "workplace"])
-def test_default_reward_sums_to_minus_objective(scenario: str) -> None:
-    env = EvgridParallelEnv(load_scenario(scenario).model_copy(update={"horizon_days": 0.5}))
+@pytest.mark.parametrize(("scenario", "action"), [("small", "budget"), ("small", "fractions"),
+                                                   ("workplace", "budget")])
+def test_default_reward_sums_to_minus_objective(scenario: str, action: str) -> None:
+    env = EvgridParallelEnv(load_scenario(scenario).model_copy(update={"horizon_days": 0.5}),
+                            station_action=action)
     total = _episode(env, seed=4, action=0.7)
     k = compute_kpis(env.sim.result("learned"))
     assert total == pytest.approx(-k["objective"], rel=1e-9)
@@ -64,18 +92,18 @@ def test_training_days_are_never_held_out_seeds() -> None:
 
 @settings(max_examples=15, deadline=None)
 @given(st.lists(st.sampled_from([np.nan, np.inf, -np.inf, -5.0, 0.3, 7.0]), min_size=1,
-                max_size=4))
-def test_any_station_output_executes_within_limits(values: list[float]) -> None:
+                max_size=4), st.sampled_from(["budget", "fractions"]))
+def test_any_station_output_executes_within_limits(values: list[float], action: str) -> None:
     """Whatever a network outputs, NaN included, no executed load exceeds a charger, zone or
     city limit."""
-    env = EvgridParallelEnv(_small(), learn="stations")
+    env = EvgridParallelEnv(_small(), learn="stations", station_action=action)
     env.reset(seed=2)
     i = 0
     while env.agents:
         acts = {}
         for a in env.agents:
-            acts[a] = np.array([values[(i + k) % len(values)] for k in range(env.layout.width)],
-                               dtype=np.float32)
+            acts[a] = np.array([values[(i + k) % len(values)]
+                                for k in range(env.actions.act_dim)], dtype=np.float32)
             i += 1
         env.step(acts)
     r, w = env.sim.record, env.world

@@ -2,20 +2,16 @@
 
 Agents (the design's "every station and every cohort is an agent"):
 
-- ``station_<facility>`` sets the power of its chargers. Action: a fraction in [0, 1] per
-  charger of :attr:`Observation.rate_cap_kw` (the most useful power the charger, the EV and the
-  battery allow; 1 everywhere is uncontrolled charging). Stations differ in charger count, so
-  actions and observations are **padded** to the largest station's count (``width``): padded
-  entries read 0 and their actions are ignored. The simulator's safety projection then keeps
-  every zone and city limit, whatever the action (NaN included: read as 0).
+- ``station_<facility>`` sets the power of its chargers, by one of the parameterisations of
+  ``evgrid.envs.station_actions`` (``budget``, default, or per-charger ``fractions``). The
+  simulator's safety projection keeps every limit, whatever the action (NaN included).
 - ``cohort_<name>`` routes its drivers arriving at the next step (seed 004's matcher). Action
   ``j`` in 0..k−1: each driver prefers its ``j``-th nearest eligible slot, then the others by
   distance, seated by the simulator's deferred acceptance. ``j = 0`` is exactly nearest-free
   routing.
 
-Observations (:func:`station_features`, :func:`cohort_features`) are fixed-size float32
-vectors scaled to about [−1, 2]; swap them through ``observe`` functions of the same
-signature. Rewards come from a set of ``evgrid.envs.rewards`` with the scenario's weights.
+Observations (``station_actions``' ``features``, :func:`cohort_features`) are fixed-size
+float32 vectors scaled to about [−1, 2]. Rewards come from a set of ``evgrid.envs.rewards`` with the scenario's weights.
 
 Episodes are one simulated horizon of a day drawn from the ``reset`` seed. Without a seed,
 ``reset`` draws training days from seeds >= :data:`TRAIN_SEED_BASE`, so held-out evaluation
@@ -25,7 +21,6 @@ seeds below it are never trained on.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -41,94 +36,13 @@ from evgrid.envs.simulator import (
     StepOutcome,
     assign_by_preference,
 )
-from evgrid.envs.world import World
+from evgrid.envs.station_actions import Layout, station_actions
 from evgrid.scenario.schema import Scenario
 
 #: Seeds of training days start here; evaluation uses seeds below it (held out).
 TRAIN_SEED_BASE = 1_000_000
 #: Routing choices per cohort: the k nearest eligible slots.
 ROUTES = 3
-CHARGER_FEATURES = 5
-STATION_GLOBALS = 9
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Which chargers each station owns, padded to a common width."""
-
-    ids: list[str]
-    index: np.ndarray  # [n_stations, width] charger index, -1 = padding
-    zone: np.ndarray  # [n_stations] the grid zone of the station's first charger
-
-    @classmethod
-    def of(cls, world: World) -> Layout:
-        per = [np.flatnonzero(world.charger_facility == f) for f in range(len(world.facility_ids))]
-        width = max(1, max(c.size for c in per))
-        index = np.full((len(per), width), -1, dtype=np.int64)
-        for i, c in enumerate(per):
-            index[i, :c.size] = c
-        zone = np.array([world.charger_grid[c[0]] if c.size else 0 for c in per], dtype=np.int64)
-        return cls(ids=list(world.facility_ids), index=index, zone=zone)
-
-    @property
-    def width(self) -> int:
-        return int(self.index.shape[1])
-
-    def gather(self, values: np.ndarray, fill: float = 0.0) -> np.ndarray:
-        """[n_stations, width] of a per-charger array, ``fill`` in the padding."""
-        return np.where(self.index >= 0, values[np.maximum(self.index, 0)], fill)
-
-    def scatter(self, per_station: np.ndarray, n_chargers: int) -> np.ndarray:
-        """[C] from [n_stations, width] (padding dropped)."""
-        out = np.zeros(n_chargers)
-        ok = self.index >= 0
-        out[self.index[ok]] = per_station[ok]
-        return out
-
-
-def station_dim(width: int) -> int:
-    return CHARGER_FEATURES * width + STATION_GLOBALS
-
-
-def station_features(obs: Observation, world: World, layout: Layout) -> np.ndarray:
-    """[n_stations, station_dim] per padded charger: connected, useful-power fraction of the
-    rating, hours of full power still owed (/8), hours left (/24), slack hours (/8); per station:
-    time of day (sin, cos), price now and the next 4 h's mean minus now (/ the day's largest
-    |price|), demand rate (/ the day's largest), zone peak so far / zone limit, the station's
-    rating / its zone's limit, the city limit / the city's rating, share of the day left."""
-    rated = np.maximum(world.charger_max_kw, 1e-9)
-    full_kw = obs.charger_eta * rated
-    need_h = obs.ev_remaining_kwh / full_kw
-    left_h = obs.steps_left * obs.dt_h
-    per = np.stack([
-        obs.connected.astype(float),
-        obs.rate_cap_kw / rated,
-        np.clip(need_h / 8.0, 0, 2),
-        np.clip(left_h / 24.0, 0, 1),
-        np.clip((left_h - need_h) / 8.0, -1, 1),
-    ], axis=-1)  # [C, 5]
-    chargers = np.stack([layout.gather(per[:, k]) for k in range(CHARGER_FEATURES)], axis=-1)
-    n = layout.index.shape[0]
-    hour = (obs.t * obs.dt_h) % 24.0
-    pscale = max(float(np.abs(world.price_per_kwh).max(initial=0.0)), 1e-9)
-    dscale = max(float(world.demand_rate_per_kw.max(initial=0.0)), 1e-9)
-    ahead = max(1, round(4.0 / obs.dt_h))
-    price = obs.price_per_kwh
-    zone_lim = np.maximum(obs.zone_limit_kw[0], 1e-9)
-    peak = obs.zone_peak_kw if obs.zone_peak_kw.size else np.zeros(world.n_grid)
-    station_rated = layout.gather(world.charger_max_kw).sum(axis=1)
-    g = np.array([
-        np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24),
-        price[0] / pscale, (price[:ahead].mean() - price[0]) / pscale,
-        (obs.demand_rate_per_kw[0] if obs.demand_rate_per_kw.size else 0.0) / dscale,
-        0.0, 0.0,
-        min(2.0, float(obs.city_limit_kw[0]) / max(float(world.charger_max_kw.sum()), 1e-9)),
-        1.0 - obs.t / world.steps,
-    ])
-    glob = np.repeat(g[None, :], n, axis=0)
-    glob[:, 5] = np.clip(peak[layout.zone] / zone_lim[layout.zone], 0, 2)
-    glob[:, 6] = np.clip(station_rated / zone_lim[layout.zone], 0, 2)
-    return np.concatenate([chargers.reshape(n, -1), glob], axis=1).astype(np.float32)
 
 
 def cohort_dim(routes: int = ROUTES) -> int:
@@ -205,7 +119,8 @@ FrozenPolicy = Callable[[np.ndarray], np.ndarray]
 class EvgridParallelEnv(ParallelEnv):
     """Stations and cohorts of one scenario as PettingZoo parallel agents.
 
-    ``learn`` picks which kinds are agents: ``"stations"``, ``"cohorts"`` or ``"all"``. The
+    ``reward_scale`` multiplies every reward (training keeps rewards near unit size; the
+    default 1 keeps Σ rewards = −objective). ``learn`` picks which kinds are agents: ``"stations"``, ``"cohorts"`` or ``"all"``. The
     other kind acts by ``station_policy`` (a ``Controller``, default LLF, or a frozen learned
     policy on station observations) or ``cohort_policy`` (a frozen policy on cohort
     observations; default nearest-free), so that alternating training can freeze one side.
@@ -223,6 +138,8 @@ class EvgridParallelEnv(ParallelEnv):
         station_policy: Controller | FrozenPolicy | None = None,
         cohort_policy: FrozenPolicy | None = None,
         routes: int = ROUTES,
+        station_action: str = "budget",
+        reward_scale: float = 1.0,
     ) -> None:
         if learn not in ("stations", "cohorts", "all"):
             raise ValueError(f"learn must be stations, cohorts or all, not {learn!r}")
@@ -232,10 +149,12 @@ class EvgridParallelEnv(ParallelEnv):
             raise ValueError(f"unknown reward set {self.reward_set!r}: one of "
                              f"{', '.join(REWARD_SETS)}")
         self.routes = routes
+        self.reward_scale = reward_scale
         self.router = ChoiceRouter(len(scenario.cohorts))
         self.sim = Simulator(scenario, router=self.router)
         self.world = self.sim.world
         self.layout = Layout.of(self.world)
+        self.actions = station_actions(station_action, self.layout)
         self.cohort_names = [c.name for c in scenario.cohorts]
         self.learn = learn
         stations = [f"station_{i}" for i in self.layout.ids]
@@ -250,12 +169,12 @@ class EvgridParallelEnv(ParallelEnv):
         self.station_policy = station_policy
         self.cohort_policy = cohort_policy
         box = gym.spaces.Box
-        sdim, cdim = station_dim(self.layout.width), cohort_dim(routes)
+        sdim, cdim = self.actions.obs_dim, cohort_dim(routes)
         self._obs_spaces: dict[str, gym.Space[Any]] = {}
         self._act_spaces: dict[str, gym.Space[Any]] = {}
         for a in self.station_agents:
             self._obs_spaces[a] = box(-2.0, 2.0, (sdim,), np.float32)
-            self._act_spaces[a] = box(0.0, 1.0, (self.layout.width,), np.float32)
+            self._act_spaces[a] = box(0.0, 1.0, (self.actions.act_dim,), np.float32)
         for a in self.cohort_agents:
             self._obs_spaces[a] = box(-2.0, 6.0, (cdim,), np.float32)
             self._act_spaces[a] = gym.spaces.Discrete(routes)
@@ -299,8 +218,9 @@ class EvgridParallelEnv(ParallelEnv):
             self.scenario.unmet_penalty_per_kwh)
         self._station_x, self._cohort_x = self._features()
         obs = self._agent_obs()
-        rewards = {a: float(st_r[i]) for i, a in enumerate(self.station_agents)}
-        rewards.update({a: float(co_r[i]) for i, a in enumerate(self.cohort_agents)})
+        k = self.reward_scale
+        rewards = {a: k * float(st_r[i]) for i, a in enumerate(self.station_agents)}
+        rewards.update({a: k * float(co_r[i]) for i, a in enumerate(self.cohort_agents)})
         done = sim.done
         terminations = {a: done for a in self.agents}
         truncations = {a: False for a in self.agents}
@@ -317,7 +237,7 @@ class EvgridParallelEnv(ParallelEnv):
     # -- internals ---------------------------------------------------------------------------
     def _features(self) -> tuple[np.ndarray, np.ndarray]:
         hour = ((self._obs.t + 1) * self.world.dt_h) % 24.0
-        return (station_features(self._obs, self.world, self.layout),
+        return (self.actions.features(self._obs, self.world),
                 cohort_features(self.sim.upcoming(), len(self.cohort_names), hour, self.routes))
 
     def _agent_obs(self) -> dict[str, np.ndarray]:
@@ -330,11 +250,12 @@ class EvgridParallelEnv(ParallelEnv):
             pol = self.station_policy
             if hasattr(pol, "schedule"):
                 return np.asarray(pol.schedule(self._obs), dtype=float)
-            frac = np.asarray(pol(self._station_x), dtype=float)
+            act = np.asarray(pol(self._station_x), dtype=float)
         else:
-            frac = np.stack([np.asarray(actions.get(a, np.zeros(self.layout.width)), dtype=float)
-                             .reshape(self.layout.width) for a in self.station_agents])
-        return fraction_to_power(frac, self._obs, self.layout)
+            dim = self.actions.act_dim
+            act = np.stack([np.asarray(actions.get(a, np.zeros(dim)), dtype=float).reshape(dim)
+                            for a in self.station_agents])
+        return self.actions.power(act, self._obs)
 
     def _cohort_choice(self, actions: dict[str, Any]) -> np.ndarray:
         n = len(self.cohort_names)
@@ -404,24 +325,10 @@ class EvgridParallelEnv(ParallelEnv):
         )
 
 
-def fraction_to_power(frac: np.ndarray, obs: Observation, layout: Layout) -> np.ndarray:
-    """[C] kW from per-station fractions [n_stations, width] of :attr:`rate_cap_kw`.
-
-    Anything a network can output is safe here: NaN reads 0, values are clipped to [0, 1], so
-    no charger is asked for more than it, its EV and its battery allow (the simulator's
-    projection, or the station's envelope, then keeps the zone and city limits)."""
-    f = np.clip(np.nan_to_num(np.asarray(frac, dtype=float), nan=0.0, posinf=1.0, neginf=0.0),
-                0.0, 1.0)
-    return layout.scatter(f, obs.connected.size) * obs.rate_cap_kw
-
-
 __all__ = [
     "ROUTES",
     "TRAIN_SEED_BASE",
     "ChoiceRouter",
     "EvgridParallelEnv",
-    "Layout",
     "cohort_features",
-    "fraction_to_power",
-    "station_features",
 ]

@@ -3,7 +3,8 @@ agent uses which file. It needs torch and numpy only: no Ray, no RLlib, no Algor
 same file runs in ``evgrid run``, in a Ray station actor and on an edge node.
 
 Each file maps a float32 batch of observations [n, dim] (``evgrid.envs.parallel`` features)
-to deterministic actions: station fractions [n, width] in [0, 1], or cohort choices [n] (int).
+to deterministic actions: station actions [n, act_dim] in [0, 1] (``station_actions``), or
+cohort choices [n] (int).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ class BundleSpec:
     """What ``bundle.json`` records: the feature sizes the files expect and the agent mapping."""
 
     scenario: str
-    width: int  # chargers per station the station files expect (padding)
+    width: int  # chargers per station of the scenario trained on (padding of ``fractions``)
+    station_action: str  # evgrid.envs.station_actions: "budget" or "fractions"
     station_dim: int
     cohort_dim: int
     routes: int

@@ -62,7 +62,7 @@ def evaluate(scenario: Scenario, folder: Path, seeds: list[int], *,
             exp = run_experiment(scenario, policies, seed=seed)
             gaps = exp.gap_to_optimal_pct()
             for name, k in exp.kpis.items():
-                label = LEARNED if name.startswith("learned") else name
+                label = name
                 row = {f: k.get(f, 0.0) for f in FIGURES if f != "gap_pct"}
                 row["gap_pct"] = gaps.get(name, 0.0) if name != OFFLINE else 0.0
                 per.setdefault(label, []).append(row)

@@ -23,12 +23,13 @@ ENV_NAME = "evgrid"
 
 def make_parallel_env(config: dict[str, Any]) -> EvgridParallelEnv:
     """An ``EvgridParallelEnv`` from an env config: ``scenario`` (a JSON-able dump),
-    ``learn``, ``reward_set`` and ``frozen`` (a bundle folder for the other kind; until it holds
+    ``learn``, ``reward_set``, ``station_action`` and ``frozen`` (a bundle folder for the other kind; until it holds
     a bundle, the other kind runs its baseline)."""
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     scenario = Scenario.model_validate(config["scenario"])
     learn = config.get("learn", "stations")
+    action = config.get("station_action", "budget")
     frozen = config.get("frozen")
     station_policy = cohort_policy = None
     if frozen and (Path(frozen) / "bundle.json").is_file():
@@ -36,13 +37,15 @@ def make_parallel_env(config: dict[str, Any]) -> EvgridParallelEnv:
         from evgrid.learning.served import FrozenKind
 
         spec = BundleSpec.load(Path(frozen))
-        probe = EvgridParallelEnv(scenario, learn="all")
+        probe = EvgridParallelEnv(scenario, learn="all", station_action=action)
         if learn == "stations" and spec.cohorts:
             cohort_policy = FrozenKind(Path(frozen), "cohort", probe.cohort_agents)
         if learn == "cohorts" and spec.stations:
             station_policy = FrozenKind(Path(frozen), "station", probe.station_agents)
     return EvgridParallelEnv(scenario, learn=learn, reward_set=config.get("reward_set"),
-                             station_policy=station_policy, cohort_policy=cohort_policy)
+                             station_policy=station_policy, cohort_policy=cohort_policy,
+                             station_action=action,
+                             reward_scale=float(config.get("reward_scale", 1.0)))
 
 
 class EvgridMultiAgentEnv(MultiAgentEnv):

@@ -2,7 +2,7 @@
 policy as a router, both from an exported bundle (``evgrid.learning.bundle``), torch only.
 
 They compute exactly the features ``evgrid.envs.parallel`` trained them on and map the outputs
-through the same safe mapping (``fraction_to_power``: NaN reads 0, fractions clipped to
+through the same safe mapping (``evgrid.envs.station_actions``: NaN reads 0, shares clipped to
 [0, 1] of the useful power), so whatever the network outputs, no charger is asked for more than
 it, its EV and its battery allow; zone and city limits are the simulator's projection's (or the
 station's envelope's) job, as for every controller.
@@ -15,16 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from evgrid.envs.interface import Observation
-from evgrid.envs.parallel import (
-    ChoiceRouter,
-    Layout,
-    cohort_dim,
-    cohort_features,
-    fraction_to_power,
-    station_dim,
-    station_features,
-)
+from evgrid.envs.parallel import ChoiceRouter, cohort_dim, cohort_features
 from evgrid.envs.simulator import Arrivals
+from evgrid.envs.station_actions import Layout, station_actions
 from evgrid.envs.world import World
 from evgrid.learning.bundle import BundleError, BundleSpec, ExportedPolicy, load_policies
 
@@ -62,26 +55,32 @@ class LearnedStations:
     def __init__(self, world: World, folder: Path, *, name: str = "learned") -> None:
         spec = BundleSpec.load(folder)
         self.world, self.layout, self.name = world, Layout.of(world), name
-        if (spec.width, spec.station_dim) != (self.layout.width, station_dim(self.layout.width)):
+        try:
+            self.actions = station_actions(spec.station_action, self.layout)
+        except ValueError as e:
+            raise BundleError(f"{folder}: {e}") from None
+        if spec.station_dim != self.actions.obs_dim:
             raise BundleError(
-                f"{folder}: the station policy was trained on {spec.scenario!r} with stations of "
-                f"up to {spec.width} chargers; this scenario's have {self.layout.width}")
+                f"{folder}: the station policy was trained on {spec.scenario!r} with "
+                f"{spec.station_dim} features ({spec.station_action}, stations of up to "
+                f"{spec.width} chargers); this scenario needs {self.actions.obs_dim}")
         agents = [f"station_{i}" for i in self.layout.ids]
         self.groups = _grouped(load_policies(folder, "station", agents), agents)
 
-    def fractions(self, obs: Observation) -> np.ndarray:
-        x = station_features(obs, self.world, self.layout)
-        frac = np.zeros((x.shape[0], self.layout.width))
+    def actions_for(self, obs: Observation) -> np.ndarray:
+        """[n_stations, act_dim] what each station's policy outputs on its features."""
+        x = self.actions.features(obs, self.world)
+        act = np.zeros((x.shape[0], self.actions.act_dim))
         for pol, rows in self.groups:
             out = np.asarray(pol(x[rows]), dtype=float)
-            if out.shape != (rows.size, self.layout.width):
+            if out.shape != (rows.size, self.actions.act_dim):
                 raise BundleError(f"{pol.path}: returned {out.shape}, expected "
-                                  f"{(rows.size, self.layout.width)}")
-            frac[rows] = out
-        return frac
+                                  f"{(rows.size, self.actions.act_dim)}")
+            act[rows] = out
+        return act
 
     def schedule(self, obs: Observation) -> np.ndarray:
-        return fraction_to_power(self.fractions(obs), obs, self.layout)
+        return self.actions.power(self.actions_for(obs), obs)
 
 
 class LearnedRouter:

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evgrid.envs.parallel import ROUTES, Layout, cohort_dim, station_dim
+from evgrid.envs.parallel import ROUTES, cohort_dim
 from evgrid.learning.bundle import SHARED, BundleSpec
 from evgrid.scenario.schema import Scenario
 
@@ -54,6 +54,9 @@ class Hyper:
     dqn_lr: float = 5e-4
     gamma: float = 0.99
     tau: float = 0.005
+    #: SAC's starting entropy temperature (auto-tuned from there to the target entropy −|A|);
+    #: 1.0 let entropy swamp rewards of unit size for thousands of steps (measured)
+    initial_alpha: float = 0.05
     batch_size: int = 256
     station_hidden: list[int] = field(default_factory=lambda: list(STATION_HIDDEN))
     cohort_hidden: list[int] = field(default_factory=lambda: list(COHORT_HIDDEN))
@@ -72,6 +75,7 @@ class TrainSpec:
     env_runners: int = 0
     envs_per_runner: int = 1
     mapping: str = "shared"
+    station_action: str = "budget"
     reward_set: str | None = None
     seed: int = 0
     phase_iterations: int = 5
@@ -89,6 +93,17 @@ class TrainSpec:
             if getattr(self, name) < lo:
                 raise TrainError(f"{name.replace('_', '-')} must be >= {lo}, got "
                                  f"{getattr(self, name)}")
+
+
+def reward_scale(scenario: Scenario) -> float:
+    """1 / the most a step of energy can cost the city (all chargers at full power at the
+    day's highest price): keeps rewards near unit size whatever the scenario's size, so SAC's
+    entropy temperature and the critics' learning rates mean the same on every scenario."""
+    from evgrid.envs.world import build_world
+
+    w = build_world(scenario)
+    most = float(w.charger_max_kw.sum()) * w.dt_h * max(float(abs(w.price_per_kwh).max()), 1e-3)
+    return 1.0 / max(most, 1e-9)
 
 
 def _kind(algo: str) -> str:
@@ -113,9 +128,11 @@ def build_config(spec: TrainSpec, algo: str, export: Path) -> Any:
     register()
     learn = "stations" if algo == "sac" else "cohorts"
     env_config = {"scenario": spec.scenario.model_dump(mode="json"), "learn": learn,
-                  "reward_set": spec.reward_set,
+                  "reward_set": spec.reward_set, "station_action": spec.station_action,
+                  "reward_scale": reward_scale(spec.scenario),
                   "frozen": str(export) if spec.algo == "alternate" else None}
-    probe = EvgridParallelEnv(spec.scenario, learn=learn, reward_set=spec.reward_set)
+    probe = EvgridParallelEnv(spec.scenario, learn=learn, reward_set=spec.reward_set,
+                              station_action=spec.station_action)
     agents = list(probe.possible_agents)
     mapping = module_ids(spec, agents, _kind(algo))
     h = spec.hyper
@@ -138,7 +155,7 @@ def build_config(spec: TrainSpec, algo: str, export: Path) -> Any:
     )
     if algo == "sac":
         return cfg.training(
-            twin_q=True, initial_alpha=1.0, target_entropy="auto", gamma=h.gamma, tau=h.tau,
+            twin_q=True, initial_alpha=h.initial_alpha, target_entropy="auto", gamma=h.gamma, tau=h.tau,
             actor_lr=h.actor_lr, critic_lr=h.critic_lr, alpha_lr=h.alpha_lr,
             train_batch_size_per_learner=h.batch_size,
             num_steps_sampled_before_learning_starts=h.warmup_steps,
@@ -217,15 +234,15 @@ def export_bundle(spec: TrainSpec, folder: Path, algo: str, algorithm: Any) -> N
     from evgrid.learning.export import export_module
 
     kind = _kind(algo)
-    probe = EvgridParallelEnv(spec.scenario, learn="all")
+    probe = EvgridParallelEnv(spec.scenario, learn="all", station_action=spec.station_action)
     agents = probe.station_agents if kind == "station" else probe.cohort_agents
     mapping = module_ids(spec, agents, kind)
     try:
         bundle = BundleSpec.load(folder)
     except ValueError:
-        width = Layout.of(probe.world).width
-        bundle = BundleSpec(scenario=spec.scenario.name, width=width,
-                            station_dim=station_dim(width), cohort_dim=cohort_dim(ROUTES),
+        bundle = BundleSpec(scenario=spec.scenario.name, width=probe.layout.width,
+                            station_action=probe.actions.name,
+                            station_dim=probe.actions.obs_dim, cohort_dim=cohort_dim(ROUTES),
                             routes=ROUTES, reward_set=probe.reward_set)
     files: dict[str, str] = {}
     for mid in sorted(set(mapping.values())):
