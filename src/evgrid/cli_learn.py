@@ -132,8 +132,8 @@ def train(
         help="shared: one policy per kind of agent; per-agent: every station and cohort its "
         "own policy")] = "shared",
     station_action: Annotated[str, typer.Option(
-        help="budget: one share of the station's useful power, dispatched least laxity first; "
-        "fractions: one fraction per charger (padded to the largest station)")] = "budget",
+        help="budget: a power cap per station (a share of its rating), dispatched least laxity "
+        "first; fractions: one fraction per charger (padded to the largest station)")] = "budget",
     reward_set: Annotated[str | None, typer.Option(
         help="objective (−objective split over agents), seed000 (Eq. 32 of paper 000) or "
         "seed001 (§3.1 of paper 001) (default: the scenario's rewards.set)")] = None,
@@ -150,7 +150,10 @@ def train(
         min=0, help="env steps sampled before the first update")] = 1000,
     steps_per_iteration: Annotated[int, typer.Option(
         min=1, help="env steps sampled per iteration, at least")] = 400,
-    batch_size: Annotated[int, typer.Option(min=1, help="train batch per learner")] = 256,
+    batch_size: Annotated[int, typer.Option(min=1, help="train batch per learner")] = 128,
+    time_budget: Annotated[float | None, typer.Option(
+        min=0.1, help="stop training after this many minutes (checkpointed), even if fewer "
+        "than --iterations ran")] = None,
     eval_seeds: Annotated[int, typer.Option(
         min=0, help="held-out days to evaluate on at the end (0: skip)")] = 3,
     eval_coordinated: Annotated[bool, typer.Option(
@@ -213,7 +216,8 @@ def train(
 
     with _train_progress(quiet, spec.iterations) as tick:
         try:
-            state = run_training(spec, work, export, resume=resume, on_iteration=tick)
+            state = run_training(spec, work, export, resume=resume, on_iteration=tick,
+                                 time_budget_s=None if time_budget is None else 60 * time_budget)
         except TrainError as exc:
             raise fail(str(exc)) from None
     typer.echo(f"trained {state.done} iterations ({state.per_algo}); policies in {export}",

@@ -4,10 +4,11 @@
   (:attr:`Observation.rate_cap_kw`), observations per charger; stations differ in charger
   count, so both are **padded** to the largest station's count (``width``): padded entries read
   0 and their actions are ignored. This is 000 §3.5's power-allocation action as it stands.
-- ``budget`` (default): one number in [0, 1] per station, the share of what its EVs could draw
-  now (Σ rate_cap) that it draws; the budget is dispatched least-laxity-first (acnportal's
-  LLF order), so the network decides *how much, when* and a rule decides *who*. A share of 1
-  is LLF exactly, so the policy starts from a strong rule and learns when to hold back. Observations
+- ``budget`` (default): one number in [0, 1] per station, its power cap as a share of its
+  rating; the cap is dispatched least-laxity-first (acnportal's LLF order), so the network
+  decides *how much, when* and a rule decides *who*. A share of 1 is LLF exactly, so the
+  policy starts from a strong rule and learns when to hold back; a constant share is a flat
+  cap (what a demand charge rewards), so the simplest policies are the useful ones. Observations
   are station aggregates of a fixed size whatever the station's size, so one policy serves
   any station. Measured against ``fractions`` in the README (it learns in a fraction of the
   samples: the per-charger action has up to 60 dimensions on ``workplace``).
@@ -148,7 +149,7 @@ class PerCharger:
 
 
 class Budget:
-    """``budget``: one share of Σ useful power per station, dispatched least laxity first."""
+    """``budget``: a power cap per station (a share of its rating), least laxity first."""
 
     name = "budget"
 
@@ -195,13 +196,12 @@ class Budget:
         return np.concatenate([x, station_globals(obs, world, lay)], axis=1).astype(np.float32)
 
     def power(self, action: np.ndarray, obs: Observation) -> np.ndarray:
-        """[C] kW: each station's budget (share × Σ useful power) to its EVs least laxity
-        first, then every zone and city limit kept in the same order."""
+        """[C] kW: each station's cap (share × its rating) to its EVs least laxity first,
+        then every zone and city limit kept in the same order."""
         lay = self.layout
         fac = obs.charger_facility
-        share = clean(action).reshape(lay.n)
         cap = obs.rate_cap_kw
-        budget = share * np.bincount(fac, weights=cap, minlength=lay.n)
+        budget = clean(action).reshape(lay.n) * lay.rated_kw
         key = laxity_h(obs)
         order = np.lexsort((np.arange(key.size), key, fac))
         w, g = cap[order], fac[order]
