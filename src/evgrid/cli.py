@@ -666,14 +666,15 @@ def replay(
 
 def _register_commands() -> None:
     """`evgrid coordinator`, `evgrid station` (the gRPC side, evgrid.cli_edge), `evgrid
-    certs` (evgrid.cli_certs) and `evgrid train` (evgrid.cli_learn)."""
+    certs` (evgrid.cli_certs), `evgrid train` and `evgrid tune` (evgrid.cli_learn)."""
     from evgrid.cli_certs import app as certs_app
     from evgrid.cli_edge import coordinator, station
-    from evgrid.cli_learn import train
+    from evgrid.cli_learn import train, tune
 
     app.command("coordinator")(coordinator)
     app.command("station")(station)
     app.command("train")(train)
+    app.command("tune")(tune)
     app.add_typer(certs_app, name="certs")
 
 

@@ -285,3 +285,66 @@ def _train_progress(quiet: bool, total: int) -> Any:
             yield tick
 
     return bar()
+
+
+def tune(
+    scenario: ScenarioOpt = "small",
+    samples: Annotated[int, typer.Option(min=1, help="trials the TPE searcher runs")] = 8,
+    iterations: Annotated[int, typer.Option(min=1, help="training iterations per trial")] = 20,
+    validation_days: Annotated[int, typer.Option(
+        min=1, help="days each trial is scored on (neither training nor held-out days)")] = 2,
+    concurrent: Annotated[int, typer.Option(
+        min=1, help="trials at once (each takes one CPU)")] = 1,
+    reward_set: Annotated[str | None, typer.Option(
+        help="seed001 also searches its four reward weights (Table 2's columns); default: the "
+        "scenario's rewards.set")] = None,
+    horizon_days: Annotated[float | None, typer.Option(
+        min=0.01, max=7.0, help="episode length in days (default: the scenario's horizon)")
+    ] = None,
+    address: AddressOpt = None,
+    out: Annotated[Path, typer.Option(help=OUT_HELP + "; receives tune/ (Ray Tune's trials) "
+                                      "and best.json")] = Path("runs/tune"),
+    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
+) -> None:
+    """Search learning rates, γ, τ, batch size, network widths (and seed 001's reward weights)
+    for the station policy with Ray Tune and Optuna's TPE: each trial trains with RLlib and is
+    scored by the objective on validation days. Prints the trials, best first."""
+    from evgrid.cli import console, fail
+    from evgrid.envs.rewards import REWARD_SETS
+    from evgrid.evaluation.output import OutputError, prepare_output
+    from evgrid.learning.train import TrainSpec
+    from evgrid.learning.tune import tune_run
+
+    if reward_set is not None and reward_set not in REWARD_SETS:
+        raise fail(f"unknown reward set {reward_set!r}: choose from {list(REWARD_SETS)}")
+    sc = _scenario(scenario, horizon_days, None)
+    try:
+        target = prepare_output(out, overwrite=overwrite, files=("best.json",))
+        folder = target.claim_folder("tune")
+    except OutputError as exc:
+        raise fail(str(exc)) from None
+    _quiet_ray_logs()
+    from evgrid.transport.ray_actors import ensure_ray
+
+    try:
+        ensure_ray(address)
+    except ConnectionError as exc:
+        raise fail(str(exc)) from None
+    spec = TrainSpec(sc, algo="sac", iterations=iterations, reward_set=reward_set,
+                     checkpoint_every=iterations)
+    best = tune_run(spec, folder, samples=samples, days=validation_days, concurrent=concurrent)
+    try:
+        target.write(lambda f: _write_json(f / "best.json", best), last="best.json")
+    except OutputError as exc:
+        raise fail(str(exc), code=1) from None
+    from rich.table import Table
+
+    t = Table(title=f"evgrid tune: {sc.name}, {len(best['trials'])} trials, best first",
+              width=80)
+    for col in ("objective", "actor lr", "critic lr", "γ", "τ", "batch", "widths"):
+        t.add_column(col, justify="right")
+    for r in best["trials"]:
+        t.add_row(f"{r['objective']:.1f}", f"{r['actor_lr']:.1e}", f"{r['critic_lr']:.1e}",
+                  f"{r['gamma']:.3f}", f"{r['tau']:.3f}", str(r["batch_size"]), r["widths"])
+    console.print(t)
+    typer.echo(f"wrote {target.path}/ (best.json, tune/)", err=True)

@@ -139,3 +139,14 @@ def test_run_with_a_folder_that_is_no_bundle_is_one_line(tmp_path: Path) -> None
     res = runner.invoke(app, ["run", "small", "-p", f"learned:{tmp_path}", "--out",
                               str(tmp_path / "o")])
     assert res.exit_code == 2 and "no bundle.json" in res.output
+
+
+@pytest.mark.slow
+def test_tune_runs_trials_and_writes_the_best(tmp_path: Path) -> None:
+    out = tmp_path / "tune"
+    res = runner.invoke(app, ["tune", "--scenario", "small", "--horizon-days", "0.25",
+                              "--samples", "2", "--iterations", "1", "--validation-days", "1",
+                              "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    best = json.loads((out / "best.json").read_text())
+    assert len(best["trials"]) == 2 and best["best"]["objective"] > 0
