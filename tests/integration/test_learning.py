@@ -27,10 +27,12 @@ TINY = ["--scenario", "small", "--horizon-days", "0.25", "--warmup-steps", "24",
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, ray_session: object) -> Path:
-    """One SAC phase then one DQN phase (each a real RLlib Algorithm), evaluated on 1 day."""
+    """One SAC phase then one DQN phase (each a real RLlib Algorithm, two vectorised
+    sub-environments), evaluated on 1 day."""
     out = tmp_path_factory.mktemp("train") / "run"
     res = runner.invoke(app, ["train", *TINY, "--algo", "alternate", "--iterations", "2",
-                              "--phase-iterations", "1", "--eval-seeds", "1", "--out", str(out)])
+                              "--phase-iterations", "1", "--envs-per-runner", "2",
+                              "--eval-seeds", "1", "--out", str(out)])
     assert res.exit_code == 0, res.output
     return out
 
@@ -47,6 +49,19 @@ def test_train_writes_policies_metrics_and_evaluation(trained: Path) -> None:
     assert set(ev["routing"]) == {"nearest", "learned"}
     assert ev["seeds"] == [0]
     # held out: the training days all came from seeds >= TRAIN_SEED_BASE (evgrid.envs.parallel)
+
+
+def test_per_agent_mapping_gives_every_station_its_own_policy(tmp_path: Path,
+                                                              ray_session: object) -> None:
+    out = tmp_path / "per"
+    res = runner.invoke(app, ["train", *TINY, "--algo", "sac", "--iterations", "1",
+                              "--mapping", "per-agent", "--eval-seeds", "0", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    spec = BundleSpec.load(out)
+    assert spec.stations == {f"station_{f}": f"station_{f}.pt"
+                             for f in ("depot", "mall", "station")}
+    sim = Simulator(load_scenario("small").model_copy(update={"horizon_days": 0.25}))
+    assert compute_kpis(sim.run(LearnedStations(sim.world, out)))["energy_delivered_kwh"] > 0
 
 
 def test_export_reproduces_the_checkpointed_module(trained: Path) -> None:

@@ -272,6 +272,21 @@ class EvgridParallelEnv(ParallelEnv):
         co = sim.sessions.cohort[q]
         return np.bincount(co[co >= 0], minlength=len(self.cohort_names)) * self.world.dt_h * 60
 
+    def _lost_kwh(self, obs: Observation) -> np.ndarray:
+        """[n_stations] energy its plugged-in EVs are owed beyond what they can still take
+        before leaving (at full rate): unmet already, whatever the station does from now.
+
+        A station pays the penalty on this as it grows, and on its EVs' unmet energy at
+        departure less what it already paid: the same total (Σ telescopes to the unmet energy
+        at departure, so Σ rewards = −objective still holds), but paid when the shortfall
+        becomes certain, not hours later when the EV leaves. After the horizon's last step
+        every EV has left and been billed: nothing is lost any more."""
+        n = self.layout.n
+        rate = np.minimum(obs.charger_max_kw, obs.ev_max_kw) * obs.charger_eta
+        can = rate * np.maximum(obs.steps_left, 0) * obs.dt_h
+        lost = np.where(obs.connected, np.maximum(obs.ev_remaining_kwh - can, 0.0), 0.0)
+        return np.bincount(obs.charger_facility, weights=lost, minlength=n)
+
     def _terms(self, out: StepOutcome, before: Observation,
                waiting_min: np.ndarray) -> StepTerms:
         sim, w, lay = self.sim, self.world, self.layout
@@ -313,7 +328,8 @@ class EvgridParallelEnv(ParallelEnv):
             energy_cost=kwh * float(w.price_per_kwh[t]),
             demand_charge=demand,
             carbon_kg=kwh * float(w.carbon_kg_per_kwh[t]),
-            unmet_kwh=st_unmet,
+            unmet_kwh=st_unmet + (0.0 if sim.done else self._lost_kwh(self._obs))
+            - self._lost_kwh(before),
             throughput_kwh=np.bincount(fac, weights=w.charger_eta * p, minlength=n_st) * w.dt_h,
             floor_short_kwh=st_short,
             utilisation=nconn / np.maximum(chargers, 1),
