@@ -93,6 +93,35 @@ def rate(env: str, cfg: dict[str, Any], runners: int, steps: int, spec: Any) -> 
     return {"env_steps_per_s": n / s, "agent_steps_per_s": n * agents / s, "env_steps": n}
 
 
+def inference_us(spec: Any, folder: Path, calls: int = 2000) -> dict[str, float]:
+    """µs per decision of an exported station policy called as an edge process calls it:
+    one station's observation at a time, torch only (the file comes from a freshly built
+    SAC module: the network's size, not its training, sets the time)."""
+    from evgrid.agents.bundle import ExportedPolicy
+    from evgrid.learning.export import export_module
+    from evgrid.learning.train import build_config
+
+    algo = build_config(spec, "sac", export=UNUSED).build_algo()
+    try:
+        path = export_module(algo.get_module("station"), "station", folder / "station.pt")
+    finally:
+        algo.stop()
+    pol = ExportedPolicy(path)
+    x = np.zeros((1, _obs_dim(spec)), dtype=np.float32)
+    for _ in range(50):
+        pol(x)
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        pol(x)
+    return {"us_per_decision": 1e6 * (time.perf_counter() - t0) / calls, "calls": calls}
+
+
+def _obs_dim(spec: Any) -> int:
+    from evgrid.envs.parallel import EvgridParallelEnv
+
+    return int(EvgridParallelEnv(spec.scenario, learn="stations").actions.obs_dim)
+
+
 def cfg_agents(cfg: dict[str, Any]) -> list[str]:
     from evgrid.learning.rllib_env import make_parallel_env
 
@@ -130,9 +159,13 @@ def main() -> None:
         tr = rate("trivial", cfg, k, args.steps, spec)
         rows.append({"env_runners": k, "evgrid": ev, "trivial": tr,
                      "evgrid_share_of_trivial": ev["env_steps_per_s"] / tr["env_steps_per_s"]})
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        inference = inference_us(spec, Path(tmp))
     print(json.dumps({"benchmark": "rl_sampling", "scenario": args.scenario,
                       "agents": len(cfg_agents(cfg)), "cpus": os.cpu_count(), "rows": rows,
-                      "target_share": 0.9}, indent=2))
+                      "target_share": 0.9, "exported_policy_inference": inference}, indent=2))
     ray.shutdown()
 
 

@@ -59,7 +59,7 @@ def check_policy_names(names: list[str]) -> None:
         if name.startswith(LEARNED):
             from pathlib import Path
 
-            from evgrid.learning.bundle import BundleSpec
+            from evgrid.agents.bundle import BundleSpec
 
             BundleSpec.load(Path(name[len(LEARNED):]))
         elif name not in BASELINES and name not in WORLD_POLICIES:
@@ -76,7 +76,7 @@ def make_policy(name: str, world: World | None = None) -> Controller:
     if name.startswith(LEARNED):
         from pathlib import Path
 
-        from evgrid.learning.served import LearnedStations
+        from evgrid.agents.learned import LearnedStations
 
         return LearnedStations(world, Path(name[len(LEARNED):]))
     return WORLD_POLICIES[name](world)

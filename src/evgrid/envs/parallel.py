@@ -27,6 +27,7 @@ import gymnasium as gym
 import numpy as np
 from pettingzoo import ParallelEnv
 
+from evgrid.envs.fill import greedy_fill, laxity_h
 from evgrid.envs.interface import Controller, Observation
 from evgrid.envs.rewards import REWARD_SETS, StepTerms
 from evgrid.envs.simulator import (
@@ -163,9 +164,6 @@ class EvgridParallelEnv(ParallelEnv):
         self.cohort_agents = cohorts if learn in ("cohorts", "all") else []
         self.possible_agents = [*self.station_agents, *self.cohort_agents]
         self.agents: list[str] = []
-        if station_policy is None:
-            from evgrid.agents.policies import make_policy
-            station_policy = make_policy("llf")
         self.station_policy = station_policy
         self.cohort_policy = cohort_policy
         box = gym.spaces.Box
@@ -248,6 +246,8 @@ class EvgridParallelEnv(ParallelEnv):
     def _station_power(self, actions: dict[str, Any]) -> np.ndarray:
         if not self.station_agents:
             pol = self.station_policy
+            if pol is None:  # LLF
+                return greedy_fill(self._obs, self._obs.rate_cap_kw, laxity_h(self._obs))
             if hasattr(pol, "schedule"):
                 return np.asarray(pol.schedule(self._obs), dtype=float)
             act = np.asarray(pol(self._station_x), dtype=float)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evgrid.agents.baselines import greedy_fill, grouped_exclusive_cumsum
+from evgrid.envs.fill import greedy_fill, grouped_exclusive_cumsum, laxity_h
 from evgrid.envs.interface import Observation
 from evgrid.envs.world import World
 
@@ -79,13 +79,6 @@ def clean(action: np.ndarray) -> np.ndarray:
     """Any network output as fractions in [0, 1]: NaN and −inf read 0, +inf reads 1."""
     a = np.nan_to_num(np.asarray(action, dtype=float), nan=0.0, posinf=1.0, neginf=0.0)
     return np.clip(a, 0.0, 1.0)
-
-
-def laxity_h(obs: Observation) -> np.ndarray:
-    """[C] hours to departure minus hours to finish at full rate (LLF's key)."""
-    rate = np.minimum(obs.charger_max_kw, obs.ev_max_kw) * obs.charger_eta
-    need_h = np.divide(obs.ev_remaining_kwh, rate, out=np.zeros_like(rate), where=rate > 0)
-    return obs.steps_left * obs.dt_h - need_h
 
 
 def station_globals(obs: Observation, world: World, layout: Layout) -> np.ndarray:

@@ -32,7 +32,7 @@ LEARNED_ROUTING = "learned:"
 def check_routing(routing: str) -> None:
     """Raise ValueError (one line) for an unknown routing or a learned folder with no bundle."""
     if routing.startswith(LEARNED_ROUTING):
-        from evgrid.learning.bundle import BundleSpec
+        from evgrid.agents.bundle import BundleSpec
 
         if not BundleSpec.load(Path(routing[len(LEARNED_ROUTING):])).cohorts:
             raise ValueError(f"{routing[len(LEARNED_ROUTING):]}: the bundle has no cohort "
@@ -122,7 +122,7 @@ def run_experiment(
         router, claims = cohort_router(world, seed=scenario.seed if seed is None else seed,
                                        host=cohort_host)
     elif routing.startswith(LEARNED_ROUTING):
-        from evgrid.learning.served import LearnedRouter
+        from evgrid.agents.learned import LearnedRouter
 
         router = LearnedRouter(world, Path(routing[len(LEARNED_ROUTING):]))
     sim = Simulator(scenario, seed=seed, sessions=sessions, world=world, router=router)

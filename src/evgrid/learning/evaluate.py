@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from evgrid.agents.bundle import BundleSpec, bundle_folder
 from evgrid.envs.parallel import TRAIN_SEED_BASE
 from evgrid.evaluation.runner import OFFLINE, run_experiment
-from evgrid.learning.bundle import BundleSpec, bundle_folder
 from evgrid.scenario.schema import Scenario
 
 LEARNED = "learned"

@@ -1,4 +1,4 @@
-"""Checkpoint → RLModule → one TorchScript file per policy (``evgrid.learning.bundle``).
+"""Checkpoint → RLModule → one TorchScript file per policy (``evgrid.agents.bundle``).
 
 The files hold the deterministic policy only:
 

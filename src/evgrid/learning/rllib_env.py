@@ -33,8 +33,8 @@ def make_parallel_env(config: dict[str, Any]) -> EvgridParallelEnv:
     frozen = config.get("frozen")
     station_policy = cohort_policy = None
     if frozen and (Path(frozen) / "bundle.json").is_file():
-        from evgrid.learning.bundle import BundleSpec
-        from evgrid.learning.served import FrozenKind
+        from evgrid.agents.bundle import BundleSpec
+        from evgrid.agents.learned import FrozenKind
 
         spec = BundleSpec.load(Path(frozen))
         probe = EvgridParallelEnv(scenario, learn="all", station_action=action)

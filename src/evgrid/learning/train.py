@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evgrid.agents.bundle import SHARED, BundleSpec
 from evgrid.envs.parallel import ROUTES, cohort_dim
-from evgrid.learning.bundle import SHARED, BundleSpec
 from evgrid.scenario.schema import Scenario
 
 ALGOS = ("sac", "dqn", "alternate")

@@ -1,5 +1,5 @@
 """Learned agents in the real system: the station policy as a ``Controller`` and the cohort
-policy as a router, both from an exported bundle (``evgrid.learning.bundle``), torch only.
+policy as a router, both from an exported bundle (``evgrid.agents.bundle``), torch only.
 
 They compute exactly the features ``evgrid.envs.parallel`` trained them on and map the outputs
 through the same safe mapping (``evgrid.envs.station_actions``: NaN reads 0, shares clipped to
@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from evgrid.agents.bundle import BundleError, BundleSpec, ExportedPolicy, load_policies
 from evgrid.envs.interface import Observation
 from evgrid.envs.parallel import ChoiceRouter, cohort_dim, cohort_features
 from evgrid.envs.simulator import Arrivals
 from evgrid.envs.station_actions import Layout, station_actions
 from evgrid.envs.world import World
-from evgrid.learning.bundle import BundleError, BundleSpec, ExportedPolicy, load_policies
 
 #: ``evgrid run --policy learned:DIR`` and ``--routing learned:DIR``.
 LEARNED_PREFIX = "learned:"
