@@ -110,7 +110,7 @@ def _spec_from_json(raw: dict[str, Any]) -> TrainSpec:
 def train(
     scenario: ScenarioOpt = "small",
     algo: Annotated[str, typer.Option(
-        help="sac: stations learn (multi-agent SAC, per-charger power); dqn: cohorts learn "
+        help="sac: stations learn (multi-agent SAC, see --station-action); dqn: cohorts learn "
         "(double dueling DQN with prioritised replay, routing among the 3 nearest slots); "
         "alternate: phases of each, the other side frozen at its latest policy")] = "sac",
     iterations: Annotated[int, typer.Option(

@@ -36,6 +36,7 @@ from evgrid.envs.simulator import (
     Simulator,
     StepOutcome,
     assign_by_preference,
+    nearest_free_router,
 )
 from evgrid.envs.station_actions import Layout, station_actions
 from evgrid.scenario.schema import Scenario
@@ -152,7 +153,10 @@ class EvgridParallelEnv(ParallelEnv):
         self.routes = routes
         self.reward_scale = reward_scale
         self.router = ChoiceRouter(len(scenario.cohorts))
-        self.sim = Simulator(scenario, router=self.router)
+        # Nobody chooses routes: nearest-free, without computing what cohorts would see.
+        self._routing = learn != "stations" or cohort_policy is not None
+        self.sim = Simulator(scenario, router=self.router if self._routing
+                             else nearest_free_router)
         self.world = self.sim.world
         self.layout = Layout.of(self.world)
         self.actions = station_actions(station_action, self.layout)
@@ -235,8 +239,10 @@ class EvgridParallelEnv(ParallelEnv):
     # -- internals ---------------------------------------------------------------------------
     def _features(self) -> tuple[np.ndarray, np.ndarray]:
         hour = ((self._obs.t + 1) * self.world.dt_h) % 24.0
-        return (self.actions.features(self._obs, self.world),
-                cohort_features(self.sim.upcoming(), len(self.cohort_names), hour, self.routes))
+        n = len(self.cohort_names)
+        cohorts = (cohort_features(self.sim.upcoming(), n, hour, self.routes) if self._routing
+                   else np.zeros((n, cohort_dim(self.routes)), dtype=np.float32))
+        return self.actions.features(self._obs, self.world), cohorts
 
     def _agent_obs(self) -> dict[str, np.ndarray]:
         out = {a: self._station_x[i] for i, a in enumerate(self.station_agents)}
