@@ -43,6 +43,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/grpc_load.py --n 1000 --rounds 100
 	$(BIN)/python benchmarks/dead_station.py
 	$(BIN)/python benchmarks/city_seeds.py
+	$(BIN)/python benchmarks/rl_sampling.py
+	$(BIN)/python benchmarks/rl_quality.py
+	$(BIN)/python -m pytest -q -m slow
 
 # Real distributions and prices (ElaadNL tables, Dutch day-ahead prices) from the ev2gym wheel.
 data: data/ev2gym/.done

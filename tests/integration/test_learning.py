@@ -43,6 +43,7 @@ def test_train_writes_policies_metrics_and_evaluation(trained: Path) -> None:
     assert spec.station_action == "budget"
     lines = (trained / "training" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["algo"] for x in lines] == ["sac", "dqn"]
+    assert all(json.loads(x)["agent_steps"] >= json.loads(x)["env_steps"] > 0 for x in lines)
     assert list((trained / "training" / "tensorboard" / "sac").glob("events.out.tfevents.*"))
     ev = json.loads((trained / "evaluation.json").read_text())
     assert set(ev["stations"]) == {"uncontrolled", "llf", "learned", "offline_optimal"}

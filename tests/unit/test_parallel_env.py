@@ -73,8 +73,9 @@ def test_default_reward_sums_to_minus_objective(scenario: str, action: str) -> N
 
 @pytest.mark.parametrize("reward_set", sorted(REWARD_SETS))
 def test_every_reward_set_prefers_charging_to_nothing(reward_set: str) -> None:
-    """Unmet energy costs more than the energy: charging beats idling in every set."""
-    env = EvgridParallelEnv(_small(), reward_set=reward_set)
+    """Unmet energy costs more than the energy: charging beats idling in every set
+    (per-charger fractions: the budget action has a floor, so it cannot idle)."""
+    env = EvgridParallelEnv(_small(), reward_set=reward_set, station_action="fractions")
     assert _episode(env, seed=1, action=1.0) > _episode(env, seed=1, action=0.0)
 
 

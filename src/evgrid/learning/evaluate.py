@@ -20,7 +20,7 @@ import numpy as np
 
 from evgrid.agents.bundle import BundleSpec, bundle_folder
 from evgrid.envs.parallel import TRAIN_SEED_BASE
-from evgrid.evaluation.runner import OFFLINE, run_experiment
+from evgrid.evaluation.runner import run_experiment
 from evgrid.scenario.schema import Scenario
 
 LEARNED = "learned"
@@ -62,10 +62,9 @@ def evaluate(scenario: Scenario, folder: Path, seeds: list[int], *,
             exp = run_experiment(scenario, policies, seed=seed)
             gaps = exp.gap_to_optimal_pct()
             for name, k in exp.kpis.items():
-                label = name
                 row = {f: k.get(f, 0.0) for f in FIGURES if f != "gap_pct"}
-                row["gap_pct"] = gaps.get(name, 0.0) if name != OFFLINE else 0.0
-                per.setdefault(label, []).append(row)
+                row["gap_pct"] = gaps.get(name, 0.0)  # 0 for the optimum itself
+                per.setdefault(name, []).append(row)
             if progress is not None:
                 progress("stations", i + 1, len(seeds))
         result["stations"] = {name: _stats(rows) for name, rows in per.items()}

@@ -2,7 +2,7 @@
 
 RLlib trains one algorithm class per Algorithm, so:
 
-- ``sac``: stations learn (multi-agent SAC, continuous per-charger fractions), cohorts route
+- ``sac``: stations learn (multi-agent SAC, ``envs.station_actions``), cohorts route
   nearest-free;
 - ``dqn``: cohorts learn (multi-agent DQN: double, dueling, prioritised replay, seed 004 §4),
   stations run LLF;
@@ -221,13 +221,12 @@ def summary(result: dict[str, Any]) -> dict[str, float]:
     """The figures a progress line and metrics.jsonl carry."""
     er = result.get("env_runners", {})
     ret = er.get("episode_return_mean")
+    agents = er.get("num_agent_steps_sampled_lifetime", 0)
     return {
         "episode_return_mean": float(ret) if ret is not None else float("nan"),
-        "env_steps": float(result.get("num_env_steps_sampled_lifetime", 0)),
-        "agent_steps": float(result.get("num_agent_steps_sampled_lifetime", 0)
-                             if not isinstance(result.get("num_agent_steps_sampled_lifetime"),
-                                               dict) else
-                             sum(result["num_agent_steps_sampled_lifetime"].values())),
+        "env_steps": float(result.get("num_env_steps_sampled_lifetime",
+                                      er.get("num_env_steps_sampled_lifetime", 0))),
+        "agent_steps": float(sum(agents.values()) if isinstance(agents, dict) else agents),
     }
 
 
