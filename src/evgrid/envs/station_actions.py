@@ -5,8 +5,7 @@
   count, so both are **padded** to the largest station's count (``width``): padded entries read
   0 and their actions are ignored. This is 000 §3.5's power-allocation action as it stands.
 - ``budget`` (default): one number in [0, 1] per station, its power cap as a share of its
-  rating (never below what its EVs without a step of slack need now); the cap is dispatched
-  least-laxity-first (acnportal's LLF order), so the network
+  rating; the cap is dispatched least-laxity-first (acnportal's LLF order), so the network
   decides *how much, when* and a rule decides *who*. A share of 1 is LLF exactly, so the
   policy starts from a strong rule and learns when to hold back; a constant share is a flat
   cap (what a demand charge rewards), so the simplest policies are the useful ones. Observations
@@ -190,19 +189,17 @@ class Budget:
         return np.concatenate([x, station_globals(obs, world, lay)], axis=1).astype(np.float32)
 
     def power(self, action: np.ndarray, obs: Observation) -> np.ndarray:
-        """[C] kW: each station's cap (share × its rating, and never less than what its EVs
-        with under one step of slack need now) to its EVs least laxity first, then every
-        zone and city limit kept in the same order.
+        """[C] kW: each station's cap (share × its rating) to its EVs least laxity first,
+        then every zone and city limit kept in the same order.
 
-        The floor is what makes a learned cap safe for drivers: holding back can only shift
-        energy within an EV's slack, never take from an EV that has none (on `workplace`
-        without it the learned policy left 19 % of the energy undelivered)."""
+        No floor for EVs without slack: with one (the cap never below what they need now) the
+        policy learned to lean on it, and 25 min of SAC on `workplace` ended at objective
+        3,006 against 2,071 without, on the same 8 held-out days (design note 20)."""
         lay = self.layout
         fac = obs.charger_facility
         cap = obs.rate_cap_kw
         key = laxity_h(obs)
-        must = np.bincount(fac, weights=np.where(key < obs.dt_h, cap, 0.0), minlength=lay.n)
-        budget = np.maximum(clean(action).reshape(lay.n) * lay.rated_kw, must)
+        budget = clean(action).reshape(lay.n) * lay.rated_kw
         order = np.lexsort((np.arange(key.size), key, fac))
         w, g = cap[order], fac[order]
         served = np.clip(budget[g] - grouped_exclusive_cumsum(w, g), 0.0, w)
