@@ -11,7 +11,8 @@ Agents (the design's "every station and every cohort is an agent"):
   routing.
 
 Observations (``station_actions``' ``features``, :func:`cohort_features`) are fixed-size
-float32 vectors scaled to about [−1, 2]. Rewards come from a set of ``evgrid.envs.rewards`` with the scenario's weights.
+float32 vectors scaled to about [−1, 2]. Rewards come from a set of ``evgrid.envs.rewards``
+with the scenario's weights.
 
 Episodes are one simulated horizon of a day drawn from the ``reset`` seed. Without a seed,
 ``reset`` draws training days from seeds >= :data:`TRAIN_SEED_BASE`, so held-out evaluation
@@ -108,8 +109,8 @@ class ChoiceRouter:
         pref_cost[np.arange(len(arrivals)), preferred] = -1.0
         slots = assign_by_preference(np.isfinite(cost), pref_cost, arrivals.free)
         mine = co >= 0
-        km = np.where(np.isfinite(cost[np.arange(len(arrivals)), slots]),
-                      cost[np.arange(len(arrivals)), slots], 0.0)
+        chosen = cost[np.arange(len(arrivals)), slots]
+        km = np.where(np.isfinite(chosen), chosen, 0.0)
         np.add.at(self.travel_km, co[mine], km[mine])
         return slots
 
@@ -121,11 +122,12 @@ FrozenPolicy = Callable[[np.ndarray], np.ndarray]
 class EvgridParallelEnv(ParallelEnv):
     """Stations and cohorts of one scenario as PettingZoo parallel agents.
 
-    ``reward_scale`` multiplies every reward (training keeps rewards near unit size; the
-    default 1 keeps Σ rewards = −objective). ``learn`` picks which kinds are agents: ``"stations"``, ``"cohorts"`` or ``"all"``. The
+    ``learn`` picks which kinds are agents: ``"stations"``, ``"cohorts"`` or ``"all"``. The
     other kind acts by ``station_policy`` (a ``Controller``, default LLF, or a frozen learned
     policy on station observations) or ``cohort_policy`` (a frozen policy on cohort
     observations; default nearest-free), so that alternating training can freeze one side.
+    ``reward_scale`` multiplies every reward (training keeps rewards near unit size; the
+    default 1 keeps Σ rewards = −objective).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"name": "evgrid_v0", "render_modes": [],

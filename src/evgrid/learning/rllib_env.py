@@ -23,8 +23,8 @@ ENV_NAME = "evgrid"
 
 def make_parallel_env(config: dict[str, Any]) -> EvgridParallelEnv:
     """An ``EvgridParallelEnv`` from an env config: ``scenario`` (a JSON-able dump),
-    ``learn``, ``reward_set``, ``station_action`` and ``frozen`` (a bundle folder for the other kind; until it holds
-    a bundle, the other kind runs its baseline)."""
+    ``learn``, ``reward_set``, ``station_action``, ``reward_scale`` and ``frozen`` (a bundle
+    folder for the other kind; until it holds a bundle, the other kind runs its baseline)."""
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     scenario = Scenario.model_validate(config["scenario"])
