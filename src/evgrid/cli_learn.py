@@ -35,7 +35,7 @@ RewardWeightOpt = Annotated[list[str] | None, typer.Option(
 def _scenario(name: str, horizon_days: float | None,
               weights: list[str] | None) -> Scenario:
     from evgrid.cli import fail
-    from evgrid.scenario import load_scenario
+    from evgrid.scenario import load_scenario, parse_scenario
 
     try:
         sc = load_scenario(name)
@@ -49,10 +49,15 @@ def _scenario(name: str, horizon_days: float | None,
                 if not sep or key not in rewards or key == "set":
                     raise ValueError(f"--reward-weight {item!r}: give KEY=VALUE with KEY one of "
                                      f"{sorted(k for k in rewards if k != 'set')}")
-                rewards[key] = float(value)
+                try:
+                    rewards[key] = float(value)
+                except ValueError:
+                    raise ValueError(f"--reward-weight {item!r}: {value!r} is not a number"
+                                     ) from None
             update["rewards"] = rewards
-        if update:
-            sc = type(sc).model_validate({**sc.model_dump(), **update})
+        if update:  # the scenario's own checks, with its path-precise messages
+            sc = parse_scenario({**sc.model_dump(mode="json"), **update},
+                                source="the scenario with the command's overrides")
     except (OSError, ValueError) as exc:  # ScenarioError and pydantic's errors are ValueErrors
         raise fail(" ".join(str(exc).split())) from None
     return sc
@@ -199,19 +204,19 @@ def train(
                              checkpoint_every=checkpoint_every,
                              hyper=Hyper(warmup_steps=warmup_steps, batch_size=batch_size,
                                          steps_per_iteration=steps_per_iteration))
-        work = target.claim_folder("training")
-        export = target.claim_folder("export")
     except (OSError, ValueError, KeyError) as exc:
-        what = "nothing to resume in" if resume else "cannot prepare"
-        raise fail(f"--out {out}: {what} it ({' '.join(str(exc).split())})") from None
-    (work / SPEC).write_text(json.dumps(_spec_to_json(spec), indent=2))
+        raise fail(f"--out {out}: nothing to resume in it ({' '.join(str(exc).split())})"
+                   ) from None
     _quiet_ray_logs()
     from evgrid.transport.ray_actors import ensure_ray
 
     try:
-        ensure_ray(address)
-    except ConnectionError as exc:
+        ensure_ray(address)  # before any folder is made: a wrong address leaves nothing behind
+        work = target.claim_folder("training")
+        export = target.claim_folder("export")
+    except (ConnectionError, OutputError) as exc:
         raise fail(str(exc)) from None
+    (work / SPEC).write_text(json.dumps(_spec_to_json(spec), indent=2))
     from evgrid.learning.train import train as run_training
 
     with _train_progress(quiet, spec.iterations) as tick:
@@ -320,15 +325,15 @@ def tune(
     sc = _scenario(scenario, horizon_days, None)
     try:
         target = prepare_output(out, overwrite=overwrite, files=("best.json",))
-        folder = target.claim_folder("tune")
     except OutputError as exc:
         raise fail(str(exc)) from None
     _quiet_ray_logs()
     from evgrid.transport.ray_actors import ensure_ray
 
     try:
-        ensure_ray(address)
-    except ConnectionError as exc:
+        ensure_ray(address)  # before the folder is made: a wrong address leaves nothing behind
+        folder = target.claim_folder("tune")
+    except (ConnectionError, OutputError) as exc:
         raise fail(str(exc)) from None
     spec = TrainSpec(sc, algo="sac", iterations=iterations, reward_set=reward_set,
                      checkpoint_every=iterations)

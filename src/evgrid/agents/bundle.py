@@ -84,8 +84,8 @@ class ExportedPolicy:
         try:
             self.module = torch.jit.load(str(path), map_location="cpu")
         except (OSError, RuntimeError, ValueError) as e:
-            raise BundleError(f"{path}: cannot load the policy file ({str(e).splitlines()[0]})"
-                              ) from None
+            why = str(e).splitlines()[0].split(". ")[0] if str(e) else type(e).__name__
+            raise BundleError(f"{path}: cannot load the policy file ({why})") from None
         self.module.eval()
         self.path = path
 
@@ -112,3 +112,18 @@ def load_policies(folder: Path, kind: str, agents: list[str]) -> dict[str, Expor
             cache[name] = ExportedPolicy(root / name)
         out[a] = cache[name]
     return out
+
+
+def check_bundle(folder: Path, kind: str) -> BundleSpec:
+    """The bundle in ``folder`` with every ``kind`` ("station" or "cohort") file loaded once:
+    a missing or damaged file is a one-line ``BundleError`` before any work, not mid-run."""
+    spec = BundleSpec.load(folder)
+    table = spec.stations if kind == "station" else spec.cohorts
+    if not table:
+        algo = "sac" if kind == "station" else "dqn"
+        raise BundleError(f"{folder}: the bundle has no {kind} policy (train with --algo {algo} "
+                          "or alternate)")
+    root = bundle_folder(folder)
+    for name in sorted(set(table.values())):
+        ExportedPolicy(root / name)
+    return spec

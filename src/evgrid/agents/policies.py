@@ -59,9 +59,9 @@ def check_policy_names(names: list[str]) -> None:
         if name.startswith(LEARNED):
             from pathlib import Path
 
-            from evgrid.agents.bundle import BundleSpec
+            from evgrid.agents.bundle import check_bundle
 
-            BundleSpec.load(Path(name[len(LEARNED):]))
+            check_bundle(Path(name[len(LEARNED):]), "station")
         elif name not in BASELINES and name not in WORLD_POLICIES:
             raise ValueError(f"unknown policy {name!r}: choose from {policy_names()}")
 

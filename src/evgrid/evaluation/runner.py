@@ -32,11 +32,9 @@ LEARNED_ROUTING = "learned:"
 def check_routing(routing: str) -> None:
     """Raise ValueError (one line) for an unknown routing or a learned folder with no bundle."""
     if routing.startswith(LEARNED_ROUTING):
-        from evgrid.agents.bundle import BundleSpec
+        from evgrid.agents.bundle import check_bundle
 
-        if not BundleSpec.load(Path(routing[len(LEARNED_ROUTING):])).cohorts:
-            raise ValueError(f"{routing[len(LEARNED_ROUTING):]}: the bundle has no cohort "
-                             "policy (train with --algo dqn or alternate)")
+        check_bundle(Path(routing[len(LEARNED_ROUTING):]), "cohort")
     elif routing not in ROUTINGS:
         raise ValueError(f"unknown routing {routing!r}: choose from {ROUTINGS}")
 
