@@ -181,7 +181,7 @@ def test_sac_improves_on_its_untrained_policy(tmp_path: Path, ray_session: objec
     sc = load_scenario("workplace")
     hyper = Hyper(station_hidden=[64, 64], warmup_steps=192, steps_per_iteration=192,
                   batch_size=64)
-    spec = TrainSpec(sc, algo="sac", iterations=40, hyper=hyper, checkpoint_every=40)
+    spec = TrainSpec(sc, algo="sac", iterations=80, hyper=hyper, checkpoint_every=80)
     train(replace(spec, iterations=1, hyper=replace(hyper, warmup_steps=10**9)),
           tmp_path / "w0", tmp_path / "untrained")
     train(spec, tmp_path / "w1", tmp_path / "trained")
