@@ -20,7 +20,7 @@ import pytest
 
 from evgrid.agents.coordinated import station_config, station_registrations, station_specs
 from evgrid.agents.edge import EdgeStation
-from evgrid.agents.station import StationConfig, StationState, station_states
+from evgrid.agents.station import StationConfig, StationState, station_contexts, station_states
 from evgrid.coordinator.admm import PowerCoordinator
 from evgrid.coordinator.messages import Registration
 from evgrid.transport.grpc_server import EdgeServer, GrpcStations, create_server
@@ -242,7 +242,7 @@ def small() -> dict[str, Any]:
         zones=zones,
         caps=caps,
         h=h,
-        states=station_states(obs, ids, h),
+        states=station_states(obs, ids, h, station_contexts(obs, world)),
         config=station_config(world),
     )
 

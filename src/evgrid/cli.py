@@ -56,8 +56,9 @@ PolicyOption = Annotated[
         "-p",
         help="policy to run; repeat for several (default: " + ", ".join(DEFAULT_POLICIES)
         + "; also mpc: the coordinated policy's problem solved centrally, one cvxpy solve a "
-        "period, slow at city scale; and learned:DIR: the station policy exported by "
-        "evgrid train --out DIR)",
+        "period, slow at city scale; learned:DIR: the station policy exported by "
+        "evgrid train --out DIR; and coordinated+learned:DIR: the coordinated stations, each "
+        "executing its agreed power by that policy)",
     ),
 ]
 
@@ -329,7 +330,7 @@ def run(
         "'learned:DIR' (the cohort policies exported by evgrid train --out DIR)")] = "nearest",
 ) -> None:
     """Simulate SCENARIO with each policy and the offline optimum; write KPIs, plots, report."""
-    from evgrid.agents.policies import check_policy_names
+    from evgrid.agents.policies import COORDINATED_LEARNED, check_policy_names
     from evgrid.evaluation.checkpoint import Checkpoint, CheckpointError
     from evgrid.evaluation.runner import check_routing
     from evgrid.scenario import ScenarioError, check_memory, load_scenario, parse_scenario
@@ -376,9 +377,10 @@ def run(
     factory = None
     cohort_host = None
     to_go = [p for p in policies if checkpoint is None or p not in checkpoint.finished()]
-    if transport == "ray" and ("coordinated" in to_go or (routing == "cohorts" and to_go)):
+    on_agents = [p for p in to_go if p == "coordinated" or p.startswith(COORDINATED_LEARNED)]
+    if transport == "ray" and (on_agents or (routing == "cohorts" and to_go)):
         start_ray(address)
-        if "coordinated" in policies:
+        if on_agents:
             factory = ray_factory(stations_per_actor, coordinator_actor)
         if routing == "cohorts":
             from evgrid.transport.ray_actors import ray_cohort_host
@@ -390,7 +392,7 @@ def run(
             _run_spec(sc, policies, seed, offline, transport, stations_per_actor, routing,
                       coordinator_actor))
     world, to_run = None, list[Any](policies)
-    if factory is not None and "coordinated" not in checkpoint.finished():
+    if factory is not None and "coordinated" in to_go:
         from evgrid.envs.world import build_world
 
         # Built now, its actors start in the background while the cohorts agree and the
@@ -482,16 +484,18 @@ def start_ray(address: str | None) -> None:
 def ray_factory(stations_per_actor: int | None, coordinator_actor: bool = False,
                 ) -> Callable[[str, Any], Any]:
     """Policy factory that builds the coordinated policy on Ray actors (Ray already up)."""
-    from evgrid.agents.policies import make_policy
+    from evgrid.agents.policies import COORDINATED_LEARNED, learned_folder, make_policy
 
     def factory(name: str, world: Any) -> Any:
-        if name != "coordinated":
+        folder = learned_folder(name)
+        if name != "coordinated" and not name.startswith(COORDINATED_LEARNED):
             return make_policy(name, world)
         from evgrid.transport.ray_actors import ray_coordinated_policy
 
         with err.status("starting the agent actors"):
             return ray_coordinated_policy(world, stations_per_actor=stations_per_actor,
-                                          coordinator_actor=coordinator_actor)
+                                          coordinator_actor=coordinator_actor,
+                                          station_policy=folder)
 
     return factory
 

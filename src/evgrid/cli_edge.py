@@ -122,6 +122,11 @@ def coordinator(
         help="continue the interrupted day whose output folder this is, at the step after its "
         "checkpoint, with its scenario, seed and edge stations (they reconnect by themselves; "
         "until then they run on their fallback, which is reserved for them)")] = None,
+    station_policy: Annotated[Path | None, typer.Option(
+        help="a learned station policy (evgrid train --out DIR, or its export/ folder) that "
+        "the facilities without an edge node execute their agreed power by, and that this "
+        "side executes for an edge station gone silent (default: the plans, least laxity "
+        "first)")] = None,
 ) -> None:
     """Serve edge stations over gRPC and run the scenario's coordinated day with them."""
 
@@ -153,6 +158,14 @@ def coordinator(
         raise fail("give both --tls-cert and --tls-key (or neither)")
     if tls_client_ca is not None and tls_cert is None:
         raise fail("--tls-client-ca needs TLS: give --tls-cert and --tls-key too")
+    if station_policy is not None:
+        from evgrid.agents.bundle import BundleError
+        from evgrid.agents.policies import COORDINATED_LEARNED, check_policy_names
+
+        try:
+            check_policy_names([f"{COORDINATED_LEARNED}{station_policy}"])
+        except (BundleError, ValueError) as exc:
+            raise fail(f"--station-policy {exc}") from None
     auth = _server_auth(token, token_file, tls_client_ca, host)
     credentials = None
     if tls_cert is not None and tls_key is not None:
@@ -223,7 +236,9 @@ def coordinator(
 
             ensure_ray()
             local = RayStations
-        policy = CoordinatedPolicy(world, stations=edge_transport(hub, local), name="coordinated")
+        policy = CoordinatedPolicy(
+            world, stations=edge_transport(hub, local), station_policy=station_policy,
+            name="coordinated" if station_policy is None else "coordinated+learned")
         edge = sorted(r.agent_id for r in hub.registrations())
         err.print(
             f"edge stations: {', '.join(edge) or 'none'}; "
@@ -245,7 +260,7 @@ def coordinator(
                 raise fail(what + resume_hint(checkpoint, target, "coordinator"),
                            code=130 if isinstance(exc, KeyboardInterrupt) else 1) from None
         hub.farewell("the day is over", world.steps - 1)
-        k = exp.kpis["coordinated"]
+        k = exp.kpis[policy.name]
         err.print(
             f"gRPC: {k['admm_missing_proposals']:,} proposals missed their round "
             f"({k['late_proposals']:,} came late), {k['admm_dropped_station_periods']:,} "
@@ -291,6 +306,10 @@ def station(
         help="this station's client certificate, PEM (evgrid certs issue STATION), for a "
         "coordinator that requires one; needs --tls-key")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="the private key of --tls-cert, PEM")] = None,
+    policy: Annotated[Path | None, typer.Option(
+        help="a learned station policy (evgrid train --out DIR, or its export/ folder; torch "
+        "only, no Ray): the station executes its agreed power, and its fallback budget when "
+        "the link is down, by it (default: its plan, least laxity first)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
 ) -> None:
     """Run one edge station agent against the coordinator until Ctrl-C."""
@@ -306,6 +325,7 @@ def station(
 
     import numpy as np
 
+    from evgrid.agents.bundle import BundleError
     from evgrid.agents.coordinated import (
         station_chargers,
         station_config,
@@ -356,9 +376,13 @@ def station(
             log_file.write("step,kw,chargers,fallback\n")
     # The local-problem weights must be the coordinator's: both read them from the scenario,
     # and so is the safe share it reserves for this station when it falls silent.
-    edge = EdgeStation(station_id, zones[i], caps[i], station_config(world),
-                       chargers=station_chargers(world)[i],
-                       safe_share_kw=station_safe_share(world, station_id))
+    try:
+        edge = EdgeStation(station_id, zones[i], caps[i], station_config(
+            world, policy_dir=None if policy is None else str(policy)),
+            chargers=station_chargers(world)[i],
+            safe_share_kw=station_safe_share(world, station_id))
+    except BundleError as exc:
+        raise fail(f"--policy {exc}") from None
 
     def on_setpoints(step: int, chargers: np.ndarray, kw: np.ndarray, fallback: bool) -> None:
         if log_file is not None:

@@ -72,6 +72,10 @@ CASES = [
     (["coordinator", "--host", "0.0.0.0", "--token", "t"], "loopback only"),
     (["coordinator"], "--token"),
     (["station", "--station-id", "depot"], "--token"),
+    (["station", "--station-id", "depot", "--token", "t", "--policy", "{empty}"],
+     "no bundle.json"),
+    (["coordinator", "--token", "t", "--station-policy", "{empty}"], "no bundle.json"),
+    (["run", "small", "-p", "coordinated+learned:{empty}"], "no bundle.json"),
     (["bogus"], "No such command"),
 ]
 

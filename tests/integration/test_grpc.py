@@ -196,8 +196,19 @@ def test_health_needs_no_credentials(serve) -> None:
 
 
 # -- (e) in-process == gRPC ---------------------------------------------------------------------
-def test_grpc_period_equals_in_process(serve, edges, small) -> None:
+@pytest.mark.parametrize("learned", [False, True], ids=["plans", "learned-dispatch"])
+def test_grpc_period_equals_in_process(serve, edges, small, learned, tmp_path) -> None:
+    """The same period over gRPC edge nodes as in one pack, following the plans or executing
+    by a learned station policy (its context crossed the wire with the state)."""
+    from dataclasses import replace
+
+    from tests.bundles import Constant, write_bundle
+
     obs, h, states = small["obs"], small["h"], small["states"]
+    config = small["config"]
+    if learned:
+        # 5 % of its rating: below the agreement, unless the context went missing (then LLF)
+        config = replace(config, policy_dir=str(write_bundle(tmp_path / "b", Constant(0.05))))
     limits = dict(
         horizon_start=obs.t,
         zone_limit_kw=obs.zone_limit_kw[:h],
@@ -205,7 +216,7 @@ def test_grpc_period_equals_in_process(serve, edges, small) -> None:
     )
     assert all(st.charger.size for st in states.values()), "pick a step with EVs everywhere"
 
-    pack = StationPack(small["ids"], small["zones"], small["caps"], small["config"])
+    pack = StationPack(small["ids"], small["zones"], small["caps"], config)
     local = PowerCoordinator(small["world"].grid_ids)
     for reg in pack.registrations():
         local.register(reg)
@@ -213,7 +224,7 @@ def test_grpc_period_equals_in_process(serve, edges, small) -> None:
     want = solve_period(local, pack, **limits)
 
     _, port, hub = serve_small(serve, small, round_timeout_s=5.0)
-    start_small_edges(edges, port, small, small["config"])
+    start_small_edges(edges, port, small, config)
     assert hub.wait_for_stations(3, 5) == 3
     remote = ordered_coordinator(hub, small)
     transport = MixedStations([hub])
@@ -241,6 +252,10 @@ def test_grpc_period_equals_in_process(serve, edges, small) -> None:
     for sid, (chargers, kw) in executed_local.items():
         np.testing.assert_array_equal(executed_remote[sid][0], chargers)
         np.testing.assert_allclose(executed_remote[sid][1], kw, rtol=1e-6, atol=1e-9)
+        assert kw.sum() <= agreed[sid] + 1e-9
+    if learned:  # the policy, not the plan, set the power: below the agreement somewhere
+        assert pack.dispatch is not None
+        assert any(kw.sum() < agreed[s] - 1e-6 for s, (_, kw) in executed_local.items())
     envelopes = hub.envelopes()
     for sid, z in remote.consensus().items():
         env = envelopes[sid]
@@ -376,12 +391,19 @@ def test_only_facilities_register_and_only_until_the_run_starts(serve) -> None:
 
 
 # -- the two commands ---------------------------------------------------------------------------
+@pytest.mark.parametrize("learned", [False, True], ids=["plans", "learned"])
 def test_coordinator_and_station_commands_run_a_day_over_grpc(
-    tmp_path, small_copy, write_yaml, edges
+    tmp_path, small_copy, write_yaml, edges, learned
 ) -> None:
-    """The real commands, over TLS (a self-signed certificate for localhost / 127.0.0.1)."""
+    """The real commands, over TLS (a self-signed certificate for localhost / 127.0.0.1);
+    ``learned``: the edge node serves a learned station policy (``--policy``, torch only) and
+    the coordinator's own stations run it too (``--station-policy``)."""
+    from tests.bundles import Squashed, write_bundle
+
     small_copy["horizon_days"] = 0.25  # 24 steps keep it quick
     scenario = str(write_yaml(small_copy))
+    bundle = str(write_bundle(tmp_path / "bundle", Squashed(seed=0)))
+    policy = ["--policy", bundle] if learned else []
     port = free_port()
     env = {**os.environ, "EVGRID_TOKEN": TOKEN}
     # One edge node as its own process (the real command, stopped with Ctrl-C) ...
@@ -400,6 +422,7 @@ def test_coordinator_and_station_commands_run_a_day_over_grpc(
             "0.2",
             "--tls-ca",
             str(TLS / "localhost.crt"),
+            *policy,
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -433,6 +456,7 @@ def test_coordinator_and_station_commands_run_a_day_over_grpc(
                 str(TLS / "localhost.crt"),
                 "--tls-key",
                 str(TLS / "localhost.key"),
+                *(["--station-policy", bundle] if learned else []),
             ],
             env=env,
         )
@@ -442,7 +466,7 @@ def test_coordinator_and_station_commands_run_a_day_over_grpc(
         said = " ".join(res.output.split())
         assert "0 fallback schedules, 0 messages refused" in said, res.output
         results = json.loads((out / "results.json").read_text())
-        kpis = results["policies"]["coordinated"]
+        kpis = results["policies"]["coordinated+learned" if learned else "coordinated"]
         assert kpis["limit_violations"] == 0 and kpis["admm_missing_proposals"] == 0
         assert kpis["energy_delivered_kwh"] > 0
         # The coordinator said farewell: the station stops by itself, no fallback after the day.

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -72,15 +74,15 @@ URGENCY_WITH_FORECAST = 0.02
 
 
 def station_config(world: World, *, forecast: bool | None = None,
-                   **overrides: float) -> StationConfig:
+                   **overrides: Any) -> StationConfig:
     """The stations' weights for ``world``. Where the planner forecasts arrivals (``forecast``,
     default ``agents.horizon.forecasts``) the urgency discount is 0: it stood in for the EVs
     to come that would compete for the feeder, which the forecast stations now are."""
     sc = world.scenario
     if forecasts(world) if forecast is None else forecast:
         overrides = {"urgency_per_h": URGENCY_WITH_FORECAST, **overrides}
-    return StationConfig(unmet_penalty_per_kwh=sc.unmet_penalty_per_kwh,
-                         carbon_price_per_kg=sc.prices.carbon_price_per_kg, **overrides)
+    return replace(StationConfig(unmet_penalty_per_kwh=sc.unmet_penalty_per_kwh,
+                                 carbon_price_per_kg=sc.prices.carbon_price_per_kg), **overrides)
 
 
 def in_process_stations(world: World, config: StationConfig) -> StationPack:
@@ -116,15 +118,20 @@ class CoordinatedPolicy:
     #: Plan for the arrivals expected (agents.horizon.RecedingHorizon; default: where a
     #: tariff bills a demand charge).
     forecast: bool | None = None
+    #: A learned station policy (exported bundle folder) that executes each station's agreed
+    #: power (``evgrid.agents.dispatch``); None: the stations follow their plans.
+    station_policy: Path | None = None
 
     def __post_init__(self) -> None:
         self.horizon = RecedingHorizon(self.world, horizon_steps=self.horizon_steps,
                                        forecast=self.forecast)
         self.config = station_config(self.world, forecast=self.horizon.forecaster is not None)
         #: The stations' own transport (Ray actors, gRPC edge nodes, a pack in this process).
-        self.station_transport = self.stations(self.world, self.config)
+        self.station_transport = self.stations(self.world, replace(
+            self.config, policy_dir=None if self.station_policy is None
+            else str(self.station_policy)))
         self.transport: StationTransport = self.station_transport
-        forecasts = self.horizon.forecast_pack(self.config)
+        forecasts = self.horizon.forecast_pack(self.config)  # plans only: nothing to dispatch
         if forecasts is not None:  # hosted here, beside the coordinator
             self.transport = MixedStations([self.station_transport, forecasts])
         self.coordinator = self.coordinator_factory(list(self.world.grid_ids), self.admm)

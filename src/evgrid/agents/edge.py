@@ -3,7 +3,8 @@
 Pure numpy (no grpc): ``evgrid.transport.grpc_station`` feeds it the coordinator's messages.
 
 Fallback rule (``evgrid.coordinator.fallback``, which the coordinator reserves exactly): a
-station that cannot reach the coordinator keeps charging, least laxity first, inside the *last
+station that cannot reach the coordinator keeps charging, least laxity first (or by its learned
+policy, ``StationConfig.policy_dir``, never above the same budget), inside the *last
 envelope it was sent* (the executable profile of its last finished period: with every other
 station's envelope of that period it meets every zone and city limit), and past its end inside
 its *safe share* (its rated power's share of its zone's and the city's limits), never above
@@ -14,18 +15,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from evgrid.agents.station import StationAgent, StationConfig, StationState, setpoints_within
+from evgrid.agents.station import (
+    Dispatch,
+    StationAgent,
+    StationConfig,
+    StationState,
+    setpoints_within,
+)
 from evgrid.coordinator.fallback import Envelope, fallback_budget_kw
 from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration
 
 
 def fallback_schedule(
-    state: StationState, envelope: Envelope, step: int, safe_kw: float = 0.0
+    state: StationState, envelope: Envelope, step: int, safe_kw: float = 0.0,
+    dispatch: Dispatch = setpoints_within,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The link-down schedule at ``step``: LLF within the fallback budget (module docstring);
-    ``safe_kw`` is the station's safe share at ``step``."""
+    """The link-down schedule at ``step``: LLF (or the station's learned ``dispatch``) within
+    the fallback budget (module docstring); ``safe_kw`` is the station's safe share at
+    ``step``."""
     budget = float(fallback_budget_kw(envelope, np.array([safe_kw]), step)[0])
-    return setpoints_within(state, budget)
+    return dispatch(state, budget)
 
 
 class EdgeStation:
@@ -105,4 +114,5 @@ class EdgeStation:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
         if step == self.pending_step:
             return st.charger, np.zeros(st.charger.size)
-        return fallback_schedule(st, self.envelope, step, self.safe_kw(step))
+        return fallback_schedule(st, self.envelope, step, self.safe_kw(step),
+                                 self.pack.dispatch or setpoints_within)

@@ -19,7 +19,13 @@ from evgrid.agents.forecast import (
     forecast_states,
     make_forecaster,
 )
-from evgrid.agents.station import StationConfig, StationPack, StationState, station_states
+from evgrid.agents.station import (
+    StationConfig,
+    StationPack,
+    StationState,
+    station_contexts,
+    station_states,
+)
 from evgrid.coordinator.demand import DemandCharge, demand_over_horizon
 from evgrid.envs.interface import Observation
 from evgrid.envs.world import World
@@ -95,7 +101,7 @@ class RecedingHorizon:
         if self.forecaster is not None:  # the expected arrivals reach to the horizon's end
             left = obs.price_per_kwh.size
         h = max(1, min(self.h_max, left, obs.price_per_kwh.size))
-        states = station_states(obs, list(w.facility_ids), h)
+        states = station_states(obs, list(w.facility_ids), h, station_contexts(obs, w))
         if self.forecaster is not None:
             states.update(forecast_states(fc, w, obs, h) if fc is not None
                           else empty_forecast_states(w, obs, h))

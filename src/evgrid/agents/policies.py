@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from evgrid.agents.baselines import (
     EarliestDeadlineFirst,
@@ -42,10 +43,21 @@ WORLD_POLICIES: dict[str, Callable[[World], Controller]] = {"coordinated": _coor
 
 #: ``learned:DIR``: the station policy exported by ``evgrid train --out DIR``.
 LEARNED = "learned:"
+#: ``coordinated+learned:DIR``: the coordinated stations, each executing its agreed power by
+#: that policy (``evgrid.agents.dispatch``) instead of by its plan.
+COORDINATED_LEARNED = "coordinated+" + LEARNED
 
 
 def policy_names() -> list[str]:
-    return [*BASELINES, *WORLD_POLICIES, LEARNED + "DIR"]
+    return [*BASELINES, *WORLD_POLICIES, LEARNED + "DIR", COORDINATED_LEARNED + "DIR"]
+
+
+def learned_folder(name: str) -> Path | None:
+    """The bundle folder of a ``learned:DIR`` or ``coordinated+learned:DIR`` name, else None."""
+    for prefix in (LEARNED, COORDINATED_LEARNED):
+        if name.startswith(prefix):
+            return Path(name[len(prefix):])
+    return None
 
 
 def check_policy_names(names: list[str]) -> None:
@@ -53,15 +65,18 @@ def check_policy_names(names: list[str]) -> None:
     names a learned policy folder without an exported bundle."""
     if len(set(names)) != len(names):
         raise ValueError(f"policy given twice: {names}")
-    if sum(n.startswith(LEARNED) for n in names) > 1:
-        raise ValueError("give at most one learned:DIR policy per run")
+    for prefix in (LEARNED, COORDINATED_LEARNED):
+        if sum(n.startswith(prefix) for n in names) > 1:
+            raise ValueError(f"give at most one {prefix}DIR policy per run")
     for name in names:
-        if name.startswith(LEARNED):
-            from pathlib import Path
-
+        folder = learned_folder(name)
+        if folder is not None:
             from evgrid.agents.bundle import check_bundle
 
-            check_bundle(Path(name[len(LEARNED):]), "station")
+            spec = check_bundle(folder, "station")
+            if name.startswith(COORDINATED_LEARNED) and spec.station_action != "budget":
+                raise ValueError(f"{folder}: a {spec.station_action!r} station policy runs as "
+                                 "learned:DIR only; coordinated stations run 'budget' policies")
         elif name not in BASELINES and name not in WORLD_POLICIES:
             raise ValueError(f"unknown policy {name!r}: choose from {policy_names()}")
 
@@ -74,9 +89,12 @@ def make_policy(name: str, world: World | None = None) -> Controller:
     if world is None:
         raise ValueError(f"policy {name!r} needs the world: make_policy({name!r}, world)")
     if name.startswith(LEARNED):
-        from pathlib import Path
-
         from evgrid.agents.learned import LearnedStations
 
         return LearnedStations(world, Path(name[len(LEARNED):]))
+    if name.startswith(COORDINATED_LEARNED):
+        from evgrid.agents.coordinated import CoordinatedPolicy
+
+        return CoordinatedPolicy(world, station_policy=Path(name[len(COORDINATED_LEARNED):]),
+                                 name="coordinated+learned")
     return WORLD_POLICIES[name](world)

@@ -19,8 +19,9 @@ a pack of one is the edge deployment, a pack of all is the in-process run, and p
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -32,9 +33,16 @@ from evgrid.coordinator.messages import (
     ConsensusTargets,
     PowerProposals,
     Registration,
+    StationContext,
     StationState,
 )
 from evgrid.envs.interface import Observation
+from evgrid.envs.station_actions import Layout, StationRows
+from evgrid.envs.world import World
+
+#: (station state, budget kW) -> (charger indices, kW per charger), never above the budget:
+#: how a station turns power into set-points (``evgrid.agents.dispatch``).
+Dispatch = Callable[[StationState, float], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -45,10 +53,16 @@ class StationConfig:
     carbon_price_per_kg: float = 0.05
     wear_per_kw2h: float = 0.002  # κ: battery-wear cost of charging at p kW for 1 h is κ·p²
     urgency_per_h: float = 0.05  # a kWh delivered h hours later is worth (1 − urgency)^h as much
+    #: A learned station policy (an exported bundle folder, ``evgrid.agents.dispatch``) that
+    #: executes the agreed power in place of the plan; None: follow the plan. A path, not the
+    #: loaded policy, so the config travels to Ray actors and edge nodes as it is.
+    policy_dir: str | None = None
 
 
-def station_states(obs: Observation, station_ids: list[str], horizon: int) -> dict[str, StationState]:
-    """Slice the city observation into each station's local view over ``horizon`` steps."""
+def station_states(obs: Observation, station_ids: list[str], horizon: int,
+                   contexts: Sequence[StationContext] | None = None) -> dict[str, StationState]:
+    """Slice the city observation into each station's local view over ``horizon`` steps (with
+    its ``contexts``, per station in order, for a learned policy: ``evgrid.agents.dispatch``)."""
     t = obs.t
     h = min(horizon, obs.price_per_kwh.size)
     cap = obs.rate_cap_kw  # already 0 for free / offline chargers
@@ -70,8 +84,20 @@ def station_states(obs: Observation, station_ids: list[str], horizon: int) -> di
             owed_kwh=obs.ev_remaining_kwh[idx],
             price_per_kwh=obs.price_per_kwh[:h],
             carbon_kg_per_kwh=obs.carbon_kg_per_kwh[:h],
+            context=None if contexts is None else contexts[f],
         )
     return out
+
+
+def station_contexts(obs: Observation, world: World) -> list[StationContext]:
+    """Every facility's context at ``obs`` (what the coordinator sends with its state)."""
+    rows = StationRows.of_obs(obs, world, Layout.of(world))
+    return [StationContext(
+        chargers=int(rows.chargers[i]), rated_kw=float(rows.rated_kw[i]),
+        price_scale=rows.price_scale, demand_share=rows.demand_share,
+        zone_peak_kw=float(rows.zone_peak_kw[i]), zone_limit_kw=float(rows.zone_limit_kw[i]),
+        city_share=rows.city_share, day_left=rows.day_left,
+    ) for i in range(rows.n)]
 
 
 def llf_within(budget_kw: float, want_kw: np.ndarray, laxity_h: np.ndarray) -> np.ndarray:
@@ -94,14 +120,22 @@ class StationPack:
         config: StationConfig | None = None,
         *,
         chargers: list[int] | None = None,
+        dispatch: Dispatch | None = None,
     ) -> None:
         self.ids = list(station_ids)
+        self.config = config or StationConfig()
+        if dispatch is None and self.config.policy_dir is not None:
+            from evgrid.agents.dispatch import LearnedDispatch  # it builds on this module
+
+            dispatch = LearnedDispatch(Path(self.config.policy_dir), self.ids)
+        #: A learned policy executes the agreed power its way (``evgrid.agents.dispatch``);
+        #: without one the stations follow their plans (:func:`setpoints_following`).
+        self.dispatch = dispatch
         self.chargers = list(chargers) if chargers is not None else [0] * len(self.ids)
         self.id_tuple = tuple(self.ids)
         self.index = {a: i for i, a in enumerate(self.ids)}
         self.grid_zones = list(grid_zones)
         self.max_power_kw = list(max_power_kw)
-        self.config = config or StationConfig()
         # (station, charger, arrival, departure) -> (step planned at, plan): charger numbers
         # need not be unique across stations (an edge node numbers its own from 0).
         self._warm: WarmStarts = {}
@@ -312,7 +346,8 @@ class StationPack:
         """Remember plans for the warm start; return (charger indices, kW) per station.
 
         ``agreed_kw`` is each station's agreed power for the current step (default: its plan's
-        first step), shared among its EVs by their plans (:func:`setpoints_following`).
+        first step), shared among its EVs by their plans (:func:`setpoints_following`), or by
+        the pack's learned ``dispatch`` inside it.
         ``envelopes`` are for edge nodes (their fallback); a pack in this process needs none.
         """
         plans = self.plans()
@@ -324,17 +359,18 @@ class StationPack:
         live = set(self.keys)
         self._warm = {k: v for k, v in self._warm.items() if k in live}
         rows = np.split(np.arange(self._rows), np.cumsum(self.counts)[:-1])
+        agreed = {sid: (agreed_kw or {}).get(sid, float(plans[sid][0]) if self.h else 0.0)
+                  for sid in self.ids}
+        if self.dispatch is not None:
+            return {sid: self.dispatch(self.states[sid], agreed[sid]) for sid in self.ids}
         return {
-            sid: setpoints_following(
-                self.states[sid],
-                (agreed_kw or {}).get(sid, float(plans[sid][0]) if self.h else 0.0),
-                first[rows[i]], self.waits[rows[i]],
-            )
+            sid: setpoints_following(self.states[sid], agreed[sid], first[rows[i]],
+                                     self.waits[rows[i]])
             for i, sid in enumerate(self.ids)
         }
 
 
-def _real(state: StationState) -> StationState:
+def real_rows(state: StationState) -> StationState:
     """``state`` without a forecast's phantom rows (charger < 0: no charger to set)."""
     real = state.charger >= 0
     if real.all():
@@ -344,7 +380,7 @@ def _real(state: StationState) -> StationState:
                    eta=state.eta[real], owed_kwh=state.owed_kwh[real])
 
 
-def _want_and_laxity(st: StationState) -> tuple[np.ndarray, np.ndarray]:
+def want_and_laxity(st: StationState) -> tuple[np.ndarray, np.ndarray]:
     """Each EV's most useful power now [kW] and its laxity [h] (slack before it must charge
     flat out to get what it is owed)."""
     want = np.minimum(st.upper_kw[:, 0], st.owed_kwh / np.maximum(st.eta * st.dt_h, 1e-12))
@@ -359,10 +395,10 @@ def setpoints_within(state: StationState, budget_kw: float) -> tuple[np.ndarray,
     What anyone executing on a station's behalf without its plan executes (a coordinator
     whose station vanished, an edge node that lost its link).
     """
-    st = _real(state)
+    st = real_rows(state)
     if st.horizon == 0 or st.charger.size == 0:
         return st.charger, np.zeros(st.charger.size)
-    want, laxity = _want_and_laxity(st)
+    want, laxity = want_and_laxity(st)
     return st.charger, llf_within(budget_kw, want, laxity)
 
 
@@ -376,11 +412,11 @@ def setpoints_following(state: StationState, budget_kw: float, planned_kw: np.nd
     (``waits``). Least laxity first alone would hand an EV's planned power to another that
     planned to charge later, and the first could leave without it.
     """
-    st = _real(state)
+    st = real_rows(state)
     if st.horizon == 0 or st.charger.size == 0:
         return st.charger, np.zeros(st.charger.size)
     real = state.charger >= 0
-    want, laxity = _want_and_laxity(st)
+    want, laxity = want_and_laxity(st)
     base = np.clip(planned_kw[real], 0.0, want)
     budget = max(budget_kw, 0.0)
     if budget <= base.sum():
@@ -395,5 +431,7 @@ class StationAgent(StationPack):
     def __init__(
         self, station_id: str, grid_zone: str, max_power_kw: float,
         config: StationConfig | None = None, *, chargers: int = 0,
+        dispatch: Dispatch | None = None,
     ) -> None:
-        super().__init__([station_id], [grid_zone], [max_power_kw], config, chargers=[chargers])
+        super().__init__([station_id], [grid_zone], [max_power_kw], config, chargers=[chargers],
+                         dispatch=dispatch)

@@ -161,6 +161,22 @@ class ConsensusTargets:
 
 
 @dataclass(frozen=True)
+class StationContext:
+    """What a station's learned policy sees beyond its own EVs (``evgrid.agents.dispatch``):
+    its size, and the city's signals at the period's start that no charger reports. The
+    coordinator sends it with the state; in the optimisation it changes nothing."""
+
+    chargers: int  # charging points of the station
+    rated_kw: float  # Σ of its charger ratings [kW]
+    price_scale: float  # the day's largest |price|
+    demand_share: float  # demand charge now / the day's largest [0, 1]
+    zone_peak_kw: float  # its zone's executed peak so far in the billing window [kW]
+    zone_limit_kw: float  # its zone's limit now [kW]
+    city_share: float  # city limit now / the city's Σ charger ratings
+    day_left: float  # share of the day still to come [0, 1]
+
+
+@dataclass(frozen=True)
 class StationState:
     """One station's EVs over the horizon (rows = plugged-in EVs): what a period start tells a
     station (it travels in ``PeriodStart``, so it lives with the other messages)."""
@@ -176,6 +192,7 @@ class StationState:
     owed_kwh: np.ndarray  # [n]
     price_per_kwh: np.ndarray  # [H]
     carbon_kg_per_kwh: np.ndarray  # [H]
+    context: StationContext | None = None  # for a learned policy (``evgrid.agents.dispatch``)
 
     @property
     def horizon(self) -> int:

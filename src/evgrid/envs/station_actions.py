@@ -81,30 +81,117 @@ def clean(action: np.ndarray) -> np.ndarray:
     return np.clip(a, 0.0, 1.0)
 
 
-def station_globals(obs: Observation, world: World, layout: Layout) -> np.ndarray:
+@dataclass(frozen=True)
+class StationRows:
+    """What station policies see, whoever computes it: one row per EV that can use power now
+    (on a charger that is online, owed energy), and per-station and city values.
+
+    Built from the city's observation for training and ``evgrid run`` (:meth:`of_obs`, all
+    stations at once), or by a station from its own state and the signals its coordinator
+    sends (``evgrid.agents.dispatch``), so the features a policy trained on and the features it
+    is served are one function's (a test holds both equal).
+    """
+
+    station: np.ndarray  # [r] station of each EV row
+    want_kw: np.ndarray  # [r] most useful power now: rating, EV limit, energy owed
+    owed_kwh: np.ndarray  # [r]
+    laxity_h: np.ndarray  # [r] hours to departure − hours to finish at full rate
+    rate_kw: np.ndarray  # [r] full rate into the battery (min(charger, EV) × η)
+    left_h: np.ndarray  # [r] hours to departure
+    chargers: np.ndarray  # [n] charging points of each station
+    rated_kw: np.ndarray  # [n] Σ of each station's charger ratings
+    zone_peak_kw: np.ndarray  # [n] its zone's executed peak so far in the billing window
+    zone_limit_kw: np.ndarray  # [n] its zone's limit now
+    hour: float  # time of day [h]
+    price: np.ndarray  # [≥1] price from now on (as far as visible) [currency/kWh]
+    dt_h: float
+    price_scale: float  # the day's largest |price|
+    demand_share: float  # demand charge now / the day's largest (0: none)
+    city_share: float  # city limit now / the city's Σ charger ratings
+    day_left: float  # share of the day still to come
+
+    @property
+    def n(self) -> int:
+        return int(self.chargers.size)
+
+    @classmethod
+    def of_obs(cls, obs: Observation, world: World, layout: Layout) -> StationRows:
+        rate = np.minimum(obs.charger_max_kw, obs.ev_max_kw)
+        want = np.minimum(rate, obs.ev_remaining_kwh / np.maximum(obs.charger_eta * obs.dt_h,
+                                                                  1e-12))
+        rows = np.flatnonzero(obs.connected & (obs.rate_cap_kw > 0))
+        eff = rate[rows] * obs.charger_eta[rows]
+        left = obs.steps_left[rows] * obs.dt_h
+        owed = obs.ev_remaining_kwh[rows]
+        peak = obs.zone_peak_kw[layout.zone] if obs.zone_peak_kw.size else np.zeros(layout.n)
+        dscale = max(float(world.demand_rate_per_kw.max(initial=0.0)), 1e-9)
+        return cls(
+            station=obs.charger_facility[rows], want_kw=want[rows], owed_kwh=owed,
+            laxity_h=left - owed / np.maximum(eff, 1e-12), rate_kw=eff, left_h=left,
+            chargers=np.maximum((layout.index >= 0).sum(axis=1), 1), rated_kw=layout.rated_kw,
+            zone_peak_kw=peak, zone_limit_kw=obs.zone_limit_kw[0][layout.zone],
+            hour=(obs.t * obs.dt_h) % 24.0, price=obs.price_per_kwh, dt_h=obs.dt_h,
+            price_scale=float(np.abs(world.price_per_kwh).max(initial=0.0)),
+            demand_share=(float(obs.demand_rate_per_kw[0]) / dscale
+                          if obs.demand_rate_per_kw.size else 0.0),
+            city_share=float(obs.city_limit_kw[0]) / max(float(world.charger_max_kw.sum()), 1e-9),
+            day_left=1.0 - obs.t / world.steps,
+        )
+
+
+def station_globals(rows: StationRows) -> np.ndarray:
     """[n_stations, 9]: time of day (sin, cos), price now and the next 4 h's mean minus now
     (/ the day's largest |price|), demand rate (/ the day's largest), zone peak so far / zone
     limit, the station's rating / its zone's limit, the city limit / the city's rating, share
     of the day left."""
-    hour = (obs.t * obs.dt_h) % 24.0
-    pscale = max(float(np.abs(world.price_per_kwh).max(initial=0.0)), 1e-9)
-    dscale = max(float(world.demand_rate_per_kw.max(initial=0.0)), 1e-9)
-    ahead = max(1, round(4.0 / obs.dt_h))
-    price = obs.price_per_kwh
-    zone_lim = np.maximum(obs.zone_limit_kw[0], 1e-9)
-    peak = obs.zone_peak_kw if obs.zone_peak_kw.size else np.zeros(world.n_grid)
+    hour, price = rows.hour, rows.price
+    pscale = max(rows.price_scale, 1e-9)
+    ahead = max(1, round(4.0 / rows.dt_h))
+    zone_lim = np.maximum(rows.zone_limit_kw, 1e-9)
     g = np.array([
         np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24),
         price[0] / pscale, (price[:ahead].mean() - price[0]) / pscale,
-        (obs.demand_rate_per_kw[0] if obs.demand_rate_per_kw.size else 0.0) / dscale,
-        0.0, 0.0,
-        min(2.0, float(obs.city_limit_kw[0]) / max(float(world.charger_max_kw.sum()), 1e-9)),
-        1.0 - obs.t / world.steps,
+        rows.demand_share, 0.0, 0.0, min(2.0, rows.city_share), rows.day_left,
     ])
-    out = np.repeat(g[None, :], layout.n, axis=0)
-    out[:, 5] = np.clip(peak[layout.zone] / zone_lim[layout.zone], 0, 2)
-    out[:, 6] = np.clip(layout.rated_kw / zone_lim[layout.zone], 0, 2)
+    out = np.repeat(g[None, :], rows.n, axis=0)
+    out[:, 5] = np.clip(rows.zone_peak_kw / zone_lim, 0, 2)
+    out[:, 6] = np.clip(rows.rated_kw / zone_lim, 0, 2)
     return out
+
+
+def budget_features(rows: StationRows) -> np.ndarray:
+    """[n_stations, 20] float32, the ``budget`` action's observation. Per station: EVs that can
+    use power / its chargers, Σ useful power / rating, Σ energy owed / (rating × 8 h), least
+    and mean slack (/8 h), share of EVs with under 1 h of slack, the energy that cannot wait
+    beyond 1, 2 and 4 h (/ rating × h), the zone's peak so far / the station's rating, Σ
+    useful power / the zone's limit; then :func:`station_globals`."""
+    n, fac = rows.n, rows.station
+    rated = np.maximum(rows.rated_kw, 1e-9)
+    cnt = np.bincount(fac, minlength=n).astype(float)
+    cap = np.bincount(fac, weights=rows.want_kw, minlength=n)
+    owed = np.bincount(fac, weights=rows.owed_kwh, minlength=n)
+    least = np.full(n, np.inf)
+    np.minimum.at(least, fac, rows.laxity_h)
+    mean = np.divide(np.bincount(fac, weights=rows.laxity_h, minlength=n), cnt,
+                     out=np.zeros(n), where=cnt > 0)
+    urgent = np.bincount(fac, weights=(rows.laxity_h < 1.0).astype(float), minlength=n)
+    must = [np.bincount(fac, weights=np.maximum(
+        rows.owed_kwh - rows.rate_kw * np.maximum(rows.left_h - h, 0.0), 0.0), minlength=n)
+        / (rated * h) for h in MUST_H]
+    x = np.stack([
+        cnt / rows.chargers, cap / rated, np.clip(owed / (rated * 8.0), 0, 2),
+        np.clip(np.where(np.isfinite(least), least, 8.0) / 8.0, -1, 1),
+        np.clip(mean / 8.0, -1, 1), urgent / np.maximum(cnt, 1.0),
+        *[np.clip(m, 0, 2) for m in must],
+        np.clip(rows.zone_peak_kw / rated, 0, 2),
+        np.clip(cap / np.maximum(rows.zone_limit_kw, 1e-9), 0, 2),
+    ], axis=1)
+    return np.concatenate([x, station_globals(rows)], axis=1).astype(np.float32)
+
+
+def budget_cap_kw(action: np.ndarray, rated_kw: np.ndarray) -> np.ndarray:
+    """Each station's power cap: its policy's share (cleaned to [0, 1]) × its rating."""
+    return clean(action).reshape(rated_kw.shape) * rated_kw
 
 
 class PerCharger:
@@ -132,7 +219,8 @@ class PerCharger:
             np.clip((left_h - need_h) / 8.0, -1, 1),
         ], axis=-1)
         chargers = np.stack([lay.gather(per[:, k]) for k in range(CHARGER_FEATURES)], axis=-1)
-        return np.concatenate([chargers.reshape(lay.n, -1), station_globals(obs, world, lay)],
+        return np.concatenate([chargers.reshape(lay.n, -1),
+                               station_globals(StationRows.of_obs(obs, world, lay))],
                               axis=1).astype(np.float32)
 
     def power(self, action: np.ndarray, obs: Observation) -> np.ndarray:
@@ -145,48 +233,15 @@ class Budget:
     """``budget``: a power cap per station (a share of its rating), least laxity first."""
 
     name = "budget"
+    obs_dim = BUDGET_FEATURES + STATION_GLOBALS
+    act_dim = 1
 
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
-        self.obs_dim = BUDGET_FEATURES + STATION_GLOBALS
-        self.act_dim = 1
 
     def features(self, obs: Observation, world: World) -> np.ndarray:
-        """Per station: chargers in use, Σ useful power / rating, Σ energy owed / (rating ×
-        8 h), least and mean slack (/8 h), share of EVs with under 1 h of slack, the energy
-        that cannot wait beyond 1, 2 and 4 h (/ rating × h), the zone's peak so far / the
-        station's rating, Σ useful power / the zone's limit; then :func:`station_globals`."""
-        lay, fac = self.layout, world.charger_facility
-        n = lay.n
-        rated = np.maximum(lay.rated_kw, 1e-9)
-        conn = obs.connected
-        cnt = np.bincount(fac, weights=conn.astype(float), minlength=n)
-        chargers = np.maximum((lay.index >= 0).sum(axis=1), 1)
-        cap = np.bincount(fac, weights=obs.rate_cap_kw, minlength=n)
-        owed = np.bincount(fac, weights=np.where(conn, obs.ev_remaining_kwh, 0.0), minlength=n)
-        slack = np.where(conn & (obs.ev_remaining_kwh > 1e-9), laxity_h(obs), np.inf)
-        least = np.full(n, np.inf)
-        np.minimum.at(least, fac, slack)
-        finite = np.isfinite(slack)
-        mean = np.divide(np.bincount(fac[finite], weights=slack[finite], minlength=n),
-                         np.bincount(fac[finite], minlength=n),
-                         out=np.zeros(n), where=np.bincount(fac[finite], minlength=n) > 0)
-        urgent = np.bincount(fac, weights=(slack < 1.0).astype(float), minlength=n)
-        rate = np.minimum(obs.charger_max_kw, obs.ev_max_kw) * obs.charger_eta
-        left_h = obs.steps_left * obs.dt_h
-        must = [np.bincount(fac, weights=np.where(
-            conn, np.maximum(obs.ev_remaining_kwh - rate * np.maximum(left_h - h, 0.0), 0.0),
-            0.0), minlength=n) / (rated * h) for h in MUST_H]
-        peak = obs.zone_peak_kw[lay.zone] if obs.zone_peak_kw.size else np.zeros(n)
-        x = np.stack([
-            cnt / chargers, cap / rated, np.clip(owed / (rated * 8.0), 0, 2),
-            np.clip(np.where(np.isfinite(least), least, 8.0) / 8.0, -1, 1),
-            np.clip(mean / 8.0, -1, 1), urgent / np.maximum(cnt, 1.0),
-            *[np.clip(m, 0, 2) for m in must],
-            np.clip(peak / rated, 0, 2),
-            np.clip(cap / np.maximum(obs.zone_limit_kw[0][lay.zone], 1e-9), 0, 2),
-        ], axis=1)
-        return np.concatenate([x, station_globals(obs, world, lay)], axis=1).astype(np.float32)
+        """:func:`budget_features` of every station."""
+        return budget_features(StationRows.of_obs(obs, world, self.layout))
 
     def power(self, action: np.ndarray, obs: Observation) -> np.ndarray:
         """[C] kW: each station's cap (share × its rating) to its EVs least laxity first,
@@ -199,7 +254,7 @@ class Budget:
         fac = obs.charger_facility
         cap = obs.rate_cap_kw
         key = laxity_h(obs)
-        budget = clean(action).reshape(lay.n) * lay.rated_kw
+        budget = budget_cap_kw(action, lay.rated_kw)
         order = np.lexsort((np.arange(key.size), key, fac))
         w, g = cap[order], fac[order]
         served = np.clip(budget[g] - grouped_exclusive_cumsum(w, g), 0.0, w)

@@ -124,9 +124,9 @@ def run_experiment(
 
         router = LearnedRouter(world, Path(routing[len(LEARNED_ROUTING):]))
     sim = Simulator(scenario, seed=seed, sessions=sessions, world=world, router=router)
-    # learned:DIR is reported as "learned" (a KPI table column, not a path)
-    names = [("learned" if p.startswith(LEARNED_ROUTING) else p) if isinstance(p, str)
-             else p.name for p in policies]
+    # learned:DIR is reported as "learned", coordinated+learned:DIR as "coordinated+learned"
+    # (a KPI table column, not a path)
+    names = [p.split(":", 1)[0] if isinstance(p, str) else p.name for p in policies]
     if len(set(names)) != len(names) or OFFLINE in names:
         raise ValueError(f"policy names must be unique and not {OFFLINE!r}: got {names}")
     done: list[str] = []

@@ -16,10 +16,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, fields
 
 import numpy as np
 
-from evgrid.coordinator.messages import ConsensusTargets, PowerProposals, Registration, StationState
+from evgrid.coordinator.messages import (
+    ConsensusTargets,
+    PowerProposals,
+    Registration,
+    StationContext,
+    StationState,
+)
 from evgrid.scenario.bounds import MAX_HORIZON_DAYS
 from evgrid.transport.pb import coordinator_pb2 as pb
 
@@ -31,6 +38,8 @@ LIMIT_RTOL = 1e-6
 #: chargers. A finite but absurd one (−1e12 for both) would make any gap look certified.
 MAX_VALUE_PER_KWH = 1e4
 MAX_OWED_KWH_PER_CHARGER = 2_000.0
+#: Most charging points a station's context may claim (a site, not a city).
+MAX_CHARGERS = 100_000
 
 
 def objective_bound(reg: Registration, horizon: int, dt_h: float = 1.0) -> float:
@@ -446,7 +455,20 @@ def state_to_proto(s: StationState) -> pb.StationState:
         departure_step=s.departure_step.tolist(), horizon_steps=s.horizon,
         upper_kw=s.upper_kw.ravel().tolist(), eta=s.eta.tolist(), owed_kwh=s.owed_kwh.tolist(),
         price_per_kwh=s.price_per_kwh.tolist(), carbon_kg_per_kwh=s.carbon_kg_per_kwh.tolist(),
+        context=None if s.context is None else pb.StationContext(**asdict(s.context)),
     )
+
+
+def _context_from_proto(m: pb.StationContext) -> StationContext:
+    """A learned policy's context: finite, sizes and limits not negative, shares in range (a
+    NaN here would reach the network; the dispatch cleans its output, not its input)."""
+    ctx = StationContext(**{f.name: getattr(m, f.name) for f in fields(StationContext)})
+    values = [float(v) for v in asdict(ctx).values()]
+    if (not all(map(math.isfinite, values)) or min(values) < 0 or ctx.chargers > MAX_CHARGERS
+            or ctx.demand_share > 1 or ctx.day_left > 1):
+        raise MessageError("INVALID_ARGUMENT", "station context not finite, negative, or with "
+                           "a share outside [0, 1] or absurd charger count")
+    return ctx
 
 
 def state_from_proto(m: pb.StationState) -> StationState:
@@ -473,6 +495,7 @@ def state_from_proto(m: pb.StationState) -> StationState:
         owed_kwh=np.asarray(m.owed_kwh, dtype=float),
         price_per_kwh=np.asarray(m.price_per_kwh, dtype=float),
         carbon_kg_per_kwh=np.asarray(m.carbon_kg_per_kwh, dtype=float),
+        context=_context_from_proto(m.context) if m.HasField("context") else None,
     )
 
 

@@ -58,6 +58,7 @@ import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -67,7 +68,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from evgrid.agents.coordinated import station_chargers, station_specs
-from evgrid.agents.station import StationConfig, StationPack, StationState, setpoints_within
+from evgrid.agents.dispatch import make_dispatch
+from evgrid.agents.station import (
+    Dispatch,
+    StationConfig,
+    StationPack,
+    StationState,
+    setpoints_within,
+)
 from evgrid.coordinator.driver import (
     Executed,
     MixedStations,
@@ -234,6 +242,9 @@ class GrpcStations:
         self.grid_zones = list(grid_zones)
         self.dt_h = dt_h
         self.round_timeout_s = round_timeout_s
+        #: What the coordinator executes for a silent edge station (inside its agreed power):
+        #: the rule, or its learned policy (``edge_transport`` with ``StationConfig.policy_dir``).
+        self.dispatch: Dispatch = setpoints_within
         self.hello_timeout_s = hello_timeout_s
         self.auth = auth
         # The city file's stations: what a registration is checked against, and all it sets.
@@ -734,7 +745,7 @@ class GrpcStations:
             # Silent: the simulation executes what the coordinator counted for it. Its edge node
             # draws that (it got the done target) or nothing (it did not: EdgeStation.fallback
             # at a pending step), never more.
-            out[agent] = setpoints_within(state, max(agreed_kw.get(agent, 0.0), 0.0))
+            out[agent] = self.dispatch(state, max(agreed_kw.get(agent, 0.0), 0.0))
             self.last_fallback.add(agent)
             self._stats.fallbacks += 1
         return out
@@ -907,6 +918,8 @@ def edge_transport(
         ids, zones, caps = station_specs(world)
         chargers = station_chargers(world)
         edge = {r.agent_id for r in hub.close_registrations()}
+        if config.policy_dir is not None:
+            hub.dispatch = make_dispatch(Path(config.policy_dir), sorted(edge))
         parts: list[StationTransport] = [hub] if edge else []
         rest = [i for i, sid in enumerate(ids) if sid not in edge]
         if rest:

@@ -29,6 +29,7 @@ import socket
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numba
@@ -38,7 +39,8 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from evgrid.agents.cohort import CohortAgent
 from evgrid.agents.coordinated import CoordinatedPolicy, station_chargers, station_specs
-from evgrid.agents.station import StationConfig, StationPack, StationState, setpoints_within
+from evgrid.agents.dispatch import make_dispatch
+from evgrid.agents.station import StationConfig, StationPack, StationState
 from evgrid.coordinator.admm import AdmmConfig, AdmmStats, CoordinatorState, PowerCoordinator
 from evgrid.coordinator.demand import DemandCharge
 from evgrid.coordinator.driver import (
@@ -168,6 +170,10 @@ class RayStations:
         self.chargers = list(chargers) if chargers is not None else [0] * len(self.ids)
         self.id_tuple = tuple(self.ids)
         self.config = config
+        #: What this side executes for a station whose pack died or stayed silent: the
+        #: station's own dispatch (its learned policy, if it runs one), inside its agreed power.
+        self.dispatch = make_dispatch(
+            None if config.policy_dir is None else Path(config.policy_dir), self.ids)
         self.round_timeout_s = round_timeout_s
         self.groups = [list(range(i, min(i + stations_per_actor, len(ids))))
                        for i in range(0, len(ids), stations_per_actor)]
@@ -337,7 +343,7 @@ class RayStations:
         # Stations whose pack died or stayed silent: executed here, same rule, same budget.
         for sid in self.ids:
             if sid not in out and sid in self.states:
-                out[sid] = setpoints_within(self.states[sid], agreed_kw.get(sid, 0.0))
+                out[sid] = self.dispatch(self.states[sid], agreed_kw.get(sid, 0.0))
                 self._stats.fallbacks += 1
         for k in range(len(self.actors)):
             self.alive[k] = True  # try again next period (Ray restarts dead actors)
@@ -501,6 +507,7 @@ def default_stations_per_actor(n_stations: int) -> int:
 def ray_coordinated_policy(
     world: Any, *, stations_per_actor: int | None = None, admm: AdmmConfig | None = None,
     round_timeout_s: float = 10.0, coordinator_actor: bool = False,
+    station_policy: Path | None = None,
 ) -> CoordinatedPolicy:
     """The coordinated policy with station packs as Ray actors; the coordinator runs in the
     driver, or with ``coordinator_actor`` as a restartable actor of its own (one more hop per
@@ -514,7 +521,9 @@ def ray_coordinated_policy(
 
     return CoordinatedPolicy(world, admm=admm or AdmmConfig(), stations=stations,
                              coordinator_factory=RayCoordinator if coordinator_actor
-                             else PowerCoordinator)
+                             else PowerCoordinator, station_policy=station_policy,
+                             name="coordinated" if station_policy is None
+                             else "coordinated+learned")
 
 
 @ray.remote(num_cpus=0)

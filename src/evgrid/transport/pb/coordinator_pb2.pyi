@@ -149,7 +149,7 @@ class TargetBatch(_message.Message):
     def __init__(self, round: _Optional[int] = ..., horizon_start: _Optional[int] = ..., horizon_steps: _Optional[int] = ..., agent_ids: _Optional[_Iterable[str]] = ..., agent_zone: _Optional[_Iterable[int]] = ..., zone_u_f64: _Optional[bytes] = ..., zone_shift_f64: _Optional[bytes] = ..., rho: _Optional[float] = ..., done: _Optional[bool] = ..., z_kw_f64: _Optional[bytes] = ..., alpha: _Optional[float] = ..., participants_known: _Optional[bool] = ..., certify: _Optional[bool] = ...) -> None: ...
 
 class StationState(_message.Message):
-    __slots__ = ("agent_id", "horizon_start", "dt_h", "charger", "arrival_step", "departure_step", "horizon_steps", "upper_kw", "eta", "owed_kwh", "price_per_kwh", "carbon_kg_per_kwh")
+    __slots__ = ("agent_id", "horizon_start", "dt_h", "charger", "arrival_step", "departure_step", "horizon_steps", "upper_kw", "eta", "owed_kwh", "price_per_kwh", "carbon_kg_per_kwh", "context")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     HORIZON_START_FIELD_NUMBER: _ClassVar[int]
     DT_H_FIELD_NUMBER: _ClassVar[int]
@@ -162,6 +162,7 @@ class StationState(_message.Message):
     OWED_KWH_FIELD_NUMBER: _ClassVar[int]
     PRICE_PER_KWH_FIELD_NUMBER: _ClassVar[int]
     CARBON_KG_PER_KWH_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     horizon_start: int
     dt_h: float
@@ -174,7 +175,28 @@ class StationState(_message.Message):
     owed_kwh: _containers.RepeatedScalarFieldContainer[float]
     price_per_kwh: _containers.RepeatedScalarFieldContainer[float]
     carbon_kg_per_kwh: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, agent_id: _Optional[str] = ..., horizon_start: _Optional[int] = ..., dt_h: _Optional[float] = ..., charger: _Optional[_Iterable[int]] = ..., arrival_step: _Optional[_Iterable[int]] = ..., departure_step: _Optional[_Iterable[int]] = ..., horizon_steps: _Optional[int] = ..., upper_kw: _Optional[_Iterable[float]] = ..., eta: _Optional[_Iterable[float]] = ..., owed_kwh: _Optional[_Iterable[float]] = ..., price_per_kwh: _Optional[_Iterable[float]] = ..., carbon_kg_per_kwh: _Optional[_Iterable[float]] = ...) -> None: ...
+    context: StationContext
+    def __init__(self, agent_id: _Optional[str] = ..., horizon_start: _Optional[int] = ..., dt_h: _Optional[float] = ..., charger: _Optional[_Iterable[int]] = ..., arrival_step: _Optional[_Iterable[int]] = ..., departure_step: _Optional[_Iterable[int]] = ..., horizon_steps: _Optional[int] = ..., upper_kw: _Optional[_Iterable[float]] = ..., eta: _Optional[_Iterable[float]] = ..., owed_kwh: _Optional[_Iterable[float]] = ..., price_per_kwh: _Optional[_Iterable[float]] = ..., carbon_kg_per_kwh: _Optional[_Iterable[float]] = ..., context: _Optional[_Union[StationContext, _Mapping]] = ...) -> None: ...
+
+class StationContext(_message.Message):
+    __slots__ = ("chargers", "rated_kw", "price_scale", "demand_share", "zone_peak_kw", "zone_limit_kw", "city_share", "day_left")
+    CHARGERS_FIELD_NUMBER: _ClassVar[int]
+    RATED_KW_FIELD_NUMBER: _ClassVar[int]
+    PRICE_SCALE_FIELD_NUMBER: _ClassVar[int]
+    DEMAND_SHARE_FIELD_NUMBER: _ClassVar[int]
+    ZONE_PEAK_KW_FIELD_NUMBER: _ClassVar[int]
+    ZONE_LIMIT_KW_FIELD_NUMBER: _ClassVar[int]
+    CITY_SHARE_FIELD_NUMBER: _ClassVar[int]
+    DAY_LEFT_FIELD_NUMBER: _ClassVar[int]
+    chargers: int
+    rated_kw: float
+    price_scale: float
+    demand_share: float
+    zone_peak_kw: float
+    zone_limit_kw: float
+    city_share: float
+    day_left: float
+    def __init__(self, chargers: _Optional[int] = ..., rated_kw: _Optional[float] = ..., price_scale: _Optional[float] = ..., demand_share: _Optional[float] = ..., zone_peak_kw: _Optional[float] = ..., zone_limit_kw: _Optional[float] = ..., city_share: _Optional[float] = ..., day_left: _Optional[float] = ...) -> None: ...
 
 class PeriodStart(_message.Message):
     __slots__ = ("horizon_start", "horizon_steps", "state", "target")
