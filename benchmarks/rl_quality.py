@@ -58,6 +58,8 @@ def run_task(task: str, minutes: float, seeds: int, out: Path) -> dict[str, Any]
         row["gap_to_optimum_pct"] = s["learned"]["gap_pct"]
         if "coordinated" in s:
             row["coordinated_gap_pct"] = s["coordinated"]["gap_pct"]
+        if "coordinated+learned" in s:
+            row["coordinated_learned_gap_pct"] = s["coordinated+learned"]["gap_pct"]
     else:
         r = result["routing"]
         row["learned_wait_plus_travel_min"] = r["learned"]["wait_plus_travel_min"]

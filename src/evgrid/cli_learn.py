@@ -162,7 +162,9 @@ def train(
     eval_seeds: Annotated[int, typer.Option(
         min=0, help="held-out days to evaluate on at the end (0: skip)")] = 3,
     eval_coordinated: Annotated[bool, typer.Option(
-        help="also evaluate the coordinated (ADMM) policy on the held-out days")] = False,
+        help="also evaluate the coordinated (ADMM) policy on the held-out days, and the "
+        "coordinated stations executing their agreed power by the learned policy "
+        "(coordinated+learned)")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bar or table")] = False,
 ) -> None:
     """Train station (SAC) and/or cohort (DQN) policies on SCENARIO with RLlib, export them as

@@ -3,8 +3,9 @@
 Seeds are held out by construction: training days come from seeds >= ``TRAIN_SEED_BASE``
 (``evgrid.envs.parallel``), evaluation days from the scenario's seed upwards, below it.
 
-- Stations: ``learned`` against ``uncontrolled``, ``llf`` (and ``coordinated`` if asked) on
-  the same days, each with its gap to the offline LP optimum of that day.
+- Stations: ``learned`` against ``uncontrolled``, ``llf`` (and, if asked, ``coordinated`` and
+  ``coordinated+learned``: the coordinated stations executing their agreed power by the
+  learned policy) on the same days, each with its gap to the offline LP optimum of that day.
 - Cohorts: LLF charging under nearest-free routing and under the learned routing; the figure
   is mean wait + travel time (the seed 004 KPIs; travel at :data:`MIN_PER_KM`) at the energy
   delivered.
@@ -55,8 +56,9 @@ def evaluate(scenario: Scenario, folder: Path, seeds: list[int], *,
     spec = BundleSpec.load(root)
     result: dict[str, Any] = {"scenario": scenario.name, "seeds": seeds, "bundle": str(root)}
     if spec.stations:
-        policies = ["uncontrolled", "llf", *(["coordinated"] if coordinated else []),
-                    f"learned:{root}"]
+        both = ["coordinated", *([f"coordinated+learned:{root}"]
+                                 if spec.station_action == "budget" else [])]
+        policies = ["uncontrolled", "llf", *(both if coordinated else []), f"learned:{root}"]
         per: dict[str, list[dict[str, float]]] = {}
         for i, seed in enumerate(seeds):
             exp = run_experiment(scenario, policies, seed=seed)
