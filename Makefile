@@ -8,7 +8,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: setup run test lint typecheck bench data clean proto lock
+.PHONY: setup run test lint typecheck bench data clean proto lock field-demo
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -25,6 +25,10 @@ setup: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/evgrid run city --routing cohorts --out runs/city
+
+# A field day on loopback: coordinator, 3 stations and 3 OCPP charge points, each a process.
+field-demo: $(STAMP)
+	$(BIN)/python scripts/field_demo.py --out runs/field-demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

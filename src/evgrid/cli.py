@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -283,11 +284,11 @@ def _ray_hint(exc: BaseException) -> str:
 
 def _run_spec(sc: Scenario, policies: list[str], seed: int | None, offline: bool,
               transport: str, stations_per_actor: int | None, routing: str,
-              coordinator_actor: bool) -> dict[str, Any]:
+              coordinator_actor: bool, station_resource: str | None) -> dict[str, Any]:
     return {"command": "run", "scenario": sc.model_dump(mode="json"), "seed": seed,
             "policies": policies, "offline": offline, "transport": transport,
             "stations_per_actor": stations_per_actor, "routing": routing,
-            "coordinator_actor": coordinator_actor}
+            "coordinator_actor": coordinator_actor, "station_resource": station_resource}
 
 
 @app.command()
@@ -324,6 +325,10 @@ def run(
         "--coordinator-actor", help="run the ADMM coordinator as a Ray actor of its own, "
         "restarted and restored if it dies (default: in the driver, one hop less a round)")
     ] = False,
+    station_resource: Annotated[str | None, typer.Option(
+        help="place every station actor on Ray nodes that offer this custom resource (start "
+        "them with ray start --resources '{\"NAME\": 1000}'; each actor takes 0.001 of it), "
+        "e.g. the worker nodes of a cluster (default: wherever Ray puts them)")] = None,
     routing: Annotated[str, typer.Option(
         help="how arriving drivers pick a facility zone: 'nearest' (nearest free charger in "
         "their SoC zone), 'cohorts' (shares agreed by the cohort agents by ADMM) or "
@@ -342,6 +347,7 @@ def run(
         policies, seed, offline = list(spec["policies"]), spec["seed"], bool(spec["offline"])
         transport, stations_per_actor = spec["transport"], spec["stations_per_actor"]
         routing, coordinator_actor = spec["routing"], bool(spec.get("coordinator_actor"))
+        station_resource = spec.get("station_resource")
         try:
             at = checkpoint.load_progress()
         except CheckpointError as exc:
@@ -368,6 +374,10 @@ def run(
             raise fail(str(exc)) from None
     if transport not in {"ray", "inprocess"}:
         raise fail(f"unknown transport {transport!r}: choose from ['ray', 'inprocess']")
+    if station_resource is not None and (transport != "ray" or not re.fullmatch(
+            r"[A-Za-z_][A-Za-z0-9_.-]{0,99}", station_resource)):
+        raise fail(f"--station-resource {station_resource!r}: a Ray resource name (letters, "
+                   "digits, _ . -) with --transport ray")
     try:
         check_routing(routing)
     except ValueError as exc:
@@ -381,7 +391,7 @@ def run(
     if transport == "ray" and (on_agents or (routing == "cohorts" and to_go)):
         start_ray(address)
         if on_agents:
-            factory = ray_factory(stations_per_actor, coordinator_actor)
+            factory = ray_factory(stations_per_actor, coordinator_actor, station_resource)
         if routing == "cohorts":
             from evgrid.transport.ray_actors import ray_cohort_host
 
@@ -390,7 +400,7 @@ def run(
         checkpoint = Checkpoint.start(
             target.claim_folder("checkpoint"),
             _run_spec(sc, policies, seed, offline, transport, stations_per_actor, routing,
-                      coordinator_actor))
+                      coordinator_actor, station_resource))
     world, to_run = None, list[Any](policies)
     if factory is not None and "coordinated" in to_go:
         from evgrid.envs.world import build_world
@@ -482,7 +492,7 @@ def start_ray(address: str | None) -> None:
 
 
 def ray_factory(stations_per_actor: int | None, coordinator_actor: bool = False,
-                ) -> Callable[[str, Any], Any]:
+                station_resource: str | None = None) -> Callable[[str, Any], Any]:
     """Policy factory that builds the coordinated policy on Ray actors (Ray already up)."""
     from evgrid.agents.policies import COORDINATED_LEARNED, learned_folder, make_policy
 
@@ -495,7 +505,8 @@ def ray_factory(stations_per_actor: int | None, coordinator_actor: bool = False,
         with err.status("starting the agent actors"):
             return ray_coordinated_policy(world, stations_per_actor=stations_per_actor,
                                           coordinator_actor=coordinator_actor,
-                                          station_policy=folder)
+                                          station_policy=folder,
+                                          station_resource=station_resource)
 
     return factory
 
@@ -670,13 +681,16 @@ def replay(
 
 def _register_commands() -> None:
     """`evgrid coordinator`, `evgrid station` (the gRPC side, evgrid.cli_edge), `evgrid
-    certs` (evgrid.cli_certs), `evgrid train` and `evgrid tune` (evgrid.cli_learn)."""
+    chargepoint-sim` (evgrid.cli_field), `evgrid certs` (evgrid.cli_certs), `evgrid train`
+    and `evgrid tune` (evgrid.cli_learn)."""
     from evgrid.cli_certs import app as certs_app
     from evgrid.cli_edge import coordinator, station
+    from evgrid.cli_field import chargepoint_sim
     from evgrid.cli_learn import train, tune
 
     app.command("coordinator")(coordinator)
     app.command("station")(station)
+    app.command("chargepoint-sim")(chargepoint_sim)
     app.command("train")(train)
     app.command("tune")(tune)
     app.add_typer(certs_app, name="certs")

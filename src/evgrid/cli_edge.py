@@ -15,10 +15,11 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from evgrid.cli_field import SpeedOption, StartAtOption
 from evgrid.cli_options import OUT_HELP, OVERWRITE_HELP
 
 if TYPE_CHECKING:
@@ -54,6 +55,9 @@ def _setup_logging(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:  # the OCPP link logs every message at INFO
+        for name in ("ocpp", "websockets"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _server_auth(token: str | None, token_file: Path | None, client_ca: Path | None,
@@ -127,6 +131,15 @@ def coordinator(
         "the facilities without an edge node execute their agreed power by, and that this "
         "side executes for an edge station gone silent (default: the plans, least laxity "
         "first)")] = None,
+    field: Annotated[bool, typer.Option(
+        "--field", help="field mode: no simulator; the day's periods run on the clock "
+        "(--speed, --start-at) with the scenario's limits and prices, every station claims "
+        "its state from its own chargers (evgrid station --site), and the KPIs are what "
+        "they meter")] = False,
+    speed: SpeedOption = 1.0,
+    start_at: StartAtOption = None,
+    steps: Annotated[int | None, typer.Option(
+        min=1, help="--field: stop after this many periods (default: the scenario's day)")] = None,
 ) -> None:
     """Serve edge stations over gRPC and run the scenario's coordinated day with them."""
 
@@ -154,6 +167,8 @@ def coordinator(
     _setup_logging(verbose)
     if transport not in {"inprocess", "ray"}:
         raise fail(f"unknown transport {transport!r}: choose from ['inprocess', 'ray']")
+    if field and (resume is not None or station_policy is not None):
+        raise fail("--field runs one day on the clock: no --resume or --station-policy")
     if (tls_cert is None) != (tls_key is None):
         raise fail("give both --tls-cert and --tls-key (or neither)")
     if tls_client_ca is not None and tls_cert is None:
@@ -230,6 +245,9 @@ def coordinator(
                     f"{wait_s:g} s; the others run in-process",
                     highlight=False,
                 )
+        if field:
+            _field_day(world, hub, target, speed, start_at, steps, quiet)
+            return
         local = None
         if transport == "ray":
             from evgrid.transport.ray_actors import RayStations, ensure_ray
@@ -276,10 +294,60 @@ def coordinator(
     console.print(f"wrote {target.path}/ (results.json, timeseries.csv, plots, report.html)")
 
 
+async def _start_field_station(site_file: Any, world: Any, rated_kw: float, host: str, port: int,
+                               speed: float, start_at: float | None) -> Any:
+    """The station's CSMS, listening, and the site it reads (``evgrid station --site``)."""
+    from evgrid.cli import err
+    from evgrid.cli_field import field_clock
+    from evgrid.field.csms import SiteCsms
+    from evgrid.field.run import FieldStation
+    from evgrid.field.site import Site
+
+    clock = field_clock(speed, start_at)
+    site = Site(site_file)
+    csms = SiteCsms(site, host, port, clock=clock.now)
+    bound = await csms.start()
+    err.print(f"station {site_file.station_id}: OCPP 2.0.1 CSMS on ws://{host}:{bound} for "
+              f"{', '.join(site.specs)}", highlight=False)
+    return FieldStation(site, csms, world, clock, rated_kw)
+
+
+def _field_day(world: Any, hub: Any, target: Any, speed: float, start_at: float | None,
+               steps: int | None, quiet: bool) -> None:
+    """``evgrid coordinator --field``: the day on the clock with the connected field stations."""
+    from evgrid.cli import console, err, fail, progress_bar
+    from evgrid.cli_field import field_clock, field_table, write_field_results
+    from evgrid.evaluation.output import OutputError
+    from evgrid.field.run import run_field_day
+
+    clock = field_clock(speed, start_at)
+    edge = sorted(r.agent_id for r in hub.registrations())
+    err.print(f"field day: {len(edge)} stations ({', '.join(edge) or 'none'}), step 0 at "
+              f"{clock.t0_s:.0f}, {speed:g}x real time", highlight=False)
+    with progress_bar(quiet) as progress:
+        try:
+            day = run_field_day(world, hub, clock, steps=steps,
+                                progress=lambda i, n: progress("field", i, n))
+        except KeyboardInterrupt:
+            raise fail("interrupted", code=130) from None
+    hub.farewell("the day is over", day.steps - 1)
+    kpis = day.kpis(world)
+    stations = {a: {"executed_kwh": float(day.executed_kw[a].sum() * world.dt_h),
+                    "metered_kwh": float(day.metered_kw[a].sum() * world.dt_h)}
+                for a in sorted(day.executed_kw)}
+    try:
+        target.write(lambda stage: write_field_results(stage / "results.json", kpis, stations))
+    except OutputError as exc:
+        raise fail(str(exc)) from None
+    if not quiet:
+        console.print(field_table(kpis, stations))
+
+
 def station(
     station_id: Annotated[
-        str, typer.Option(help="facility id this edge node serves (one of the scenario's)")
-    ],
+        str | None, typer.Option(help="facility id this edge node serves (one of the "
+                                 "scenario's; with --site, the site file's)")
+    ] = None,
     coordinator: Annotated[
         str, typer.Option(help="coordinator address, host:port ([::1]:50051 for IPv6)")
     ] = "127.0.0.1:50051",
@@ -310,6 +378,17 @@ def station(
         help="a learned station policy (evgrid train --out DIR, or its export/ folder; torch "
         "only, no Ray): the station executes its agreed power, and its fallback budget when "
         "the link is down, by it (default: its plan, least laxity first)")] = None,
+    site: Annotated[Path | None, typer.Option(
+        help="field mode: this station's site file (its charge points); it serves them as "
+        "their OCPP 2.0.1 CSMS and claims its state from what they report (the coordinator "
+        "runs with --field)")] = None,
+    ocpp_host: Annotated[str, typer.Option(
+        help="--site: address the CSMS listens on for the charge points")] = "127.0.0.1",
+    ocpp_port: Annotated[int, typer.Option(
+        min=0, max=65535, help="--site: port of the CSMS (ws://HOST:PORT/<charge point id>)")
+    ] = 9000,
+    speed: SpeedOption = 1.0,
+    start_at: StartAtOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
 ) -> None:
     """Run one edge station agent against the coordinator until Ctrl-C."""
@@ -355,6 +434,20 @@ def station(
             credentials = channel_credentials(tls_ca, cert=tls_cert, key=tls_key)
         except TlsError as exc:
             raise fail(str(exc)) from None
+    site_file = None
+    if site is not None:
+        from evgrid.field.site import SiteError, load_site
+
+        try:
+            site_file = load_site(site)
+        except SiteError as exc:
+            raise fail(f"--site {exc}") from None
+        if station_id not in (None, site_file.station_id):
+            raise fail(f"--station-id {station_id!r} but the site file is "
+                       f"{site_file.station_id!r}'s")
+        station_id = site_file.station_id
+    if station_id is None:
+        raise fail("give --station-id (or --site)")
     try:
         world = build_world(load_scenario(scenario))
     except ScenarioError as exc:
@@ -363,6 +456,11 @@ def station(
     if station_id not in ids:
         raise fail(f"station {station_id!r} is not a facility of {scenario}: one of {ids}")
     i = ids.index(station_id)
+    if site_file is not None:
+        n = sum(c.evses for c in site_file.chargers)
+        if n != station_chargers(world)[i]:
+            raise fail(f"--site {site}: {n} EVSEs, but the city file gives {station_id} "
+                       f"{station_chargers(world)[i]} chargers (they are numbered alike)")
     log_file, link = None, LinkState()
     if setpoint_log is not None:
         # The log is also the station's memory: restarted, it continues after the last step it
@@ -384,18 +482,27 @@ def station(
     except BundleError as exc:
         raise fail(f"--policy {exc}") from None
 
+    field_station: Any = None
+
     def on_setpoints(step: int, chargers: np.ndarray, kw: np.ndarray, fallback: bool) -> None:
+        if field_station is not None:
+            field_station.setpoints(step, chargers, kw, fallback)
         if log_file is not None:
             log_file.write(f"{step},{float(np.sum(kw)):.6f},{len(chargers)},{int(fallback)}\n")
             log_file.flush()
 
     async def serve() -> None:
+        nonlocal field_station
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             # Not available off the main thread or off POSIX: Ctrl-C then just interrupts.
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
+        step = world.dt_h * 3600.0 / speed
+        if site_file is not None:
+            field_station = await _start_field_station(site_file, world, caps[i], ocpp_host,
+                                                       ocpp_port, speed, start_at)
         await run_station(
             coordinator,
             token=token or None,
@@ -406,10 +513,16 @@ def station(
             edge=edge,
             backoff=Backoff(max_s=backoff_max_s),
             credentials=credentials,
-            step_s=step_s if step_s is not None else world.dt_h * 3600.0,
-            on_setpoints=on_setpoints if log_file is not None else None,
+            step_s=step_s if step_s is not None else step,
+            on_setpoints=on_setpoints if log_file is not None or site_file else None,
+            read_state=None if field_station is None else field_station.read_state,
+            read_power=None if field_station is None else field_station.read_power,
             link=link,
         )
+        if field_station is not None:
+            await field_station.drain()
+            await field_station.csms.close()
+            err.print(field_station.summary(), highlight=False, soft_wrap=True)
 
     err.print(f"station {station_id} ({zones[i]}, {caps[i]:g} kW) -> {coordinator}"
               f"{' (TLS)' if credentials is not None else ''}", highlight=False)
@@ -417,6 +530,8 @@ def station(
         asyncio.run(serve())
     except StationRefused as exc:  # credentials or a TLS setting to fix: the user's to change
         raise fail(str(exc)) from None
+    except OSError as exc:  # the CSMS cannot listen
+        raise fail(f"--ocpp-port {ocpp_port}: {exc.strerror or exc}") from None
     except KeyboardInterrupt:  # Ctrl-C before the loop took the signal: stopped all the same
         pass
     finally:

@@ -76,6 +76,9 @@ CASES = [
      "no bundle.json"),
     (["coordinator", "--token", "t", "--station-policy", "{empty}"], "no bundle.json"),
     (["run", "small", "-p", "coordinated+learned:{empty}"], "no bundle.json"),
+    (["run", "small", "--transport", "inprocess", "--station-resource", "gpu"],
+     "--station-resource 'gpu'"),
+    (["run", "small", "--station-resource", "a b"], "a Ray resource name"),
     (["bogus"], "No such command"),
 ]
 

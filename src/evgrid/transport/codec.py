@@ -499,6 +499,38 @@ def state_from_proto(m: pb.StationState) -> StationState:
     )
 
 
+def check_state_claim(msg: pb.StationState, reg: Registration, *, horizon_start: int,
+                      horizon: int) -> StationState:
+    """A field station's claimed state, checked against its terms in the city file: for this
+    period and horizon, no more EVs than it has chargers, each on one of them once, none
+    able to draw more than the station's registered power, efficiencies in (0, 1], owed
+    energy within what a battery holds, departures after the start (INVALID_ARGUMENT)."""
+    st = state_from_proto(msg)
+    n = st.charger.size
+    why = ""
+    if msg.agent_id != reg.agent_id:
+        why = f"a claim for {msg.agent_id!r} on the stream of {reg.agent_id!r}"
+    elif st.horizon_start != horizon_start or st.horizon != horizon:
+        why = (f"a claim for step {st.horizon_start} over {st.horizon} steps; this period is "
+               f"step {horizon_start} over {horizon}")
+    elif n > max(reg.chargers, 0) or np.unique(st.charger).size != n or (
+            n and (st.charger.min() < 0 or st.charger.max() >= reg.chargers)):
+        why = f"{n} EVs on chargers {st.charger.tolist()[:10]}; it has {reg.chargers}"
+    elif n and (st.upper_kw.min() < 0
+                or st.upper_kw.max() > reg.max_power_kw * (1 + LIMIT_RTOL) + 1e-9):
+        why = f"EV limits outside [0, the registered {reg.max_power_kw:g} kW]"
+    elif n and not ((st.eta > 0).all() and (st.eta <= 1).all()):
+        why = "charger efficiencies outside (0, 1]"
+    elif n and not ((st.owed_kwh >= 0).all()
+                    and (st.owed_kwh <= MAX_OWED_KWH_PER_CHARGER).all()):
+        why = f"energy owed outside [0, {MAX_OWED_KWH_PER_CHARGER:g}] kWh per EV"
+    elif n and (st.departure_step <= st.horizon_start).any():
+        why = "an EV that has already left"
+    if why:
+        raise MessageError("INVALID_ARGUMENT", f"station state claim refused: {why}")
+    return st
+
+
 def _finite(values: object) -> bool:
     return bool(np.isfinite(np.asarray(values, dtype=float)).all())
 

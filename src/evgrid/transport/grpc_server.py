@@ -242,6 +242,8 @@ class GrpcStations:
         self.grid_zones = list(grid_zones)
         self.dt_h = dt_h
         self.round_timeout_s = round_timeout_s
+        #: Field mode: stations claim their states (``begin_field_period``).
+        self.field = False
         #: What the coordinator executes for a silent edge station (inside its agreed power):
         #: the rule, or its learned policy (``edge_transport`` with ``StationConfig.policy_dir``).
         self.dispatch: Dispatch = setpoints_within
@@ -329,6 +331,17 @@ class GrpcStations:
         """Stage this period's states; they travel with the first target (module docstring)."""
         self._call(self._sync(lambda: self._begin(states)), 10.0)
 
+    def begin_field_period(self, horizon_start: int) -> None:
+        """Open a field period: no states are sent, every connected station claims its own
+        with its round-0 proposal (``evgrid.field.coordinator``)."""
+
+        def begin() -> None:
+            self.field = True
+            self._begin({})
+            self._start = horizon_start
+
+        self._call(self._sync(begin), 10.0)
+
     def warm_starts(self) -> WarmTable:
         """None here: each edge node keeps its own, and survives a coordinator restart."""
         return WarmTable.from_dict({})
@@ -375,7 +388,8 @@ class GrpcStations:
     def unreachable(self) -> set[str]:
         """Stations of this period without a live stream: not worth asking."""
         return self._call(self._sync(
-            lambda: {a for a in self._states if a not in self._sessions}), 10.0)
+            lambda: {a for a in (self._registry if self.field else self._states)
+                     if a not in self._sessions}), 10.0)
 
     def propose(
         self, targets: ConsensusTargets, *, optional: frozenset[str] = frozenset()
@@ -570,7 +584,7 @@ class GrpcStations:
     def _dispatch(self, session: _Session, msg: pb.ExchangeRequest) -> None:
         kind = msg.WhichOneof("body")
         body = getattr(msg, kind) if kind else None
-        if body is not None and kind in ("proposal", "executed", "telemetry") and (
+        if body is not None and kind in ("proposal", "executed", "telemetry", "claim") and (
                 body.agent_id != session.agent_id):
             raise MessageError(
                 "PERMISSION_DENIED",
@@ -580,6 +594,8 @@ class GrpcStations:
             self._on_proposal(session, msg.proposal)
         elif kind == "executed":
             self._on_executed(session, msg.executed)
+        elif kind == "claim":
+            self._on_claim(session, msg.claim)
         elif kind == "telemetry":
             codec.check_telemetry(msg.telemetry, self._registry[session.agent_id])
             self._telemetry[session.agent_id] = msg.telemetry
@@ -613,6 +629,15 @@ class GrpcStations:
         session.unanswered.discard(key)
         session.proposal.set_result(decoded)
 
+    def _on_claim(self, session: _Session, msg: pb.StationState) -> None:
+        """Field mode: the station's own state for the period it was asked into without one."""
+        if not self.field or (self._start, 0) not in session.unanswered:
+            raise MessageError("FAILED_PRECONDITION", "a state claim outside a field period's "
+                               "round 0")
+        self._states[session.agent_id] = codec.check_state_claim(
+            msg, self._registry[session.agent_id], horizon_start=self._start,
+            horizon=self._horizon)
+
     def _on_executed(self, session: _Session, msg: pb.SetpointSchedule) -> None:
         fut = session.executed
         if fut is None or fut.done():
@@ -643,15 +668,16 @@ class GrpcStations:
         asked: dict[str, asyncio.Future[PowerProposals | None]] = {}
         for i, agent in enumerate(targets.agent_ids):
             session, state = self._sessions.get(agent), self._states.get(agent)
-            if session is None or state is None:
+            if session is None or (state is None and not self.field):
                 continue
             target = codec.target_to_proto(targets, i)
             if session.period != self._period:
+                # In field mode the station reads its own state and claims it (_on_claim).
                 msg = pb.ExchangeResponse(
                     period=pb.PeriodStart(
                         horizon_start=targets.horizon_start,
                         horizon_steps=self._horizon,
-                        state=codec.state_to_proto(state),
+                        state=None if state is None else codec.state_to_proto(state),
                         target=target,
                     )
                 )

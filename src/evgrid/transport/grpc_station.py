@@ -180,6 +180,7 @@ async def run_station(
     stream_timeout_s: float = 24 * 3600.0,
     step_s: float | None = None,
     read_state: StateReader | None = None,
+    read_power: Callable[[], float] | None = None,
     on_setpoints: SetpointSink | None = None,
     credentials: grpc.ChannelCredentials | None = None,
 ) -> EdgeStation:
@@ -188,7 +189,9 @@ async def run_station(
     ``call_timeout_s`` is the deadline of Register; ``stream_timeout_s`` that of one Exchange
     stream (it is reopened when it expires, the agent keeps its state). ``step_s`` is the
     real length of a control step: with it the node keeps stepping its fallback while the
-    link is down. ``read_state`` serves a PeriodStart without a simulated state.
+    link is down. ``read_state`` serves a PeriodStart without a simulated state (field mode:
+    the station claims what it read); ``read_power`` is its metered power, for telemetry
+    (default: the set-points it executed).
     """
     edge = edge or EdgeStation(station_id, grid_zone, max_power_kw, config)
     link = link if link is not None else LinkState()
@@ -215,6 +218,7 @@ async def run_station(
                     call_timeout_s=call_timeout_s,
                     stream_timeout_s=stream_timeout_s,
                     read_state=read_state,
+                    read_power=read_power,
                     credentials=credentials,
                     on_connected=connected,
                 )
@@ -296,6 +300,7 @@ async def _serve_once(
     call_timeout_s: float,
     stream_timeout_s: float,
     read_state: StateReader | None,
+    read_power: Callable[[], float] | None,
     credentials: grpc.ChannelCredentials | None,
     on_connected: Callable[[], None],
 ) -> None:
@@ -337,7 +342,7 @@ async def _serve_once(
                     link.hint, link.strikes, link.fallback = "", 0, False
                     on_connected()
                     delays.reset()
-                for out in _answer(edge, link, msg, read_state, sink):
+                for out in _answer(edge, link, msg, read_state, sink, read_power):
                     await call.write(out)
         except asyncio.CancelledError:
             if stop.is_set():
@@ -358,6 +363,7 @@ def _answer(
     msg: pb.ExchangeResponse,
     read_state: StateReader | None,
     sink: SetpointSink,
+    read_power: Callable[[], float] | None = None,
 ) -> list[pb.ExchangeRequest]:
     """The station's reply to one coordinator message (pure apart from the agent's state)."""
     kind = msg.WhichOneof("body")
@@ -366,14 +372,16 @@ def _answer(
                         f"{msg.farewell.reason}")
     if kind == "period":
         ps = msg.period
+        claim: list[pb.ExchangeRequest] = []
         if ps.HasField("state"):
             state = codec.state_from_proto(ps.state)
-        elif read_state is not None:
+        elif read_state is not None:  # field mode: the station's own chargers, claimed
             state = read_state(int(ps.horizon_start), int(ps.horizon_steps))
+            claim = [pb.ExchangeRequest(claim=codec.state_to_proto(state))]
         else:
             raise ValueError("PeriodStart without a state and no read_state to read the chargers")
         p = edge.on_period(state, codec.targets_from_proto([ps.target]))
-        return [pb.ExchangeRequest(proposal=codec.proposal_to_proto(p, 0))]
+        return [*claim, pb.ExchangeRequest(proposal=codec.proposal_to_proto(p, 0))]
     if kind != "target":
         return []
     targets = codec.targets_from_proto([msg.target])
@@ -395,7 +403,8 @@ def _answer(
             executed=codec.executed_to_proto(edge.station_id, step, chargers, kw, env)
         ),
         pb.ExchangeRequest(
-            telemetry=_telemetry(edge, link, fallback=False, power_kw=float(kw.sum()))
+            telemetry=_telemetry(edge, link, fallback=False, power_kw=float(
+                kw.sum() if read_power is None else read_power()))
         ),
     ]
 

@@ -107,10 +107,17 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> No
                  **kwargs)
 
 
-def _spawn(actor_class: Any, *args: Any) -> Any:
+#: What one station pack actor takes of ``--station-resource``: a node that offers 1,000
+#: hosts up to 1,000 packs.
+STATION_RESOURCE_SHARE = 0.001
+
+
+def _spawn(actor_class: Any, *args: Any, resources: dict[str, float] | None = None) -> Any:
     """Start an actor of ``actor_class`` (a ``ray.remote`` class) with one BLAS and one kernel
-    thread: the actors are the parallelism."""
-    return actor_class.options(runtime_env={"env_vars": SINGLE_THREAD_ENV}).remote(*args)
+    thread: the actors are the parallelism. ``resources``: custom resources it needs (where
+    it may be placed)."""
+    return actor_class.options(runtime_env={"env_vars": SINGLE_THREAD_ENV},
+                               resources=resources or {}).remote(*args)
 
 
 def _states_to_bytes(states: dict[str, StationState]) -> list[bytes]:
@@ -148,6 +155,10 @@ class StationPackActor:
     def pid(self) -> int:
         return os.getpid()
 
+    def node_id(self) -> str:
+        """The Ray node this pack runs on (where ``--station-resource`` placed it)."""
+        return str(ray.get_runtime_context().get_node_id())
+
 
 class RayStations:
     """The StationTransport over Ray actors (see module docstring)."""
@@ -163,7 +174,10 @@ class RayStations:
         stations_per_actor: int = 1,
         round_timeout_s: float = 10.0,
         start_timeout_s: float = 120.0,
+        resource: str | None = None,
     ) -> None:
+        """``resource``: a custom Ray resource every pack needs (a share of it), which places
+        the packs on the nodes that offer it (``evgrid run --station-resource``)."""
         if stations_per_actor < 1:
             raise ValueError(f"stations_per_actor {stations_per_actor} is not >= 1")
         self.ids, self.zones, self.caps = list(ids), list(zones), list(caps)
@@ -180,7 +194,8 @@ class RayStations:
         self.actors = [
             _spawn(StationPackActor,
                 [ids[i] for i in g], [zones[i] for i in g], [caps[i] for i in g], config,
-                [self.chargers[i] for i in g])
+                [self.chargers[i] for i in g],
+                resources=None if resource is None else {resource: STATION_RESOURCE_SHARE})
             for g in self.groups
         ]
         self.states: dict[str, StationState] = {}
@@ -207,6 +222,12 @@ class RayStations:
         except (RayActorError, GetTimeoutError) as exc:
             raise RuntimeError(f"the station actors did not start within "
                                f"{self.start_timeout_s:g} s ({type(exc).__name__})") from exc
+
+    def node_ids(self) -> list[str]:
+        """The Ray node of every pack, in pack order."""
+        self._started()
+        return list(ray.get([a.node_id.remote() for a in self.actors],
+                            timeout=self.start_timeout_s))
 
     @property
     def stats(self) -> TransportStats:
@@ -507,7 +528,7 @@ def default_stations_per_actor(n_stations: int) -> int:
 def ray_coordinated_policy(
     world: Any, *, stations_per_actor: int | None = None, admm: AdmmConfig | None = None,
     round_timeout_s: float = 10.0, coordinator_actor: bool = False,
-    station_policy: Path | None = None,
+    station_policy: Path | None = None, station_resource: str | None = None,
 ) -> CoordinatedPolicy:
     """The coordinated policy with station packs as Ray actors; the coordinator runs in the
     driver, or with ``coordinator_actor`` as a restartable actor of its own (one more hop per
@@ -517,7 +538,8 @@ def ray_coordinated_policy(
 
     def stations(w: Any, config: StationConfig) -> RayStations:
         return RayStations(ids, zones, caps, config, chargers=station_chargers(world),
-                           stations_per_actor=spa, round_timeout_s=round_timeout_s)
+                           stations_per_actor=spa, round_timeout_s=round_timeout_s,
+                           resource=station_resource)
 
     return CoordinatedPolicy(world, admm=admm or AdmmConfig(), stations=stations,
                              coordinator_factory=RayCoordinator if coordinator_actor

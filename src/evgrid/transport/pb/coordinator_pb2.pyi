@@ -249,16 +249,18 @@ class Hello(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ...) -> None: ...
 
 class ExchangeRequest(_message.Message):
-    __slots__ = ("hello", "proposal", "telemetry", "executed")
+    __slots__ = ("hello", "proposal", "telemetry", "executed", "claim")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     PROPOSAL_FIELD_NUMBER: _ClassVar[int]
     TELEMETRY_FIELD_NUMBER: _ClassVar[int]
     EXECUTED_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     proposal: Proposal
     telemetry: Telemetry
     executed: SetpointSchedule
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., proposal: _Optional[_Union[Proposal, _Mapping]] = ..., telemetry: _Optional[_Union[Telemetry, _Mapping]] = ..., executed: _Optional[_Union[SetpointSchedule, _Mapping]] = ...) -> None: ...
+    claim: StationState
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., proposal: _Optional[_Union[Proposal, _Mapping]] = ..., telemetry: _Optional[_Union[Telemetry, _Mapping]] = ..., executed: _Optional[_Union[SetpointSchedule, _Mapping]] = ..., claim: _Optional[_Union[StationState, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("agent_id", "step")

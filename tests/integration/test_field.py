@@ -1,0 +1,136 @@
+"""Field mode end to end on loopback: a coordinator with no simulator (``run_field_day``),
+field stations that serve their chargers over OCPP 2.0.1 and claim their own state over gRPC,
+and simulated charge points whose EVs follow the profiles. No limit is exceeded as metered;
+a claim beyond a station's terms in the city file is refused, and the day goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from evgrid.agents.coordinated import station_config, station_registrations, station_specs
+from evgrid.envs.world import build_world
+from evgrid.field.chargepoint_sim import SimClock, SimulatedChargePoint, daily_sessions
+from evgrid.field.csms import SiteCsms
+from evgrid.field.run import FieldStation, run_field_day, site_for
+from evgrid.field.site import Site
+from evgrid.scenario import load_scenario
+from evgrid.transport import codec
+from evgrid.transport.codec import MessageError
+from tests.grpc_harness import EdgeLoop
+
+pytestmark = pytest.mark.grpc
+
+STEPS = 8
+SPEED = 3600.0  # a 15-minute period in 0.25 s
+
+
+def _field(edges: EdgeLoop, world: Any, port: int, clock: SimClock, sid: str, k: int,
+           lie: bool = False) -> tuple[FieldStation, SimulatedChargePoint, asyncio.Event]:
+    """One field station (its CSMS and its gRPC link) and its charge point, on the edge loop."""
+    ids, zones, caps = station_specs(world)
+    i = ids.index(sid)
+    site_file = site_for(world, sid)
+
+    async def start() -> tuple[FieldStation, SimulatedChargePoint, asyncio.Event]:
+        site = Site(site_file)
+        csms = SiteCsms(site, clock=clock.now)
+        ocpp = await csms.start()
+        fs = FieldStation(site, csms, world, clock, caps[i])
+        [spec] = site_file.chargers
+        kw = spec.max_kw if isinstance(spec.max_kw, list) else [spec.max_kw] * spec.evses
+        # EVs that are there from the start, so every period has some.
+        sessions = daily_sessions(spec.evses, kw, clock.t0_s - 3600, hours=3, seed=k)
+        cp = SimulatedChargePoint(spec.id, f"ws://127.0.0.1:{ocpp}", sessions, clock,
+                                  evses=spec.evses, max_kw=kw, tick_s=0.02)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().create_task(cp.run(stop, backoff_max_s=0.1))
+        return fs, cp, stop
+
+    fs, cp, stop = edges.submit(start()).result(10)
+    read = fs.read_state
+    if lie:  # claims twice the EV limit the city file allows the station
+        def read(start: int, h: int) -> Any:
+            st = fs.read_state(start, h)
+            return replace(st, upper_kw=st.upper_kw * 0 + 2 * caps[i])
+    edges.station(port, sid, zones[i], caps[i], config=station_config(world), read_state=read,
+                  read_power=fs.read_power, on_setpoints=fs.setpoints,
+                  step_s=world.dt_h * 3600 / SPEED)
+    return fs, cp, stop
+
+
+@pytest.fixture
+def small_world() -> Any:
+    return build_world(load_scenario("small"))
+
+
+def test_a_field_day_keeps_every_limit_as_metered(serve, edges, small_world) -> None:
+    world = small_world
+    _, port, hub = serve(list(world.grid_ids), dt_h=world.dt_h,
+                         stations=station_registrations(world), round_timeout_s=2.0)
+    clock = SimClock(t0_s=time.time() + 1.0, speed=SPEED, epoch_s=time.time() + 1.0)
+    field = {sid: _field(edges, world, port, clock, sid, k)
+             for k, sid in enumerate(["depot", "station"])}
+    assert hub.wait_for_stations(2, 10) == 2
+    day = run_field_day(world, hub, clock, steps=STEPS)
+    hub.farewell("the day is over", STEPS - 1)
+    k = day.kpis(world)
+    assert k["periods"] == STEPS and k["admm_missing_proposals"] == 0
+    assert k["claims_refused"] == 0
+    assert k["zone_violations_metered"] == 0 and k["city_violations_metered"] == 0
+    assert k["energy_executed_kwh"] > 0 and k["energy_metered_kwh"] > 0
+    for sid, (fs, cp, stop) in field.items():
+        edges.submit(fs.drain()).result(10)
+        assert len(fs.applied) >= STEPS - 1, sid
+        assert all(r.rejected == 0 for r in fs.applied), sid
+        # What each station's chargers metered never exceeds what it executed (its share).
+        ex, me = day.executed_kw[sid], day.metered_kw[sid]
+        assert (me[:-1] <= ex[:-1] + 1e-3).all(), (sid, me, ex)
+        assert cp.peak_over_kw <= 1e-6 and not any(e.ignoring for e in fs.site.evses)
+        edges.loop.call_soon_threadsafe(stop.set)
+
+
+def test_a_claim_beyond_the_city_file_is_refused(serve, edges, small_world) -> None:
+    world = small_world
+    _, port, hub = serve(list(world.grid_ids), dt_h=world.dt_h,
+                         stations=station_registrations(world), round_timeout_s=1.0)
+    clock = SimClock(t0_s=time.time() + 1.0, speed=SPEED, epoch_s=time.time() + 1.0)
+    _field(edges, world, port, clock, "depot", 0)
+    _, _, stop = _field(edges, world, port, clock, "station", 1, lie=True)
+    assert hub.wait_for_stations(2, 10) == 2
+    day = run_field_day(world, hub, clock, steps=3)
+    assert day.claims_refused >= 1  # the liar's claim: refused, its stream ended
+    assert day.executed_kw["depot"].sum() > 0  # the honest one went on
+    assert day.zone_violations == 0
+    edges.loop.call_soon_threadsafe(stop.set)
+
+
+def test_claim_checks(small_world) -> None:
+    """Each of a claim's terms is checked (codec.check_state_claim)."""
+    from evgrid.coordinator.messages import StationState
+
+    [reg] = [r for r in station_registrations(small_world) if r.agent_id == "depot"]
+    h = 4
+    ok = StationState("depot", 10, 0.25, np.array([0, 3]), np.array([8, 9]), np.array([20, 30]),
+                      np.full((2, h), 11.0), np.array([0.95, 0.95]), np.array([10.0, 5.0]),
+                      np.full(h, 0.2), np.zeros(h))
+    codec.check_state_claim(codec.state_to_proto(ok), reg, horizon_start=10, horizon=h)
+    bad = {
+        "for step": replace(ok, horizon_start=11),
+        "EVs on chargers": replace(ok, charger=np.array([0, 12])),
+        "EVs on chargers ": replace(ok, charger=np.array([3, 3])),
+        "EV limits": replace(ok, upper_kw=np.full((2, h), 1e4)),
+        "efficiencies": replace(ok, eta=np.array([1.5, 0.9])),
+        "energy owed": replace(ok, owed_kwh=np.array([1e9, 1.0])),
+        "already left": replace(ok, departure_step=np.array([10, 30])),
+        "on the stream of": replace(ok, station_id="mall"),
+    }
+    for says, st in bad.items():
+        with pytest.raises(MessageError, match=says.strip()):
+            codec.check_state_claim(codec.state_to_proto(st), reg, horizon_start=10,
+                                    horizon=h)
