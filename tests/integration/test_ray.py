@@ -57,17 +57,18 @@ def test_ray_actors_give_the_inprocess_answer(ray_session, small_sim, inprocess)
 
 
 def test_ray_actors_run_a_learned_dispatch_as_in_process(ray_session, small_sim,
-                                                         tmp_path) -> None:
+                                                         tmp_path) -> None:  # a quarter day
     """Each station pack loads the policy file in its actor (no Ray inside the policy, no
     Algorithm) and executes its agreed power by it: the in-process answer, every limit kept."""
     from evgrid.transport.ray_actors import ray_coordinated_policy
     from tests.bundles import Squashed, write_bundle
 
     folder = write_bundle(tmp_path / "b", Squashed(seed=0))
-    ref = small_sim.run(CoordinatedPolicy(small_sim.world, station_policy=folder))
-    policy = ray_coordinated_policy(small_sim.world, stations_per_actor=2, station_policy=folder)
+    sim = Simulator(small_sim.scenario.model_copy(update={"horizon_days": 0.25}))
+    ref = sim.run(CoordinatedPolicy(sim.world, station_policy=folder))
+    policy = ray_coordinated_policy(sim.world, stations_per_actor=2, station_policy=folder)
     assert policy.name == "coordinated+learned"
-    result = small_sim.run(policy)
+    result = sim.run(policy)
     np.testing.assert_allclose(result.power_kw, ref.power_kw, rtol=1e-6, atol=1e-6)
     check_invariants(result)
     assert compute_kpis(result)["rate_cuts"] == 0

@@ -80,7 +80,7 @@ class ApplyResult:
 
     accepted: int = 0
     rejected: int = 0  # refused, or no answer within CALL_TIMEOUT_S
-    skipped: int = 0  # no transaction or charger offline: nothing to send
+    skipped: int = 0  # no transaction, charger offline, or the EV left meanwhile
     seconds: float = 0.0
 
 
@@ -309,20 +309,25 @@ class SiteCsms:
                 continue
             per.setdefault(e.charger, []).append((e, max(kw, 0.0)))
 
-        async def one(cp: str, items: list[tuple[Any, float]]) -> list[bool]:
+        async def one(cp: str, items: list[tuple[Any, float]]) -> list[bool | None]:
             link = self.links[cp]
             out = []
             for e, kw in items:
+                tx = e.transaction
                 try:
-                    out.append(await link.set_profile(e, kw, duration_s, now))
+                    ok: bool | None = await link.set_profile(e, kw, duration_s, now)
                 except (TimeoutError, ConnectionClosed) as exc:
                     log.warning("charger %s EVSE %d: no answer to its profile (%s)", cp,
                                 e.evse_id, type(exc).__name__)
-                    out.append(False)
+                    ok = False
+                if not ok and e.transaction != tx:
+                    ok = None  # the EV left while its profile was on its way: nothing to set
+                out.append(ok)
             return out
 
-        for ok in await asyncio.gather(*(one(cp, items) for cp, items in per.items())):
-            res.accepted += sum(ok)
-            res.rejected += len(ok) - sum(ok)
+        for oks in await asyncio.gather(*(one(cp, items) for cp, items in per.items())):
+            res.accepted += sum(ok is True for ok in oks)
+            res.rejected += sum(ok is False for ok in oks)
+            res.skipped += sum(ok is None for ok in oks)
         res.seconds = time.perf_counter() - t0
         return res

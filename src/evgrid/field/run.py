@@ -78,9 +78,12 @@ class FieldStation:
 
     def setpoints(self, step: int, chargers: np.ndarray, kw: np.ndarray, fallback: bool) -> None:
         """Send the step's set-points as charging profiles (two steps long: a charger that
-        hears nothing more stops at the end)."""
+        hears nothing more stops at the end), and 0 to every other EV on the site: one the
+        state left out (full by the station's count, or plugged in since) must not run on
+        its last profile beside the power the station agreed."""
         duration = int(2 * self.world.dt_h * 3600)
-        sp = {int(c): float(k) for c, k in zip(chargers, kw, strict=True)}
+        sp = {e.index: 0.0 for e in self.site.evses if e.transaction is not None}
+        sp.update({int(c): float(k) for c, k in zip(chargers, kw, strict=True)})
         task = asyncio.get_running_loop().create_task(self.csms.apply(sp, duration))
         self._pending.add(task)
         task.add_done_callback(self._done)
@@ -98,7 +101,8 @@ class FieldStation:
                 f"{full} delivered to every connector with an EV; "
                 f"{sum(r.accepted for r in a):,} profiles accepted, "
                 f"{sum(r.rejected for r in a):,} refused or unanswered, "
-                f"{sum(r.skipped for r in a):,} not sent (no EV, or its charger offline); "
+                f"{sum(r.skipped for r in a):,} not needed (no EV, it left meanwhile, or its "
+                f"charger offline); "
                 f"chargers ignoring their profile: "
                 f"{sum(e.ignoring for e in self.site.evses)}")
 
