@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/city_seeds.py
 	$(BIN)/python benchmarks/rl_sampling.py
 	$(BIN)/python benchmarks/rl_quality.py
+	$(BIN)/python benchmarks/ocpp_roundtrip.py
 	$(BIN)/python -m pytest -q -m slow
 
 # Real distributions and prices (ElaadNL tables, Dutch day-ahead prices) from the ev2gym wheel.

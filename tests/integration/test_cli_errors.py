@@ -79,6 +79,13 @@ CASES = [
     (["run", "small", "--transport", "inprocess", "--station-resource", "gpu"],
      "--station-resource 'gpu'"),
     (["run", "small", "--station-resource", "a b"], "a Ray resource name"),
+    (["chargepoint-sim", "--csms", "http://x:1", "--id", "cp", "--max-kw", "22"], "--csms"),
+    (["chargepoint-sim", "--csms", "ws://x:1", "--id", "cp", "--max-kw", "22,x"], "--max-kw"),
+    (["chargepoint-sim", "--csms", "ws://x:1", "--id", "cp", "--max-kw", "22",
+      "--rate-unit", "kW"], "--rate-unit"),
+    (["station", "--site", "{bad_yaml}", "--token", "t"], "--site"),
+    (["station", "--site", "{nan}", "--token", "t"], "--site"),
+    (["coordinator", "--token", "t", "--field", "--resume", "{empty}"], "--field"),
     (["bogus"], "No such command"),
 ]
 

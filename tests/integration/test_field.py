@@ -150,3 +150,18 @@ def test_claim_checks(small_world) -> None:
         with pytest.raises(MessageError, match=says.strip()):
             codec.check_state_claim(codec.state_to_proto(st), reg, horizon_start=10,
                                     horizon=h)
+
+
+def test_a_charger_ignoring_its_profile_is_paid_for_by_the_others(small_world) -> None:
+    """Its draw above its set-point comes off the other EVs' set-points: the site as metered
+    stays within what the station agreed."""
+    site = Site(site_for(small_world, "depot"))
+    for e in site.evses[:4]:
+        e.transaction, e.online, e.status = f"t{e.index}", True, "Occupied"
+    site.evses[0].ignoring, site.evses[0].power_kw = True, 7.4  # its rating, not its 1 kW
+    fs = FieldStation(site, SiteCsms(site), small_world, SimClock(0.0), 168.8)
+    sp = fs.site_setpoints(np.array([0, 1, 2]), np.array([1.0, 5.0, 5.0]))
+    assert set(sp) == {0, 1, 2, 3} and sp[3] == 0.0  # an EV the state left out: 0
+    assert sp[0] == 1.0 and sp[1] == sp[2] == pytest.approx(5.0 - 6.4 / 2)
+    metered = site.evses[0].power_kw + sp[1] + sp[2] + sp[3]
+    assert metered == pytest.approx(11.0)  # what the station agreed

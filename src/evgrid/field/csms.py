@@ -314,6 +314,9 @@ class SiteCsms:
             out = []
             for e, kw in items:
                 tx = e.transaction
+                if tx is None:  # it left while the profiles before it were on their way
+                    out.append(None)
+                    continue
                 try:
                     ok: bool | None = await link.set_profile(e, kw, duration_s, now)
                 except (TimeoutError, ConnectionClosed) as exc:

@@ -82,8 +82,7 @@ class FieldStation:
         state left out (full by the station's count, or plugged in since) must not run on
         its last profile beside the power the station agreed."""
         duration = int(2 * self.world.dt_h * 3600)
-        sp = {e.index: 0.0 for e in self.site.evses if e.transaction is not None}
-        sp.update({int(c): float(k) for c, k in zip(chargers, kw, strict=True)})
+        sp = self.site_setpoints(chargers, kw)
         task = asyncio.get_running_loop().create_task(self.csms.apply(sp, duration))
         self._pending.add(task)
         task.add_done_callback(self._done)
@@ -105,6 +104,22 @@ class FieldStation:
                 f"charger offline); "
                 f"chargers ignoring their profile: "
                 f"{sum(e.ignoring for e in self.site.evses)}")
+
+    def site_setpoints(self, chargers: np.ndarray, kw: np.ndarray) -> dict[int, float]:
+        """Every EV on the site: its agreed set-point, 0 if the state left it out; and what a
+        charger ignoring its profile draws above it (its last metered power) comes off the
+        others, so that the site as metered stays within what the station agreed."""
+        sp = {e.index: 0.0 for e in self.site.evses if e.transaction is not None}
+        sp.update({int(c): float(k) for c, k in zip(chargers, kw, strict=True)})
+        rogue = [e for e in self.site.evses if e.ignoring and e.index in sp]
+        over = sum(max(e.power_kw - sp[e.index], 0.0) for e in rogue)
+        if over > 0:
+            fair = [i for i in sp if not self.site.evses[i].ignoring]
+            total = sum(sp[i] for i in fair)
+            scale = max(total - over, 0.0) / total if total > 0 else 0.0
+            for i in fair:
+                sp[i] *= scale
+        return sp
 
     def _done(self, task: asyncio.Task[ApplyResult]) -> None:
         self._pending.discard(task)
