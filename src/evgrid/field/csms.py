@@ -311,7 +311,7 @@ class SiteCsms:
 
         async def one(cp: str, items: list[tuple[Any, float]]) -> list[bool | None]:
             link = self.links[cp]
-            out = []
+            out: list[bool | None] = []
             for e, kw in items:
                 tx = e.transaction
                 if tx is None:  # it left while the profiles before it were on their way
