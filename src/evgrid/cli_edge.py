@@ -174,12 +174,11 @@ def coordinator(
     if tls_client_ca is not None and tls_cert is None:
         raise fail("--tls-client-ca needs TLS: give --tls-cert and --tls-key too")
     if station_policy is not None:
-        from evgrid.agents.bundle import BundleError
         from evgrid.agents.policies import COORDINATED_LEARNED, check_policy_names
 
         try:
             check_policy_names([f"{COORDINATED_LEARNED}{station_policy}"])
-        except (BundleError, ValueError) as exc:
+        except ValueError as exc:  # BundleError included
             raise fail(f"--station-policy {exc}") from None
     auth = _server_auth(token, token_file, tls_client_ca, host)
     credentials = None

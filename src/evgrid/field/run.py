@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -211,8 +210,3 @@ def _metered(day: FieldDay, hub: GrpcStations) -> None:
     for a, tel in hub.telemetry().items():
         if a in day.metered_kw and 1 <= tel.step <= day.steps:
             day.metered_kw[a][tel.step - 1] = tel.power_kw
-
-
-def step_at(clock: SimClock, dt_h: float) -> int:
-    """The step the clock is in (step 0 at ``clock.t0_s``)."""
-    return math.floor((clock.now() - clock.t0_s) / (dt_h * 3600.0) + 1e-9)

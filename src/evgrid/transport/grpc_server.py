@@ -333,7 +333,7 @@ class GrpcStations:
 
     def begin_field_period(self, horizon_start: int) -> None:
         """Open a field period: no states are sent, every connected station claims its own
-        with its round-0 proposal (``evgrid.field.coordinator``)."""
+        with its round-0 proposal (``evgrid.field.run``)."""
 
         def begin() -> None:
             self.field = True
