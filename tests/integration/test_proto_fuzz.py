@@ -759,10 +759,17 @@ def test_the_server_answers_every_payload_with_a_status(caplog: pytest.LogCaptur
                 outcome = _status(lambda: _drain(exchange(iter([raw]), metadata=MD, timeout=3)))
                 _assert_served(outcome, f"Exchange first message {raw[:80]!r}", seen["first"])
 
+            # Explicit examples: a served stream, a refusal of each kind and a field-mode claim
+            # outside a field period, whatever the generated ones come to on a loaded machine.
             @fuzz(40)
             @given(later=st.lists(st.one_of(wire(seeds), exchange_requests(STREAM),
                                             st.sampled_from(_valid_later(STREAM))),
                                   min_size=1, max_size=4))
+            @example(later=[_valid_later(STREAM)[0]])
+            @example(later=_ser(pb.ExchangeRequest(telemetry=pb.Telemetry(
+                agent_id=STREAM, step=1, power_kw=-1.0))))
+            @example(later=_ser(pb.ExchangeRequest(telemetry=pb.Telemetry(agent_id="s1"))))
+            @example(later=_ser(pb.ExchangeRequest(claim=pb.StationState(agent_id=STREAM))))
             def fuzz_later(later: list[bytes]) -> None:
                 msgs = [hello(STREAM), *later]
                 outcome = _status(lambda: _drain(exchange(iter(msgs), metadata=MD, timeout=3)))
