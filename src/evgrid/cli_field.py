@@ -2,7 +2,7 @@
 --site`` and ``evgrid coordinator --field`` use (``evgrid.cli_edge``).
 
 Every process of a field run keeps the same clock: step 0 of the day at the real time
-``--start-at`` (seconds since the epoch; default: now, rounded up to the next second), then
+``--start-at`` (seconds since the epoch; default at ``--speed 1``: today's 00:00 UTC), then
 ``--speed`` simulated seconds per real second (1 in the field; faster in a demo).
 """
 
@@ -23,13 +23,23 @@ SpeedOption = Annotated[float, typer.Option(
     "a demo (a 15-minute period a second); every process of a run gives the same")]
 StartAtOption = Annotated[float | None, typer.Option(
     min=0, help="real time [s since the epoch] of the day's step 0; every process of a run "
-    "gives the same (default: now, rounded up to the next second)")]
+    "gives the same (default: today's 00:00 UTC at --speed 1, else now rounded up to the "
+    "next second)")]
 
 
 def field_clock(speed: float, start_at: float | None) -> SimClock:
+    """The run's clock. Without ``--start-at``: at real time (speed 1) the day starts at
+    today's 00:00 UTC, so every process agrees with no option given; faster, it starts now
+    (rounded up to the next second), and the processes of one run must be given one."""
     from evgrid.field.chargepoint_sim import SimClock
 
-    t0 = float(math.ceil(time.time())) if start_at is None else start_at
+    now = time.time()
+    if start_at is not None:
+        t0 = start_at
+    elif speed == 1.0:
+        t0 = float(math.floor(now / 86400.0) * 86400.0)
+    else:
+        t0 = float(math.ceil(now))
     return SimClock(t0_s=t0, speed=speed, epoch_s=t0)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -160,19 +161,22 @@ def run_field_day(world: World, hub: GrpcStations, clock: SimClock, *,
                   horizon_steps: int | None = None, admm: AdmmConfig | None = None,
                   steps: int | None = None,
                   progress: Callable[[int, int], None] | None = None) -> FieldDay:
-    """The day's periods on ``clock`` with the hub's stations (module docstring)."""
+    """The day's periods on ``clock`` with the hub's stations (module docstring), from the
+    one in progress (``steps``: at most this many of the day's)."""
     t_start = time.perf_counter()
     regs = {r.agent_id: r for r in hub.close_registrations()}
     coord = PowerCoordinator(list(world.grid_ids), admm or AdmmConfig())
     for reg in regs.values():
         coord.register(reg)
-    T = world.steps if steps is None else min(steps, world.steps)
+    dt_s = world.dt_h * 3600.0
+    # A coordinator started mid-day begins at the period in progress, not at a past one.
+    first = min(max(0, math.floor((clock.now() - clock.t0_s) / dt_s)), world.steps)
+    T = world.steps if steps is None else min(first + steps, world.steps)
     h_max = horizon_steps or world.steps
     zone_of = {a: list(world.grid_ids).index(r.grid_zone) for a, r in regs.items()}
     day = FieldDay(T, {a: np.zeros(T) for a in regs}, {a: np.zeros(T) for a in regs})
     refused0 = sum(hub.stats.refused.values())
-    dt_s = world.dt_h * 3600.0
-    for step in range(T):
+    for step in range(first, T):
         wait = (clock.t0_s + step * dt_s - clock.now()) / clock.speed
         if wait > 0:
             time.sleep(wait)
@@ -190,7 +194,7 @@ def run_field_day(world: World, hub: GrpcStations, clock: SimClock, *,
         for a, (_, kw) in executed.items():
             day.executed_kw[a][step] = float(np.sum(kw))
         if progress is not None:
-            progress(step + 1, T)
+            progress(step + 1 - first, T - first)
     day.claims_refused = sum(hub.stats.refused.values()) - refused0
     zone = np.zeros((T, world.n_grid))
     for a, kw in day.metered_kw.items():
