@@ -105,6 +105,7 @@ class LearnedDispatch:
         return setpoints_within(state, min(max(budget_kw, 0.0), self.cap_kw(state)))
 
 
-def make_dispatch(folder: Path | None, station_ids: list[str]) -> Dispatch:
-    """The rule, or the learned policy in ``folder`` (a bundle or ``evgrid train``'s --out)."""
-    return LLF if folder is None else LearnedDispatch(folder, station_ids)
+def make_dispatch(folder: str | Path | None, station_ids: list[str]) -> Dispatch:
+    """The rule, or the learned policy in ``folder`` (a bundle or ``evgrid train``'s --out;
+    ``StationConfig.policy_dir``)."""
+    return LLF if folder is None else LearnedDispatch(Path(folder), station_ids)

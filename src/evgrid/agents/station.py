@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -125,9 +124,9 @@ class StationPack:
         self.ids = list(station_ids)
         self.config = config or StationConfig()
         if dispatch is None and self.config.policy_dir is not None:
-            from evgrid.agents.dispatch import LearnedDispatch  # it builds on this module
+            from evgrid.agents.dispatch import make_dispatch  # it builds on this module
 
-            dispatch = LearnedDispatch(Path(self.config.policy_dir), self.ids)
+            dispatch = make_dispatch(self.config.policy_dir, self.ids)
         #: A learned policy executes the agreed power its way (``evgrid.agents.dispatch``);
         #: without one the stations follow their plans (:func:`setpoints_following`).
         self.dispatch = dispatch

@@ -28,7 +28,7 @@ from ocpp.v201 import ChargePoint, call, call_result
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from evgrid.field.csms import SUBPROTOCOL, iso
+from evgrid.field.csms import SUBPROTOCOL, epoch, iso
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,9 @@ class SimulatedChargePoint:
         e = self.evses.get(evse_id)
         if e is None or e.tx is None or profile.get("transaction_id") not in (None, e.tx):
             return False
-        start = _epoch(sched.get("start_schedule")) or self.clock.now()
+        start = epoch(sched.get("start_schedule"))
+        if math.isnan(start):
+            start = self.clock.now()
         e.profile = [(start + p["start_period"], p["limit"] * self._to_kw(sched))
                      for p in sched["charging_schedule_period"]]
         self.profiles_taken += 1
@@ -237,8 +239,8 @@ class SimulatedChargePoint:
 
     async def _start(self, e: _Evse, s: EvSession, now: float) -> None:
         self._tx += 1
-        e.session, e.tx, e.given_kwh, e.power_kw, e.profile = s, f"{self.cp_id}-{self._tx}", 0.0, \
-            0.0, []
+        e.session, e.tx = s, f"{self.cp_id}-{self._tx}"
+        e.given_kwh, e.power_kw, e.profile = 0.0, 0.0, []
         await self._status(e)
         await self._event(e, "Started", "CablePluggedIn", now)
         amps = s.max_kw * 1000.0 / (self.voltage_v * self.phases)
@@ -317,9 +319,3 @@ class SimulatedChargePoint:
         if self.ws is not None:
             await self.ws.close()
 
-
-def _epoch(text: str | None) -> float | None:
-    from evgrid.field.csms import epoch
-
-    t = epoch(text)
-    return None if math.isnan(t) else t

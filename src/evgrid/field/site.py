@@ -24,7 +24,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from evgrid.coordinator.messages import StationState
-from evgrid.scenario.bounds import MAX_CHARGER_KW
+from evgrid.scenario.bounds import MAX_CHARGER_KW, MAX_SCENARIO_FILE_BYTES
+from evgrid.scenario.loader import format_validation_error, yaml_problem
 
 #: Above the set-point by more than this [kW, and share of it], a charger ignores its profile.
 OVERDRAW_KW, OVERDRAW_SHARE = 0.5, 0.05
@@ -75,16 +76,21 @@ class SiteFile(BaseModel):
 def load_site(path: Path) -> SiteFile:
     """The site file at ``path``, or a one-line :class:`SiteError`."""
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        site = SiteFile.model_validate(raw)
+        if not Path(path).exists():
+            raise SiteError(f"{path}: no such site file")
+        # Not a FIFO or a device (it could block or never end), and text-sized.
+        if not Path(path).is_file() or Path(path).stat().st_size > MAX_SCENARIO_FILE_BYTES:
+            raise SiteError(f"{path}: not a site file (a regular YAML file of at most "
+                            f"{MAX_SCENARIO_FILE_BYTES // 2**20} MiB)")
+        site = SiteFile.model_validate(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
     except OSError as e:
         raise SiteError(f"{path}: {e.strerror or e}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise SiteError(f"{path}: not valid YAML ({' '.join(str(e).split())[:200]})") from None
+    except UnicodeDecodeError:
+        raise SiteError(f"{path}: not a UTF-8 text file; a site file is YAML text") from None
+    except yaml.YAMLError as e:
+        raise SiteError(f"{path}: not valid YAML: {yaml_problem(e)}") from None
     except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(x) for x in err["loc"])
-        raise SiteError(f"{path}: {where}: {err['msg']}") from None
+        raise SiteError(f"{path}: {format_validation_error(e).splitlines()[0]}") from None
     ids = [c.id for c in site.chargers]
     if len(set(ids)) != len(ids):
         raise SiteError(f"{path}: a charge point id appears twice: {ids}")

@@ -178,7 +178,7 @@ def _resolve_paths(scenario: Scenario, base_dir: Path) -> Scenario:
     return scenario.model_copy(update={"facilities": facilities, "prices": prices})
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
+def yaml_problem(exc: yaml.YAMLError) -> str:
     """PyYAML's error on one line: where (line, column) and what, without the source snippet
     PyYAML appends (it repeats the file's text, which is neither needed nor safe to print)."""
     if isinstance(exc, yaml.MarkedYAMLError):
@@ -245,7 +245,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ScenarioError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
+        raise ScenarioError(f"{source}: not valid YAML: {yaml_problem(exc)}") from None
     except RecursionError:
         raise ScenarioError(f"{source}: not valid YAML: nested too deeply") from None
     return parse_scenario(data, source=source, base_dir=base)

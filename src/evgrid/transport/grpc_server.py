@@ -58,7 +58,6 @@ import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -945,7 +944,7 @@ def edge_transport(
         chargers = station_chargers(world)
         edge = {r.agent_id for r in hub.close_registrations()}
         if config.policy_dir is not None:
-            hub.dispatch = make_dispatch(Path(config.policy_dir), sorted(edge))
+            hub.dispatch = make_dispatch(config.policy_dir, sorted(edge))
         parts: list[StationTransport] = [hub] if edge else []
         rest = [i for i, sid in enumerate(ids) if sid not in edge]
         if rest:

@@ -186,8 +186,7 @@ class RayStations:
         self.config = config
         #: What this side executes for a station whose pack died or stayed silent: the
         #: station's own dispatch (its learned policy, if it runs one), inside its agreed power.
-        self.dispatch = make_dispatch(
-            None if config.policy_dir is None else Path(config.policy_dir), self.ids)
+        self.dispatch = make_dispatch(config.policy_dir, self.ids)
         self.round_timeout_s = round_timeout_s
         self.groups = [list(range(i, min(i + stations_per_actor, len(ids))))
                        for i in range(0, len(ids), stations_per_actor)]
