@@ -39,6 +39,16 @@ def write_yaml(tmp_path):
     return write
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _ray_before_any_thread(request: pytest.FixtureRequest) -> None:
+    """Start Ray first when any selected test needs it, before another test leaves gRPC
+    or websocket threads behind: Ray starts its GCS with a ``preexec_fn`` that runs Python in
+    the forked child, and a fork while gRPC threads are busy ("skipping fork() handlers") can
+    leave that child hung, so ``ray.init`` times out waiting for the GCS port (seen in CI)."""
+    if any("ray_session" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        request.getfixturevalue("ray_session")
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray runtime for the whole test session (2 CPUs, like CI)."""

@@ -85,6 +85,8 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> No
     # a solve at 1,000 stations). Per thread, and also when Ray was started by someone else.
     numba.set_num_threads(1)
     if ray.is_initialized():
+        if address:  # a wrong address is the user's error even where Ray is already up
+            probe_address(address)
         return
     address = address or os.environ.get("RAY_ADDRESS")
     kwargs: dict[str, Any] = {"runtime_env": {"env_vars": SINGLE_THREAD_ENV},
