@@ -682,17 +682,21 @@ def replay(
 def _register_commands() -> None:
     """`evgrid coordinator`, `evgrid station` (the gRPC side, evgrid.cli_edge), `evgrid
     chargepoint-sim` (evgrid.cli_field), `evgrid certs` (evgrid.cli_certs), `evgrid train`
-    and `evgrid tune` (evgrid.cli_learn)."""
+    and `evgrid tune` (evgrid.cli_learn), `evgrid layout` and `evgrid evaluate` (seed 000's
+    layers, evgrid.cli_paper)."""
     from evgrid.cli_certs import app as certs_app
     from evgrid.cli_edge import coordinator, station
     from evgrid.cli_field import chargepoint_sim
     from evgrid.cli_learn import train, tune
+    from evgrid.cli_paper import evaluate_app, layout
 
     app.command("coordinator")(coordinator)
     app.command("station")(station)
     app.command("chargepoint-sim")(chargepoint_sim)
     app.command("train")(train)
     app.command("tune")(tune)
+    app.command("layout")(layout)
+    app.add_typer(evaluate_app, name="evaluate")
     app.add_typer(certs_app, name="certs")
 
 

@@ -1,0 +1,139 @@
+"""``evgrid layout`` and ``evgrid evaluate paper-000``: seed 000's spatial layout layer, and its
+Tables 3 and 4 evaluated beside the paper's figures (000_f74a305f822cf870.txt)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from evgrid.cli_options import OUT_HELP, OVERWRITE_HELP
+
+if TYPE_CHECKING:
+    from evgrid.evaluation.output import OutputTarget
+    from evgrid.scenario.schema import Scenario
+
+evaluate_app = typer.Typer(help="Reproduce a source paper's evaluation beside its own figures.",
+                           no_args_is_help=True)
+
+
+def _load(scenario: str) -> Scenario:
+    from evgrid.cli import fail
+    from evgrid.scenario import ScenarioError, check_memory, load_scenario
+
+    try:
+        sc = load_scenario(scenario)
+        check_memory(sc, source=scenario)
+    except ScenarioError as exc:
+        raise fail(str(exc)) from None
+    return sc
+
+
+def _target(out: Path, overwrite: bool, files: tuple[str, ...]) -> OutputTarget:
+    from evgrid.cli import fail
+    from evgrid.evaluation.output import OutputError, prepare_output
+
+    try:
+        return prepare_output(out, overwrite=overwrite, files=files)
+    except OutputError as exc:
+        raise fail(str(exc)) from None
+
+
+def layout(
+    scenario: Annotated[str, typer.Argument(
+        help="bundled scenario name (see `evgrid scenarios`) or a YAML file; its first "
+        "facility's lot is laid out")] = "lot2102",
+    out: Annotated[Path, typer.Option(help=OUT_HELP)] = Path("runs/layout"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
+    facility: Annotated[str | None, typer.Option(
+        help="the facility to lay out (default: the first)")] = None,
+    length_m: Annotated[float | None, typer.Option(
+        min=1, help="floor length [m] (default: a square floor of 10 m² per space)")] = None,
+    width_m: Annotated[float | None, typer.Option(
+        min=1, help="floor width [m] (default: as --length-m)")] = None,
+    seed: Annotated[int, typer.Option(min=0, help="seed of the Lloyd iteration")] = 0,
+) -> None:
+    """Compute the SoC zones of a lot (Lloyd/Voronoi seeds, the zone-boundary ILP, chargers per
+    zone; Eq. 4-7 of seed 000) and the island layout's spatial efficiency; write layout.png,
+    layout.json and a scenario.yaml with the computed zones that `evgrid run` accepts."""
+    from evgrid.cli import console, fail
+    from evgrid.evaluation.output import OutputError
+    from evgrid.optim.layout import LAYOUT_FILES, plan_layout, write_layout
+
+    sc = _load(scenario)
+    target = _target(out, overwrite, LAYOUT_FILES)
+    try:
+        lay = plan_layout(sc, facility, length_m=length_m, width_m=width_m, seed=seed)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    try:
+        folder = target.write(lambda tmp: write_layout(lay, sc, tmp), last="layout.json")
+    except OutputError as exc:
+        raise fail(str(exc), code=1) from None
+    s = lay.summary()
+    table = Table(title=f"layout of {escape(str(s['facility']))}", width=80)
+    for col in ("zone", "SoC", "area [m²]", "spaces", "chargers"):
+        table.add_column(col, justify="right" if col != "zone" else "left")
+    for name, z in s["zones"].items():
+        rng = "—" if z["soc_range"] is None else f"{z['soc_range'][0]:.2f}-{z['soc_range'][1]:.2f}"
+        table.add_row(name, rng, f"{z['area_m2']:,.0f}", str(z["spaces"]), str(z["chargers"]))
+    console.print(table)
+    ilp, isl = s["ilp"], s["islands"]
+    console.print(f"ILP objective {ilp['objective']:.5g}, MIP gap {ilp['mip_gap']:.2g}, "
+                  f"{ilp['solve_time_s']:.2f} s; islands: D_max {isl['d_max']}, spatial "
+                  f"efficiency ratio {isl['efficiency_ratio']:.2f} against a 2.8 m-wide layout")
+    console.print(f"written to {escape(str(folder))} (scenario.yaml runs with evgrid run)")
+
+
+@evaluate_app.command("paper-000")
+def paper_000(
+    out: Annotated[Path, typer.Option(help=OUT_HELP)] = Path("runs/paper-000"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
+    scenario: Annotated[str, typer.Option(
+        help="the lot to evaluate on (bundled name or YAML file)")] = "lot2102",
+    seeds: Annotated[int, typer.Option(min=1, max=100, help="seeds 0..N-1; the tables give "
+                                       "the mean ± standard deviation over them")] = 5,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="one seed, normal and failures only, a 6-hour day: a smoke test of "
+        "the whole pipeline, not figures to quote")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Seed 000's Table 3 (traditional FCFS, single-layer scheduling, non-coordinated and
+    coordinated three layers) and Table 4 (normal, peak 150 %, 30 % charger failures, price
+    swings, combined, extreme weather) on lot2102, each figure beside the paper's."""
+    from evgrid.cli import console, fail, progress_bar
+    from evgrid.evaluation.output import OutputError
+    from evgrid.evaluation.paper000 import evaluate_paper000, quick_scenario
+    from evgrid.evaluation.paper000_report import FILES, table3_rows, table4_rows, write_paper000
+
+    sc = _load(scenario)
+    target = _target(out, overwrite, FILES)
+    kinds = None
+    if quick:
+        sc, seeds, kinds = quick_scenario(sc), 1, ["normal", "failures"]
+    try:
+        with progress_bar(quiet) as progress:
+            res = evaluate_paper000(sc, list(range(seeds)), scenarios=kinds,
+                                    progress=progress)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    try:
+        folder = write_paper000(res, target)
+    except OutputError as exc:
+        raise fail(str(exc), code=1) from None
+    if not quiet:
+        for title, head, rows in (
+            ("Table 3 of 000: ours ± sd (paper)", ["metric", "trad.", "1-layer", "3L no fb",
+                                                  "3L"], table3_rows(res)),
+            ("Table 4 of 000: ours ± sd (paper)", ["scenario", "conv. [s]", "gap [%]",
+                                                  "adapt."], table4_rows(res))):
+            t = Table(title=title, width=80)
+            for h in head:
+                t.add_column(h, overflow="fold")
+            for r in rows:
+                t.add_row(*(escape(c) for c in r))
+            console.print(t)
+    console.print(f"written to {escape(str(folder))} (report.html)")
