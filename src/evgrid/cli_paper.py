@@ -70,7 +70,10 @@ def layout(
     except ValueError as exc:
         raise fail(str(exc)) from None
     try:
-        folder = target.write(lambda tmp: write_layout(lay, sc, tmp), last="layout.json")
+        def fill(tmp: Path) -> None:
+            write_layout(lay, sc, tmp)
+
+        folder = target.write(fill, last="layout.json")
     except OutputError as exc:
         raise fail(str(exc), code=1) from None
     s = lay.summary()
@@ -97,8 +100,9 @@ def paper_000(
     seeds: Annotated[int, typer.Option(min=1, max=100, help="seeds 0..N-1; the tables give "
                                        "the mean ± standard deviation over them")] = 5,
     quick: Annotated[bool, typer.Option(
-        "--quick", help="one seed, normal and failures only, a 6-hour day: a smoke test of "
-        "the whole pipeline, not figures to quote")] = False,
+        "--quick", help="one seed, normal and failures only, the lot at a quarter of its size "
+        "at 30-minute steps, the allocation locked to its rolling-horizon heuristic: a smoke "
+        "test of the whole pipeline, not figures to quote")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
     """Seed 000's Table 3 (traditional FCFS, single-layer scheduling, non-coordinated and
@@ -106,17 +110,18 @@ def paper_000(
     swings, combined, extreme weather) on lot2102, each figure beside the paper's."""
     from evgrid.cli import console, fail, progress_bar
     from evgrid.evaluation.output import OutputError
-    from evgrid.evaluation.paper000 import evaluate_paper000, quick_scenario
+    from evgrid.evaluation.paper000 import LIGHTWEIGHT, evaluate_paper000, quick_scenario
     from evgrid.evaluation.paper000_report import FILES, table3_rows, table4_rows, write_paper000
 
     sc = _load(scenario)
     target = _target(out, overwrite, FILES)
-    kinds = None
+    kinds, acas = None, None
     if quick:
+        acas = LIGHTWEIGHT
         sc, seeds, kinds = quick_scenario(sc), 1, ["normal", "failures"]
     try:
         with progress_bar(quiet) as progress:
-            res = evaluate_paper000(sc, list(range(seeds)), scenarios=kinds,
+            res = evaluate_paper000(sc, list(range(seeds)), scenarios=kinds, acas=acas,
                                     progress=progress)
     except ValueError as exc:
         raise fail(str(exc)) from None

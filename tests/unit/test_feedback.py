@@ -40,9 +40,9 @@ def test_timescales_keep_eq43_separation() -> None:
     ts = Timescales(sm_steps=1, ram_steps=4, slm_steps=24)
     due = [ts.due(t) for t in range(48)]
     assert sum(r for r, _ in due) == 12 and sum(s for _, s in due) == 2
-    with pytest.raises(ValueError, match="Eq. 43"):
+    with pytest.raises(ValueError, match=r"Eq\. 43"):
         Timescales(sm_steps=1, ram_steps=4, slm_steps=6)
-    with pytest.raises(ValueError, match="Eq. 43"):
+    with pytest.raises(ValueError, match=r"Eq\. 43"):
         Timescales(sm_steps=3, ram_steps=4, slm_steps=24)
 
 

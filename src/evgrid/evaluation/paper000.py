@@ -31,7 +31,7 @@ import numpy as np
 
 from evgrid.agents.policies import make_policy
 from evgrid.envs.kpis import compute_kpis
-from evgrid.envs.simulator import CONNECTED, QUEUED, SimResult, Simulator
+from evgrid.envs.simulator import CONNECTED, QUEUED, SimResult, Simulator, nearest_free_router
 from evgrid.envs.world import World, build_world
 from evgrid.optim.feedback import FeedbackController, Timescales, ZoneIndicators
 from evgrid.scenario.schema import ChargerOutage, GridLimitDrop, Scenario, as_hourly
@@ -198,6 +198,16 @@ def move_chargers(world: World, charger_ev: np.ndarray, src: int, dst: int, shar
 
 # --------------------------------------------------------------------------- one run
 
+#: ``--quick``: the allocation locked to RHH, §6's "lightweight version".
+LIGHTWEIGHT: dict[str, Any] = {"n1": 0, "n2": 0}
+#: The allocation layer's ACAS thresholds and MIP time limit in this evaluation: MIP up to
+#: n = 1,000 and PSO up to 5,000 (RHH beyond), so a simulated day takes seconds, not minutes
+#: (``LayeredRouter``'s own defaults give the PSO up to 20,000: ≈ 0.4 s a call on lot2102).
+ACAS: dict[str, Any] = {"n1": 500, "n2": 2_000, "mip_time_limit_s": 0.2}
+#: Extra km for parking in the general zone when an EV's SoC zone is full (Eq. 17's zone
+#: choice): the allocation's reason to exist on a lot where every EV has one SoC zone.
+OVERFLOW_KM = 0.2
+
 
 @dataclass
 class ApproachRun:
@@ -213,7 +223,8 @@ class ApproachRun:
 
 
 def run_approach(approach: str, scenario: Scenario, zoned: Scenario, seed: int, *,
-                 layout_s: float = 0.0, timescales: Timescales | None = None) -> ApproachRun:
+                 layout_s: float = 0.0, timescales: Timescales | None = None,
+                 acas: dict[str, Any] | None = None) -> ApproachRun:
     """Run one of Table 3's approaches (see the module docstring) on ``scenario``'s day.
 
     ``zoned`` is ``scenario`` with the layout layer's zones (for the three-layer approaches)."""
@@ -222,8 +233,9 @@ def run_approach(approach: str, scenario: Scenario, zoned: Scenario, seed: int, 
     layered = approach in ("uncoordinated", "three_layer")
     sc = zoned if layered else unzoned(scenario)
     world = build_world(sc)
-    router = LayeredRouter(world, seed=seed) if layered else None
-    sim = Simulator(sc, seed=seed, world=world, **({"router": router} if router else {}))
+    router = LayeredRouter(world, seed=seed, overflow_km=OVERFLOW_KM, **(acas or ACAS)) \
+        if layered else None
+    sim = Simulator(sc, seed=seed, world=world, router=router or nearest_free_router)
     policy = make_policy("fcfs" if approach == "traditional" else "coordinated", world)
     names, group = zone_groups(world)
     fb = FeedbackController(names, timescales or Timescales()) if approach == "three_layer" \
@@ -255,7 +267,7 @@ def run_approach(approach: str, scenario: Scenario, zoned: Scenario, seed: int, 
                               "solve_s": time.perf_counter() - t0})
 
     result = sim.run(Timed(), after_step=after)
-    router_s = float(sum(c.get("solve_s", 0.0) for c in getattr(router, "calls", [])))
+    router_s = float(sum(c.total_s for c in router.stats)) if router is not None else 0.0
     return ApproachRun(approach, result, compute_kpis(result), spent[0] + router_s, layout_s,
                        relayouts, fb.history if fb else [])
 
@@ -351,6 +363,7 @@ class Paper000:
     feedback: list[dict[str, float]]  # the first seed's three-layer feedback series
     queues: dict[str, list[int]]  # the first seed's queue per step, per approach (normal day)
     layout: dict[str, Any]
+    plan: Layout | None = None  # the normal lot's layout (plotted in the report)
 
     def table3_summary(self) -> dict[str, dict[str, tuple[float, float]]]:
         return {row: {a: mean_std(v) for a, v in per.items()} for row, per in self.table3.items()}
@@ -374,7 +387,7 @@ class Paper000:
 
 
 def evaluate_paper000(scenario: Scenario, seeds: list[int], *, scenarios: list[str] | None = None,
-                      timescales: Timescales | None = None,
+                      timescales: Timescales | None = None, acas: dict[str, Any] | None = None,
                       progress: Progress | None = None) -> Paper000:
     """Tables 3 and 4 of 000 over ``seeds`` (see the module docstring for what each is)."""
     from evgrid.evaluation.offline import solve_offline
@@ -407,14 +420,15 @@ def evaluate_paper000(scenario: Scenario, seeds: list[int], *, scenarios: list[s
         lay = plan_layout(s)
         zoned[kind] = (lay.to_scenario(s), time.perf_counter() - t0)
         if kind == "normal":
-            layouts, design = lay.summary(), lot_design(lay)
+            plan, layouts, design = lay, lay.summary(), lot_design(lay)
     for i, seed in enumerate(seeds):
         per: dict[str, dict[str, ApproachRun]] = {}
         for kind in ("normal", "failures"):
             per[kind] = {}
             for a in APPROACHES:
                 per[kind][a] = run_approach(a, stress(scenario, kind), zoned[kind][0], seed,
-                                            layout_s=zoned[kind][1], timescales=timescales)
+                                            layout_s=zoned[kind][1], timescales=timescales,
+                                            acas=acas)
                 tick(f"seed {seed}: {kind} {a}")
         for row, vals in table3_row(per["normal"], per["failures"], design).items():
             for a, v in vals.items():
@@ -430,7 +444,7 @@ def evaluate_paper000(scenario: Scenario, seeds: list[int], *, scenarios: list[s
             if kind not in runs3:
                 runs3[kind] = run_approach("three_layer", stress(scenario, kind),
                                            zoned[kind][0], seed, layout_s=zoned[kind][1],
-                                           timescales=timescales)
+                                           timescales=timescales, acas=acas)
                 relayouts += [dict(r, seed=seed, scenario=kind) for r in runs3[kind].relayouts]
                 tick(f"seed {seed}: {kind} three_layer")
         conv: dict[str, float] = {}
@@ -446,4 +460,4 @@ def evaluate_paper000(scenario: Scenario, seeds: list[int], *, scenarios: list[s
                 conv[kind], conv["normal"], table4[kind]["gap_pct"][-1],
                 runs3[kind].kpis["demand_met_pct"], runs3["normal"].kpis["demand_met_pct"]))
     return Paper000(scenario.name, list(seeds), table3, table4, relayouts, feedback, queues,
-                    layouts)
+                    layouts, plan)

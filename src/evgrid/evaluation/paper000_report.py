@@ -20,7 +20,7 @@ from evgrid.evaluation.paper000 import (
     Paper000,
 )
 
-PLOTS = ("queues.png", "feedback.png")
+PLOTS = ("queues.png", "feedback.png", "layout.png")
 FILES = ("results.json", "timeseries.csv", *PLOTS, "report.html")
 TABLE4_LABELS = {"normal": "Normal operations", "peak": "Peak demand (150 %)",
                  "failures": "30 % charger failures", "prices": "Price fluctuations",
@@ -102,6 +102,10 @@ def write_plots(res: Paper000, folder: Path) -> None:
     fig.tight_layout()
     fig.savefig(folder / "feedback.png", dpi=100)
     plt.close(fig)
+    if res.plan is not None:
+        from evgrid.optim.layout import plot_layout
+
+        plot_layout(res.plan, folder / "layout.png")
 
 
 def _table(head: list[str], rows: list[list[str]]) -> str:
@@ -119,7 +123,8 @@ def render_html(res: Paper000, folder: Path) -> str:
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in PAPER_NOTES)
     lay = html.escape(json.dumps(res.layout, indent=1))
     imgs = "".join(f'<img alt="{p}" src="data:image/png;base64,'
-                   f'{base64.b64encode((folder / p).read_bytes()).decode()}">' for p in PLOTS)
+                   f'{base64.b64encode((folder / p).read_bytes()).decode()}">' for p in PLOTS
+                   if (folder / p).exists())
     return f"""<!doctype html><html><head><meta charset="utf-8">
 <title>evgrid: paper 000 on {html.escape(res.scenario)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}

@@ -1076,7 +1076,7 @@ def plan_layout(
 _COLOURS = ("#d62728", "#ff7f0e", "#2ca02c", "#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
 
-def _plot(layout: Layout, path: Path) -> None:
+def plot_layout(layout: Layout, path: Path) -> None:
     """layout.png: zones coloured, seeds, chargers; a side panel with the island design."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import ListedColormap
@@ -1212,7 +1212,7 @@ def write_layout(layout: Layout, scenario: Scenario, out_dir: str | Path) -> dic
         paths["json"],
         lambda p: p.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8"),
     )
-    _write_atomic(paths["png"], lambda p: _plot(layout, p))
+    _write_atomic(paths["png"], lambda p: plot_layout(layout, p))
     loaded = load_scenario(paths["scenario"])
     back = {
         n: z.spaces
@@ -1238,6 +1238,7 @@ __all__ = [
     "lloyd_seeds",
     "make_grid",
     "plan_layout",
+    "plot_layout",
     "soc_histogram",
     "softmax_assignment",
     "solve_zone_ilp",
