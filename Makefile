@@ -50,6 +50,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/rl_sampling.py
 	$(BIN)/python benchmarks/rl_quality.py
 	$(BIN)/python benchmarks/ocpp_roundtrip.py
+	$(BIN)/python benchmarks/allocation.py
+	$(BIN)/evgrid evaluate paper-000 --seeds 5 --out runs/paper-000 --overwrite -q
 	$(BIN)/python -m pytest -q -m slow
 
 # Real distributions and prices (ElaadNL tables, Dutch day-ahead prices) from the ev2gym wheel.

@@ -331,7 +331,9 @@ def run(
         "e.g. the worker nodes of a cluster (default: wherever Ray puts them)")] = None,
     routing: Annotated[str, typer.Option(
         help="how arriving drivers pick a facility zone: 'nearest' (nearest free charger in "
-        "their SoC zone), 'cohorts' (shares agreed by the cohort agents by ADMM) or "
+        "their SoC zone), 'cohorts' (shares agreed by the cohort agents by ADMM), 'layered' "
+        "(seed 000's allocation layer: MIP, PSO or a rolling horizon by problem size, a full "
+        "SoC zone overflowing into the general zone) or "
         "'learned:DIR' (the cohort policies exported by evgrid train --out DIR)")] = "nearest",
 ) -> None:
     """Simulate SCENARIO with each policy and the offline optimum; write KPIs, plots, report."""

@@ -81,3 +81,14 @@ def test_evaluate_paper_000_quick_end_to_end(tmp_path: Path, capsys: pytest.Capt
     assert "Table 3" in html and "18.3" in html and "Why the figures differ" in html
     header = (out / "timeseries.csv").read_text().splitlines()[0]
     assert "queued_three_layer" in header and "relayout" in header
+
+
+def test_run_routes_with_the_allocation_layer(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "r"
+    code, err = run_cli(["run", "small", "-p", "llf", "--routing", "layered", "--transport",
+                         "inprocess", "--days", "0.5", "-q", "--out", str(out)],
+                        capsys, monkeypatch)
+    assert code == 0, err
+    res = json.loads((out / "results.json").read_text())
+    assert res["routing"] == "layered" and res["policies"]["llf"]["limit_violations"] == 0

@@ -176,10 +176,11 @@ def zone_indicators(sim: Simulator, group: np.ndarray, n_zones: int) -> ZoneIndi
 
 
 def move_chargers(world: World, charger_ev: np.ndarray, src: int, dst: int, share: float,
-                  group: np.ndarray) -> tuple[World, int]:
-    """SLM reconfiguration (§3.6.4 step 4): ``share`` of zone ``src``'s idle chargers join zone
-    ``dst`` at the same facility (a boundary moved across them); busy ones stay. Returns the new
-    world and how many moved."""
+                  group: np.ndarray, need: int) -> tuple[World, int]:
+    """SLM reconfiguration (§3.6.4 step 4): idle chargers of zone ``src`` join zone ``dst`` at
+    the same facility (a boundary moved across them) — as many as ``dst`` has EVs waiting
+    (``need``, at least 1), at most ``share`` of ``src``'s chargers; busy ones stay. Returns
+    the new world and how many moved."""
     slot_of = world.charger_slot.copy()
     moved = 0
     for fac in np.unique(world.slot_facility):
@@ -188,7 +189,7 @@ def move_chargers(world: World, charger_ev: np.ndarray, src: int, dst: int, shar
         if s_src.size == 0 or s_dst.size == 0:
             continue
         idle = np.flatnonzero(np.isin(slot_of, s_src) & (charger_ev < 0))
-        k = int(share * np.isin(slot_of, s_src).sum())
+        k = min(max(need, 1), int(share * np.isin(slot_of, s_src).sum()))
         take = idle[:k]
         slot_of[take] = s_dst[0]
         moved += int(take.size)
@@ -200,13 +201,6 @@ def move_chargers(world: World, charger_ev: np.ndarray, src: int, dst: int, shar
 
 #: ``--quick``: the allocation locked to RHH, §6's "lightweight version".
 LIGHTWEIGHT: dict[str, Any] = {"n1": 0, "n2": 0}
-#: The allocation layer's ACAS thresholds and MIP time limit in this evaluation: MIP up to
-#: n = 1,000 and PSO up to 5,000 (RHH beyond), so a simulated day takes seconds, not minutes
-#: (``LayeredRouter``'s own defaults give the PSO up to 20,000: ≈ 0.4 s a call on lot2102).
-ACAS: dict[str, Any] = {"n1": 500, "n2": 2_000, "mip_time_limit_s": 0.2}
-#: Extra km for parking in the general zone when an EV's SoC zone is full (Eq. 17's zone
-#: choice): the allocation's reason to exist on a lot where every EV has one SoC zone.
-OVERFLOW_KM = 0.2
 
 
 @dataclass
@@ -228,12 +222,12 @@ def run_approach(approach: str, scenario: Scenario, zoned: Scenario, seed: int, 
     """Run one of Table 3's approaches (see the module docstring) on ``scenario``'s day.
 
     ``zoned`` is ``scenario`` with the layout layer's zones (for the three-layer approaches)."""
-    from evgrid.optim.layered_router import LayeredRouter
+    from evgrid.optim.layered_router import RUN_DEFAULTS, LayeredRouter
 
     layered = approach in ("uncoordinated", "three_layer")
     sc = zoned if layered else unzoned(scenario)
     world = build_world(sc)
-    router = LayeredRouter(world, seed=seed, overflow_km=OVERFLOW_KM, **(acas or ACAS)) \
+    router = LayeredRouter(world, seed=seed, **{**RUN_DEFAULTS, **(acas or {})}) \
         if layered else None
     sim = Simulator(sc, seed=seed, world=world, router=router or nearest_free_router)
     policy = make_policy("fcfs" if approach == "traditional" else "coordinated", world)
@@ -259,10 +253,12 @@ def run_approach(approach: str, scenario: Scenario, zoned: Scenario, seed: int, 
         if d.reallocate and router is not None:
             router.slot_penalty_km = (d.ci[group] / max(fb.ci_on, 1e-9)) * 0.05 * d.congested[group]
         if d.relayout:
-            src = int(np.argmin(np.where(d.congested, np.inf, d.ur)))
-            dst = int(np.argmax(np.where(d.congested, d.ci, -np.inf)))
+            src = int(np.argmin(np.where(d.requested, np.inf, d.ur)))
+            dst = int(np.argmax(np.where(d.requested, d.ci, -np.inf)))
+            waiting = np.flatnonzero(s.status == QUEUED)
+            need = int((group[s.ev_slot[waiting]] == dst).sum())
             t0 = time.perf_counter()
-            s.world, moved = move_chargers(s.world, s.charger_ev, src, dst, 0.2, group)
+            s.world, moved = move_chargers(s.world, s.charger_ev, src, dst, 0.2, group, need)
             relayouts.append({"t": s.t, "from": names[src], "to": names[dst], "moved": moved,
                               "solve_s": time.perf_counter() - t0})
 

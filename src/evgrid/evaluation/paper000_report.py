@@ -69,39 +69,40 @@ def write_timeseries(res: Paper000, path: Path) -> None:
                         *(f"{fb.get(k, 0.0):.4g}" for k in keys[1:])])
 
 
-def write_plots(res: Paper000, folder: Path) -> None:
+def _series_plot(path: Path, series: dict[str, list[float]], marks: list[tuple[int, str]],
+                 ylabel: str, title: str) -> None:
+    """One panel of lines per step, with vertical marks (step, colour) for layer events."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 3.6))
-    for a, q in res.queues.items():
-        ax.plot(q, label=APPROACH_TITLES[a])
-    for r in res.relayouts:
-        if r.get("seed") == res.seeds[0] and r.get("scenario") == "normal":
-            ax.axvline(r["t"], color="k", ls=":", lw=1)
-    ax.set(xlabel="step", ylabel="EVs waiting for a charger",
-           title="Queue on the normal day (dotted: a layout re-plan)")
+    for label, ys in series.items():
+        ax.plot(ys, label=label)
+    for t, colour in marks:
+        ax.axvline(t, color=colour, ls=":" if colour == "k" else "-", lw=1)
+    ax.set(xlabel="step", ylabel=ylabel, title=title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(folder / "queues.png", dpi=100)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
-    fig, ax = plt.subplots(figsize=(9, 3.6))
-    for k in (res.feedback[0] if res.feedback else {}):
-        if k.startswith("ci_"):
-            ax.plot([row[k] for row in res.feedback], label=f"CI {k[3:]}")
-    for t, row in enumerate(res.feedback):
-        if row.get("relayout"):
-            ax.axvline(t, color="k", ls=":", lw=1)
-        elif row.get("reallocate"):
-            ax.axvline(t, color="0.8", lw=0.8)
-    ax.set(xlabel="step", ylabel="congestion index (EMA)",
-           title="Feedback: CI per zone (grey: reallocation, dotted: re-plan)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(folder / "feedback.png", dpi=100)
-    plt.close(fig)
+
+
+def write_plots(res: Paper000, folder: Path) -> None:
+    replans = [(int(r["t"]), "k") for r in res.relayouts
+               if r.get("seed") == res.seeds[0] and r.get("scenario") == "normal"]
+    _series_plot(folder / "queues.png",
+                 {APPROACH_TITLES[a]: [float(x) for x in q] for a, q in res.queues.items()},
+                 replans, "EVs waiting for a charger",
+                 "Queue on the normal day (dotted: a layout re-plan)")
+    keys = [k for k in (res.feedback[0] if res.feedback else {}) if k.startswith("ci_")]
+    events = [(t, "k" if row.get("relayout") else "0.8") for t, row in enumerate(res.feedback)
+              if row.get("relayout") or row.get("reallocate")]
+    _series_plot(folder / "feedback.png",
+                 {f"CI {k[3:]}": [row[k] for row in res.feedback] for k in keys}, events,
+                 "congestion index (EMA)",
+                 "Feedback: CI per zone (grey: reallocation, dotted: re-plan)")
     if res.plan is not None:
         from evgrid.optim.layout import plot_layout
 

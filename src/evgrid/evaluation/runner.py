@@ -24,7 +24,7 @@ from evgrid.scenario.schema import Scenario
 OFFLINE = "offline_optimal"
 #: How arriving drivers pick a facility zone: the simulator's nearest-free rule, or the shares
 #: the cohort agents agreed by ADMM (evgrid.agents.cohort).
-ROUTINGS = ["nearest", "cohorts", "learned:DIR"]
+ROUTINGS = ["nearest", "cohorts", "layered", "learned:DIR"]
 #: ``--routing learned:DIR``: the cohort policies exported by ``evgrid train``.
 LEARNED_ROUTING = "learned:"
 
@@ -119,6 +119,11 @@ def run_experiment(
 
         router, claims = cohort_router(world, seed=scenario.seed if seed is None else seed,
                                        host=cohort_host)
+    elif routing == "layered":
+        from evgrid.optim.layered_router import RUN_DEFAULTS, LayeredRouter
+
+        router = LayeredRouter(world, seed=scenario.seed if seed is None else seed,
+                               **RUN_DEFAULTS)
     elif routing.startswith(LEARNED_ROUTING):
         from evgrid.agents.learned import LearnedRouter
 

@@ -116,6 +116,7 @@ class FeedbackDecision:
     reallocate: bool  # RAM adaptation (§3.6.4 step 2): re-weight the allocation now
     relayout: bool  # SLM reconfiguration (§3.6.4 step 4): re-plan the zones now
     congested: np.ndarray  # [Z] bool: zones whose smoothed CI crossed the band (RR_z)
+    requested: np.ndarray  # [Z] bool: zones with a request since the last layout epoch
     underused: np.ndarray  # [Z] bool: zones whose smoothed UR fell below UR_min
     ci: np.ndarray  # [Z] smoothed congestion index
     ur: np.ndarray  # [Z] smoothed utilisation ratio
@@ -160,12 +161,14 @@ class FeedbackController:
             self._pending[:] = False
             self._requested |= congested
         underused = ur < self.ur_min
+        requested = self._requested.copy()
         relayout = False
         if slm_due:
-            relayout = bool(self._requested.any() and (underused & ~self._requested).any())
+            relayout = bool(requested.any() and (underused & ~requested).any())
             self._requested[:] = False
         decision = FeedbackDecision(t=t, reallocate=bool(congested.any()), relayout=relayout,
-                                    congested=congested, underused=underused, ci=ci, ur=ur)
+                                    congested=congested, requested=requested,
+                                    underused=underused, ci=ci, ur=ur)
         row: dict[str, float] = {"t": float(t), "reallocate": float(decision.reallocate),
                                  "relayout": float(relayout)}
         for z, name in enumerate(self.zones):
