@@ -281,3 +281,23 @@ def test_slot_penalty_steers_the_allocation() -> None:
     assert view.candidates()[np.arange(len(view)), steered].all()
     assert np.isin(steered, base).sum() < np.isin(base, base).sum()
     assert router.calls[-1]["method"] == "rhh" and len(router.calls) == 2
+
+
+def test_overflow_sends_evs_only_to_their_zone_or_a_general_one() -> None:
+    """``overflow_km`` (Eq. 17's zone choice): with its SoC zone full an EV may park in a
+    general zone of the same facility instead of queueing, and nowhere else."""
+    sc = load_scenario("lot2102").model_copy(update={"horizon_days": 0.5})
+    world = build_world(sc)
+    router = LayeredRouter(world, n1=0, n2=0, overflow_km=0.2)
+    general = np.isnan(world.slot_soc_lo)
+    overflowed: list[int] = []
+
+    def checked(arrivals: Arrivals) -> np.ndarray:
+        slots = router(arrivals)
+        own = arrivals.candidates()[np.arange(len(arrivals)), slots]
+        assert (own | general[slots]).all()
+        overflowed.extend(slots[~own].tolist())
+        return slots
+
+    Simulator(sc, seed=0, router=checked).run(make_policy("llf"))
+    assert overflowed  # a full zone overflowed at some point of the morning peak
