@@ -95,7 +95,8 @@ def unzoned(scenario: Scenario) -> Scenario:
 
 
 def stress(scenario: Scenario, kind: str) -> Scenario:
-    """Table 4's operational scenarios as variants of ``scenario``.
+    """Table 4's operational scenarios as variants of ``scenario`` without its own events
+    (lot2102 as bundled has Table 4's outage built in; "normal operations" has none).
 
     peak: 150 % arrivals; failures: 30 % of every facility's chargers out 10:00–14:00;
     prices: the hourly price swung ±60 % around its mean (peaks sharper, nights cheaper);
@@ -103,7 +104,7 @@ def stress(scenario: Scenario, kind: str) -> Scenario:
     combined: peak, failures and prices together."""
     if kind not in SCENARIOS:
         raise ValueError(f"unknown scenario {kind!r}: choose from {SCENARIOS}")
-    s = scenario
+    s = scenario.model_copy(update={"events": []})
     days = max(1, math.ceil(s.horizon_days))
     if kind in ("peak", "combined"):
         s = s.model_copy(update={"arrivals_per_day": s.arrivals_per_day * 1.5})
