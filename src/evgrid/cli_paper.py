@@ -54,6 +54,9 @@ def layout(
         min=1, help="floor length [m] (default: a square floor of 10 m² per space)")] = None,
     width_m: Annotated[float | None, typer.Option(
         min=1, help="floor width [m] (default: as --length-m)")] = None,
+    cell_m: Annotated[float, typer.Option(
+        min=0.5, max=100, help="side of the grid cells the zone ILP assigns [m]; at most "
+        "20,000 cells")] = 5.0,
     seed: Annotated[int, typer.Option(min=0, help="seed of the Lloyd iteration")] = 0,
 ) -> None:
     """Compute the SoC zones of a lot (Lloyd/Voronoi seeds, the zone-boundary ILP, chargers per
@@ -66,7 +69,8 @@ def layout(
     sc = _load(scenario)
     target = _target(out, overwrite, LAYOUT_FILES)
     try:
-        lay = plan_layout(sc, facility, length_m=length_m, width_m=width_m, seed=seed)
+        lay = plan_layout(sc, facility, length_m=length_m, width_m=width_m, cell_m=cell_m,
+                          seed=seed)
     except ValueError as exc:
         raise fail(str(exc)) from None
     try:

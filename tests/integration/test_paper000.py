@@ -40,6 +40,8 @@ def test_layout_writes_a_scenario_that_evgrid_run_accepts(
     (["layout", "lot2102", "--length-m", "20", "--width-m", "20"],
      "the floor holds 40 spaces, the demand needs 2102"),
     (["layout", "city"], "the scenario has"),  # several facilities: name one
+    (["layout", "lot2102", "--length-m", "100000", "--width-m", "100000"],
+     "more than the ILP's 20,000"),
 ])
 def test_layout_errors_are_one_line(args: list[str], says: str, tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str],

@@ -912,6 +912,10 @@ class Layout:
         }
 
 
+#: The most grid cells the zone ILP takes (cells × zones binaries): 4 zones on 20,000 cells
+#: solve in seconds; a floor of kilometres at 5 m would not end.
+MAX_CELLS = 20_000
+
 #: What ``write_layout`` writes (``evgrid layout --out`` checks these names first).
 LAYOUT_FILES = ("layout.png", "layout.json", "scenario.yaml")
 
@@ -996,6 +1000,11 @@ def plan_layout(
     shares = zone_shares(hist, zs)
     d_zone = split_demand(shares, d_total)
 
+    cells = (length_m / cell_m) * (width_m / cell_m)
+    if not math.isfinite(cells) or cells > MAX_CELLS:
+        raise ValueError(f"a {length_m:g} × {width_m:g} m floor in {cell_m:g} m cells is "
+                         f"{cells:,.0f} cells, more than the ILP's {MAX_CELLS:,}: use larger cells "
+                         "(--cell-m)")
     grid = make_grid(length_m, width_m, cell_m, roadway_m)
     holds = _spaces(grid.usable_m2, spot_m2)
     if holds < int(d_zone.sum()):
