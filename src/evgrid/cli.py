@@ -94,13 +94,16 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def prepare_out(out: Path, overwrite: bool, label: str = "--out") -> OutputTarget:
-    """Check ``--out`` before any work (``evgrid.evaluation.output``): a bad one fails in 0 s."""
+def prepare_out(out: Path, overwrite: bool, label: str = "--out",
+                files: tuple[str, ...] | None = None) -> OutputTarget:
+    """Check ``--out`` before any work (``evgrid.evaluation.output``): a bad one fails in 0 s.
+    ``files``: what the command will write there (default: a run's files)."""
     from evgrid.evaluation.output import OutputError, prepare_output
     from evgrid.evaluation.report import EXPERIMENT_FILES
 
     try:
-        return prepare_output(out, overwrite=overwrite, files=EXPERIMENT_FILES, label=label)
+        return prepare_output(out, overwrite=overwrite, files=files or EXPERIMENT_FILES,
+                              label=label)
     except OutputError as exc:
         raise fail(str(exc)) from None
 

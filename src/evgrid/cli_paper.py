@@ -13,7 +13,6 @@ from rich.table import Table
 from evgrid.cli_options import OUT_HELP, OVERWRITE_HELP
 
 if TYPE_CHECKING:
-    from evgrid.evaluation.output import OutputTarget
     from evgrid.scenario.schema import Scenario
 
 evaluate_app = typer.Typer(help="Reproduce a source paper's evaluation beside its own figures.",
@@ -30,16 +29,6 @@ def _load(scenario: str) -> Scenario:
     except ScenarioError as exc:
         raise fail(str(exc)) from None
     return sc
-
-
-def _target(out: Path, overwrite: bool, files: tuple[str, ...]) -> OutputTarget:
-    from evgrid.cli import fail
-    from evgrid.evaluation.output import OutputError, prepare_output
-
-    try:
-        return prepare_output(out, overwrite=overwrite, files=files)
-    except OutputError as exc:
-        raise fail(str(exc)) from None
 
 
 def layout(
@@ -62,12 +51,12 @@ def layout(
     """Compute the SoC zones of a lot (Lloyd/Voronoi seeds, the zone-boundary ILP, chargers per
     zone; Eq. 4-7 of seed 000) and the island layout's spatial efficiency; write layout.png,
     layout.json and a scenario.yaml with the computed zones that `evgrid run` accepts."""
-    from evgrid.cli import console, fail
+    from evgrid.cli import console, fail, prepare_out
     from evgrid.evaluation.output import OutputError
     from evgrid.optim.layout import LAYOUT_FILES, plan_layout, write_layout
 
     sc = _load(scenario)
-    target = _target(out, overwrite, LAYOUT_FILES)
+    target = prepare_out(out, overwrite, files=LAYOUT_FILES)
     try:
         lay = plan_layout(sc, facility, length_m=length_m, width_m=width_m, cell_m=cell_m,
                           seed=seed)
@@ -115,7 +104,7 @@ def paper_000(
     """Seed 000's Table 3 (traditional FCFS, single-layer scheduling, non-coordinated and
     coordinated three layers) and Table 4 (normal, peak 150 %, 30 % charger failures, price
     swings, combined, extreme weather) on lot2102, each figure beside the paper's."""
-    from evgrid.cli import console, fail, progress_bar
+    from evgrid.cli import console, fail, prepare_out, progress_bar
     from evgrid.evaluation.output import OutputError
     from evgrid.evaluation.paper000 import LIGHTWEIGHT, evaluate_paper000, quick_scenario
     from evgrid.evaluation.paper000_report import FILES, table3_rows, table4_rows, write_paper000
@@ -126,7 +115,7 @@ def paper_000(
         raise fail(f"--arrivals-scale {arrivals_scale:g}: {sc.arrivals_per_day * arrivals_scale:,.0f}"
                    f" arrivals per day is more than {MAX_ARRIVALS_PER_DAY:,.0f}")
     sc = sc.model_copy(update={"arrivals_per_day": sc.arrivals_per_day * arrivals_scale})
-    target = _target(out, overwrite, FILES)
+    target = prepare_out(out, overwrite, files=FILES)
     kinds, acas = None, None
     if quick:
         acas = LIGHTWEIGHT
