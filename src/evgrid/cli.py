@@ -336,7 +336,10 @@ def run(
         help="how arriving drivers pick a facility zone: 'nearest' (nearest free charger in "
         "their SoC zone), 'cohorts' (shares agreed by the cohort agents by ADMM), 'layered' "
         "(seed 000's allocation layer: MIP, PSO or a rolling horizon by problem size, a full "
-        "SoC zone overflowing into the general zone) or "
+        "SoC zone overflowing into the general zone), 'assignment' (seed 003: each step's "
+        "arrivals by the drive + walk + fee assignment with range limits and a queueing "
+        "forecast of the wait), 'reservations' (seed 004: chargers held for drivers who "
+        "reserve, walk-ins spread by simulated annealing) or "
         "'learned:DIR' (the cohort policies exported by evgrid train --out DIR)")] = "nearest",
 ) -> None:
     """Simulate SCENARIO with each policy and the offline optimum; write KPIs, plots, report."""

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from evgrid.cli_options import OUT_HELP, OVERWRITE_HELP
+from evgrid.evaluation.paper_tables import PaperTable
 
 if TYPE_CHECKING:
     from evgrid.scenario.schema import Scenario
@@ -131,15 +132,121 @@ def paper_000(
     except OutputError as exc:
         raise fail(str(exc), code=1) from None
     if not quiet:
-        for title, head, rows in (
-            ("Table 3 of 000: ours ± sd (paper)", ["metric", "trad.", "1-layer", "3L no fb",
-                                                  "3L"], table3_rows(res)),
-            ("Table 4 of 000: ours ± sd (paper)", ["scenario", "conv. [s]", "gap [%]",
-                                                  "adapt."], table4_rows(res))):
-            t = Table(title=title, width=80)
-            for h in head:
-                t.add_column(h, overflow="fold")
-            for r in rows:
-                t.add_row(*(escape(c) for c in r))
-            console.print(t)
+        _print_tables([
+            PaperTable("Table 3 of 000: ours ± sd (paper)", ["metric", "trad.", "1-layer",
+                                                             "3L no fb", "3L"], table3_rows(res)),
+            PaperTable("Table 4 of 000: ours ± sd (paper)", ["scenario", "conv. [s]", "gap [%]",
+                                                             "adapt."], table4_rows(res))])
+    console.print(f"written to {escape(str(folder))} (report.html)")
+
+
+def _print_tables(tables: list[PaperTable]) -> None:
+    from evgrid.cli import console
+
+    for tab in tables:
+        t = Table(title=tab.title, width=80)
+        for h in tab.head:
+            t.add_column(h, overflow="fold")
+        for r in tab.rows:
+            t.add_row(*(escape(c) for c in r))
+        console.print(t)
+
+
+@evaluate_app.command("paper-003")
+def paper_003(
+    out: Annotated[Path, typer.Option(help=OUT_HELP)] = Path("runs/paper-003"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
+    scenario: Annotated[str, typer.Option(
+        help="the city the forecast is validated and the routers compared on (bundled name "
+        "or YAML file)")] = "city",
+    seeds: Annotated[int, typer.Option(min=1, max=100, help="seeds 0..N-1; the tables give "
+                                       "the mean ± standard deviation over them")] = 3,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="one seed, the smallest instances and the 'small' city: a smoke test "
+        "of the whole pipeline, not figures to quote")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Seed 003: HASP, DE, bees and tabu against the exact GAP optimum (success rate, gap,
+    time) beside the paper's table; the M/M/c/c availability forecast validated against the
+    simulator's queues; and the assignment as a router beside nearest-free and the cohorts."""
+    from evgrid.cli import console, fail, prepare_out, progress_bar
+    from evgrid.evaluation.output import OutputError
+    from evgrid.evaluation.paper003 import PAPER_NOTES, evaluate_paper003, tables
+    from evgrid.evaluation.paper_tables import write_report
+
+    sc = _load("small" if quick else scenario)
+    target = prepare_out(out, overwrite, files=("results.json", "report.html"))
+    try:
+        with progress_bar(quiet) as progress:
+            res = evaluate_paper003(sc, list(range(1 if quick else seeds)), quick=quick,
+                                    progress=progress)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    tabs = tables(res)
+    try:
+        folder = write_report(target, res.to_json(), tabs, title="Seed 003 on " + sc.name,
+                              intro=f"Seeds {res.seeds}: ours, mean ± sd over the seeds, with "
+                              "the paper's figure in brackets.", notes=PAPER_NOTES)
+    except OutputError as exc:
+        raise fail(str(exc), code=1) from None
+    if not quiet:
+        _print_tables(tabs)
+    console.print(f"written to {escape(str(folder))} (report.html)")
+
+
+@evaluate_app.command("paper-004")
+def paper_004(
+    out: Annotated[Path, typer.Option(help=OUT_HELP)] = Path("runs/paper-004"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
+    scenario: Annotated[str, typer.Option(
+        help="the city whose drivers reserve (its cohorts' reservation_share) — the arrival "
+        "forecast is trained on it and its routing compared (bundled name or YAML file)")
+    ] = "city",
+    seeds: Annotated[int, typer.Option(min=1, max=100, help="seeds 0..N-1; the tables give "
+                                       "the mean ± standard deviation over them")] = 3,
+    matcher: Annotated[Path | None, typer.Option(
+        help="a reserved-vehicle matcher trained by `evgrid train-matcher --out DIR` (the "
+        "dueling double DQN of §4): adds ACP with it beside ACP with the nearest pile")
+    ] = None,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="one seed, a short forecast fit, a 6-hour region and the 'small' "
+        "city: a smoke test of the whole pipeline, not figures to quote")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Seed 004: the high-priority arrival forecast (attention-LSTM beside LSTM,
+    seasonal-naive and the per-hour mean), the reserved-pile table beside the paper's, FIFS,
+    RFWDA and ACP on its regional model, and reservations on the city simulator."""
+    from evgrid.cli import console, fail, prepare_out, progress_bar
+    from evgrid.evaluation.output import OutputError
+    from evgrid.evaluation.paper004 import PAPER_NOTES, evaluate_paper004, tables
+    from evgrid.evaluation.paper_tables import write_report
+
+    sc = _load("small" if quick else scenario)
+    loaded = None
+    if matcher is not None:
+        from evgrid.learning.reservation_dqn import DqnMatcher
+
+        try:
+            loaded = DqnMatcher.load(matcher)
+        except ValueError as exc:
+            raise fail(f"--matcher: {exc}") from None
+    target = prepare_out(out, overwrite, files=("results.json", "report.html"))
+    try:
+        with progress_bar(quiet) as progress:
+            res = evaluate_paper004(sc, list(range(1 if quick else seeds)), quick=quick,
+                                    matcher=loaded,
+                                    matcher_name=None if matcher is None else str(matcher),
+                                    progress=progress)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    tabs = tables(res)
+    try:
+        folder = write_report(target, res.to_json(), tabs, title="Seed 004 on " + sc.name,
+                              intro=f"Seeds {res.seeds}: ours, mean ± sd over the seeds, with "
+                              "the paper's figure in brackets where it gives one.",
+                              notes=PAPER_NOTES)
+    except OutputError as exc:
+        raise fail(str(exc), code=1) from None
+    if not quiet:
+        _print_tables(tabs)
     console.print(f"written to {escape(str(folder))} (report.html)")

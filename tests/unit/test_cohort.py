@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import cvxpy as cp
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -12,6 +15,7 @@ from evgrid.agents.cohort import build_cohort_agents, cohort_router, project_sim
 from evgrid.agents.policies import make_policy
 from evgrid.envs import Simulator
 from evgrid.envs.simulator import candidate_slots
+from evgrid.envs.world import build_world
 from evgrid.scenario import load_scenario
 from tests.conformance.test_controller_invariants import check_invariants
 
@@ -60,8 +64,20 @@ def test_cohort_routing_is_deterministic_and_valid() -> None:
 
 
 def test_erlang_c_matches_a_textbook_value() -> None:
-    from evgrid.agents.cohort import erlang_c_wait_h
+    from evgrid.optim.sa_routing import erlang_c, station_wait_h
 
-    # c = 2 servers, a = 1 Erlang: P(wait) = 1/3, W_q = P·h/(c − a) = h/3.
-    w = erlang_c_wait_h(np.array([2, 5, 3]), np.array([1.0, 6.0, 0.0]), service_h=1.5)
-    np.testing.assert_allclose(w, [0.5, 1.5, 0.0], atol=1e-12)
+    # c = 2 servers, a = 1 Erlang: P(wait) = 1/3, W_q = P/(cμ − λ) = h/3 for service time h.
+    assert erlang_c(2, 1.0) == pytest.approx(1 / 3)
+    assert station_wait_h(lam=1 / 1.5, c=2, mu=1 / 1.5, backlog=0.0) == pytest.approx(0.5)
+
+
+def test_cohort_wait_term_is_the_availability_forecast() -> None:
+    """A cohort's cost of a zone falls when the zone gets more chargers (003's forecast of a
+    free pile rises), everything else equal."""
+    sc = load_scenario("small")
+    world = build_world(sc)
+    more = dataclasses.replace(world, slot_chargers=world.slot_chargers * 3)
+    base = build_cohort_agents(world, seed=0)[0].cost
+    roomy = build_cohort_agents(more, seed=0)[0].cost
+    has = world.slot_chargers > 0
+    assert (roomy[has] <= base[has] + 1e-12).all() and (roomy[has] < base[has]).any()

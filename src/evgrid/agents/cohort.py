@@ -4,8 +4,10 @@ A cohort k expects, over the horizon, D_k vehicles parked at once (Little's law:
 mean dwell), split by the SoC zone class each vehicle may use (000 §3.1). It claims x_{k,s}
 vehicles at each facility zone s of the right class, minimising seed 003's assignment cost
 (drive distance + walking distance + charging fee, priced with the cohort's value of time) plus
-the expected wait for a charger (an M/M/c queue per zone, Erlang C, at the city's average
-utilisation — the queueing view of 003 and 004)
+the expected wait for a charger: seed 003's M/M/c/c availability forecast, P(no free pile when
+the cohort's drivers get there, τ = their drive time) from the zone's typical free count at the
+city's average utilisation, times the wait for the first pile to free (1/(c·μ);
+:func:`evgrid.optim.availability.expected_wait_h`)
 subject to Σ_s∈class x_{k,s} = D_{k,class}; the coupling Σ_k x_{k,s} ≤ chargers_s is shared
 by ADMM (one scaled price per facility zone). Arriving drivers of cohort k are then routed to
 zone s with probability ∝ x_{k,s}, among zones with a free charger when there is one.
@@ -22,29 +24,12 @@ import numpy as np
 from evgrid.envs.sessions import draw_truncated
 from evgrid.envs.simulator import Arrivals, assign_by_preference, candidate_slots
 from evgrid.envs.world import World
+from evgrid.optim.availability import expected_wait_h
 
 DRIVE_KMH = 30.0  # urban driving speed for the time cost of a detour
 WALK_KMH = 5.0
 DRIVE_COST_PER_KM = 0.2  # running cost of a detour [currency/km]
 SAMPLES = 4000  # Monte-Carlo draws per cohort for expected distances and class shares
-
-
-def erlang_c_wait_h(servers: np.ndarray, load_erlang: np.ndarray, service_h: float) -> np.ndarray:
-    """Mean wait in queue W_q [h] of an M/M/c queue (Erlang C), per zone.
-
-    Erlang B by its stable recursion, then C = c·B / (c − a·(1 − B)) and W_q = C·h / (c − a)
-    for mean service time h; a zone at or over capacity (a ≥ c) waits a whole service time.
-    """
-    out = np.full(servers.shape, service_h, dtype=float)
-    for i, (c, a) in enumerate(zip(servers.astype(int), load_erlang, strict=True)):
-        if c <= 0 or a >= c:
-            continue
-        b = 1.0
-        for k in range(1, c + 1):
-            b = a * b / (k + a * b)
-        prob_wait = c * b / (c - a * (1 - b))
-        out[i] = prob_wait * service_h / (c - a)
-    return out
 
 
 def project_simplex(v: np.ndarray, total: float) -> np.ndarray:
@@ -104,7 +89,9 @@ def build_cohort_agents(world: World, *, seed: int = 0, alpha: float = 1.6) -> l
     chargers = world.slot_chargers.astype(float)
     mean_dwell = parked_total / max(sum(sc.arrivals_per_day * c.share / 24 for c in sc.cohorts), 1e-9)
     load = parked_total * chargers / max(chargers.sum(), 1.0)
-    wait_h = erlang_c_wait_h(world.slot_chargers, load, mean_dwell)
+    mu = 1.0 / max(mean_dwell, 1e-9)
+    piles = np.maximum(world.slot_chargers, 1)
+    typical_free = np.maximum(world.slot_chargers - np.round(load), 0).astype(np.int64)
     agents = []
     for c in sc.cohorts:
         dwell = draw_truncated(c.dwell_h, SAMPLES, rng)
@@ -114,6 +101,7 @@ def build_cohort_agents(world: World, *, seed: int = 0, alpha: float = 1.6) -> l
                            rng.uniform(ys.min() - 1, ys.max() + 1, SAMPLES)], axis=1)
         drive = np.linalg.norm(origin[:, None, :] - world.slot_xy_km[None], axis=2).mean(0)
         energy = max(c.target_soc - float(soc.mean()), 0.0) * c.battery_kwh
+        wait_h = expected_wait_h(piles, load * mu, mu, typical_free, drive / DRIVE_KMH)
         cost = (drive * (DRIVE_COST_PER_KM + c.value_of_time_per_h / DRIVE_KMH)
                 + world.slot_walk_km * c.value_of_time_per_h / WALK_KMH
                 + world.slot_fee_per_kwh * energy

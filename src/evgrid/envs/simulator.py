@@ -129,16 +129,19 @@ class Arrivals:
     origin_xy_km: np.ndarray  # [n, 2]
     requested_kwh: np.ndarray  # [n]
     departure_step: np.ndarray  # [n]
+    battery_kwh: np.ndarray  # [n] (with arrival_soc: the range left, 003's feasibility)
     free: np.ndarray  # [S] free chargers per slot, net of the queue
+    queued: np.ndarray  # [S] EVs waiting at each slot (the queue the wait forecasts price)
 
     @classmethod
     def of(cls, t: int, world: World, sessions: Sessions, evs: np.ndarray,
-           free: np.ndarray) -> Arrivals:
+           free: np.ndarray, queued: np.ndarray) -> Arrivals:
         return cls(t=t, world=world, evs=evs, cohort=sessions.cohort[evs],
                    facility=sessions.facility[evs], arrival_soc=sessions.arrival_soc[evs],
                    origin_xy_km=sessions.origin_xy_km[evs],
                    requested_kwh=sessions.requested_kwh[evs],
-                   departure_step=sessions.departure_step[evs], free=free)
+                   departure_step=sessions.departure_step[evs],
+                   battery_kwh=sessions.battery_kwh[evs], free=free, queued=queued)
 
     def __len__(self) -> int:
         return int(self.evs.size)
@@ -320,8 +323,9 @@ class Simulator:
         lo, hi = self._arrival_bounds[t], self._arrival_bounds[t + 1]
         if hi > lo:
             evs = np.arange(lo, hi)
-            free = self._free_per_slot(online) - self._queued_per_slot()
-            view = Arrivals.of(t, w, s, evs, np.maximum(free, 0))
+            queued = self._queued_per_slot()
+            free = self._free_per_slot(online) - queued
+            view = Arrivals.of(t, w, s, evs, np.maximum(free, 0), queued)
             slots = np.asarray(self.router(view), dtype=np.int64)
             if slots.shape != evs.shape or ((slots < 0) | (slots >= w.n_slots)).any():
                 raise ValueError(f"router returned invalid slots {slots!r} for {evs.size} EVs")
@@ -339,8 +343,9 @@ class Simulator:
         evs = (np.arange(self._arrival_bounds[nxt], self._arrival_bounds[nxt + 1])
                if nxt < w.steps else np.zeros(0, dtype=np.int64))
         online = w.charger_online[min(t, w.steps - 1)]
-        free = np.maximum(self._free_per_slot(online) - self._queued_per_slot(), 0)
-        return Arrivals.of(nxt, w, self.sessions, evs, free)
+        queued = self._queued_per_slot()
+        free = np.maximum(self._free_per_slot(online) - queued, 0)
+        return Arrivals.of(nxt, w, self.sessions, evs, free, queued)
 
     def _free_per_slot(self, online: np.ndarray) -> np.ndarray:
         free = online & (self.charger_ev < 0)

@@ -19,6 +19,7 @@ from evgrid.evaluation.paper000 import (
     TABLE3_LABELS,
     Paper000,
 )
+from evgrid.evaluation.paper_tables import cell, html_table
 
 PLOTS = ("queues.png", "feedback.png", "layout.png")
 FILES = ("results.json", "timeseries.csv", *PLOTS, "report.html")
@@ -27,12 +28,6 @@ TABLE4_LABELS = {"normal": "Normal operations", "peak": "Peak demand (150 %)",
                  "combined": "Combined disruptions", "weather": "Extreme weather (grid drop)"}
 TABLE4_METRICS = {"convergence_s": "Convergence time [s]", "gap_pct": "Optimality gap [%]",
                   "adaptability": "Adaptability index"}
-
-
-def cell(mean: float, std: float, paper: float | None, digits: int = 1) -> str:
-    """``ours ± spread (paper)``: the two side by side, as the issue asks."""
-    ours = f"{mean:.{digits}f}±{std:.{digits}f}"
-    return f"{ours} ({'—' if paper is None else f'{paper:g}'})"
 
 
 def table3_rows(res: Paper000) -> list[list[str]]:
@@ -109,15 +104,9 @@ def write_plots(res: Paper000, folder: Path) -> None:
         plot_layout(res.plan, folder / "layout.png")
 
 
-def _table(head: list[str], rows: list[list[str]]) -> str:
-    return ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
-            + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-                      for r in rows) + "</table>")
-
-
 def render_html(res: Paper000, folder: Path) -> str:
-    t3 = _table(["Metric", *(APPROACH_TITLES[a] for a in APPROACHES)], table3_rows(res))
-    t4 = _table(["Scenario", *TABLE4_METRICS.values()], table4_rows(res))
+    t3 = html_table(["Metric", *(APPROACH_TITLES[a] for a in APPROACHES)], table3_rows(res))
+    t4 = html_table(["Scenario", *TABLE4_METRICS.values()], table4_rows(res))
     moves = "".join(f"<li>seed {r['seed']}, {html.escape(r['scenario'])}, step {r['t']}: "
                     f"{r['moved']} chargers {html.escape(r['from'])} → {html.escape(r['to'])}</li>"
                     for r in res.relayouts) or "<li>none</li>"

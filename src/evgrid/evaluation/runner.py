@@ -22,9 +22,11 @@ from evgrid.evaluation.offline import OfflineSolution, offline_optimal_run
 from evgrid.scenario.schema import Scenario
 
 OFFLINE = "offline_optimal"
-#: How arriving drivers pick a facility zone: the simulator's nearest-free rule, or the shares
-#: the cohort agents agreed by ADMM (evgrid.agents.cohort).
-ROUTINGS = ["nearest", "cohorts", "layered", "learned:DIR"]
+#: How arriving drivers pick a facility zone: the simulator's nearest-free rule, the shares
+#: the cohort agents agreed by ADMM (evgrid.agents.cohort), seed 000's allocation layer, seed
+#: 003's assignment (evgrid.optim.assignment_router), seed 004's reservations and walk-ins
+#: (evgrid.optim.reservation_router), or learned cohort policies.
+ROUTINGS = ["nearest", "cohorts", "layered", "assignment", "reservations", "learned:DIR"]
 #: ``--routing learned:DIR``: the cohort policies exported by ``evgrid train``.
 LEARNED_ROUTING = "learned:"
 
@@ -124,6 +126,14 @@ def run_experiment(
 
         router = LayeredRouter(world, seed=scenario.seed if seed is None else seed,
                                **RUN_DEFAULTS)
+    elif routing == "assignment":
+        from evgrid.optim.assignment_router import AssignmentRouter
+
+        router = AssignmentRouter(world, seed=scenario.seed if seed is None else seed)
+    elif routing == "reservations":
+        from evgrid.optim.reservation_router import ReservationRouter
+
+        router = ReservationRouter(world, seed=scenario.seed if seed is None else seed)
     elif routing.startswith(LEARNED_ROUTING):
         from evgrid.agents.learned import LearnedRouter
 
