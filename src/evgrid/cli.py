@@ -338,7 +338,8 @@ def run(
         "(seed 000's allocation layer: MIP, PSO or a rolling horizon by problem size, a full "
         "SoC zone overflowing into the general zone), 'assignment' (seed 003: each step's "
         "arrivals by the drive + walk + fee assignment with range limits and a queueing "
-        "forecast of the wait), 'reservations' (seed 004: chargers held for drivers who "
+        "forecast of the wait; 'assignment-radius' also keeps each driver to 003's allocation "
+        "region, a radius by its SoC and the city's occupancy), 'reservations' (seed 004: chargers held for drivers who "
         "reserve, walk-ins spread by simulated annealing) or "
         "'learned:DIR' (the cohort policies exported by evgrid train --out DIR)")] = "nearest",
 ) -> None:
@@ -690,13 +691,13 @@ def replay(
 def _register_commands() -> None:
     """`evgrid coordinator`, `evgrid station` (the gRPC side, evgrid.cli_edge), `evgrid
     chargepoint-sim` (evgrid.cli_field), `evgrid certs` (evgrid.cli_certs), `evgrid train`
-    and `evgrid tune` (evgrid.cli_learn), `evgrid layout` and `evgrid evaluate` (seed 000's
-    layers, evgrid.cli_paper)."""
+    and `evgrid tune` (evgrid.cli_learn), `evgrid layout`, `evgrid evaluate` and
+    `evgrid train-matcher` (the seeds' own evaluations, evgrid.cli_paper)."""
     from evgrid.cli_certs import app as certs_app
     from evgrid.cli_edge import coordinator, station
     from evgrid.cli_field import chargepoint_sim
     from evgrid.cli_learn import train, tune
-    from evgrid.cli_paper import evaluate_app, layout
+    from evgrid.cli_paper import evaluate_app, layout, train_matcher
 
     app.command("coordinator")(coordinator)
     app.command("station")(station)
@@ -704,6 +705,7 @@ def _register_commands() -> None:
     app.command("train")(train)
     app.command("tune")(tune)
     app.command("layout")(layout)
+    app.command("train-matcher")(train_matcher)
     app.add_typer(evaluate_app, name="evaluate")
     app.add_typer(certs_app, name="certs")
 

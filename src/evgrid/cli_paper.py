@@ -250,3 +250,37 @@ def paper_004(
     if not quiet:
         _print_tables(tabs)
     console.print(f"written to {escape(str(folder))} (report.html)")
+
+
+def train_matcher(
+    out: Annotated[Path, typer.Option(help="folder for matcher.pt and matcher.json (missing "
+                                      "or empty unless --overwrite)")] = Path("runs/matcher"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
+    iterations: Annotated[int, typer.Option(
+        min=1, max=10_000, help="training iterations of 1,000 environment steps each (the "
+        "paper's 20,000 rounds are 20)")] = 20,
+    reserved_rate: Annotated[float, typer.Option(
+        min=0.1, max=500, help="reservation vehicles per hour in the region (paper: 14-26)")
+    ] = 26.0,
+    walkin_rate: Annotated[float, typer.Option(
+        min=0.0, max=500, help="walk-in vehicles per hour in the region (paper: 9-14)")] = 14.0,
+    seed: Annotated[int, typer.Option(min=0, help="training seed")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Train seed 004's reserved-vehicle matcher (§4: RLlib DQN, dueling, double Q,
+    prioritised replay) on its regional model and export it for `evgrid evaluate paper-004
+    --matcher DIR` (runs on embedded local Ray, 2 CPUs)."""
+    from evgrid.cli import console, fail, progress_bar
+    from evgrid.learning.reservation_dqn import MatcherHyper
+    from evgrid.learning.reservation_dqn import train_matcher as train
+
+    env = {"reserved_rate_per_h": reserved_rate, "walkin_rate_per_h": walkin_rate}
+    try:
+        with progress_bar(quiet) as progress:
+            path = train(env, out, hyper=MatcherHyper(iterations=iterations), seed=seed,
+                         overwrite=overwrite,
+                         progress=lambda i, n, _s: progress("DQN iterations", i, n))
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"matcher written to {escape(str(path))} (use: evgrid evaluate paper-004 "
+                  f"--matcher {escape(str(path.parent))})")

@@ -31,7 +31,7 @@ from evgrid.optim.availability import free_pile_probability
 from evgrid.scenario.schema import Scenario
 
 Progress = Callable[[str, int, int], None]
-ROUTINGS = ["nearest", "cohorts", "assignment"]
+ROUTINGS = ["nearest", "cohorts", "assignment", "assignment-radius"]
 TAUS_MIN = (15, 30, 60)
 #: The routing KPIs of part 3, with their labels.
 ROUTING_KPIS = {"driver_cost_per_ev": "driver cost / EV", "wait_mean_min": "wait [min]",

@@ -19,7 +19,7 @@ Four parts, each over several seeds where it is random:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -143,6 +143,8 @@ def evaluate_paper004(scenario: Scenario, seeds: list[int], *, quick: bool = Fal
     from evgrid.evaluation.paper004_sim import RegionConfig, compare_strategies
     from evgrid.optim.reserved_piles import reserved_table
 
+    region_keys = {f.name for f in fields(RegionConfig)} - {"horizon_h"}
+
     res = Paper004(scenario=scenario.name, seeds=seeds, matcher=matcher_name)
     total, done = 3 + len(seeds), 0
 
@@ -158,6 +160,9 @@ def evaluate_paper004(scenario: Scenario, seeds: list[int], *, quick: bool = Fal
     res.reserved = reserved_table()
     tick("reserved piles")
     cfg = RegionConfig(horizon_h=6.0) if quick else RegionConfig()
+    trained_on = getattr(matcher, "manifest", {}).get("env_config", {})
+    if trained_on:  # compare on the region the matcher was trained for
+        cfg = replace(cfg, **{k: v for k, v in trained_on.items() if k in region_keys})
     res.strategies = compare_strategies(cfg, seeds, matchers={"acp-dqn": matcher}
                                         if matcher is not None else None)
     tick("strategies")

@@ -26,7 +26,8 @@ OFFLINE = "offline_optimal"
 #: the cohort agents agreed by ADMM (evgrid.agents.cohort), seed 000's allocation layer, seed
 #: 003's assignment (evgrid.optim.assignment_router), seed 004's reservations and walk-ins
 #: (evgrid.optim.reservation_router), or learned cohort policies.
-ROUTINGS = ["nearest", "cohorts", "layered", "assignment", "reservations", "learned:DIR"]
+ROUTINGS = ["nearest", "cohorts", "layered", "assignment", "assignment-radius", "reservations",
+            "learned:DIR"]
 #: ``--routing learned:DIR``: the cohort policies exported by ``evgrid train``.
 LEARNED_ROUTING = "learned:"
 
@@ -126,10 +127,11 @@ def run_experiment(
 
         router = LayeredRouter(world, seed=scenario.seed if seed is None else seed,
                                **RUN_DEFAULTS)
-    elif routing == "assignment":
+    elif routing in ("assignment", "assignment-radius"):
         from evgrid.optim.assignment_router import AssignmentRouter
 
-        router = AssignmentRouter(world, seed=scenario.seed if seed is None else seed)
+        router = AssignmentRouter(world, seed=scenario.seed if seed is None else seed,
+                                  radius=routing == "assignment-radius")
     elif routing == "reservations":
         from evgrid.optim.reservation_router import ReservationRouter
 

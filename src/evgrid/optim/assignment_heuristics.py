@@ -247,7 +247,7 @@ def local_search(p: _Prep, x: np.ndarray, *, depth: int = 3,
     load = np.bincount(x, minlength=p.m)
     for _ in range(max_moves):
         gain = p.cost - p.cost[p.ar, x][:, None]
-        delta, arcs = _best_move(p, x, load, gain, min(depth, 3))
+        delta, arcs = _best_move(p, x, load, gain, depth if depth <= 3 else 2)
         if delta >= -p.tol and depth > 3:
             delta, arcs = _long_move(p, x, load, gain, depth)
         if delta >= -p.tol:

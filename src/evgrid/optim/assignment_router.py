@@ -12,9 +12,12 @@ stations, minimising drive + walk + fee (the GAP objective) under pile capacity 
   at the same value of time. The wait is seed 003's M/M/c/c availability forecast
   (:func:`evgrid.optim.availability.expected_wait_h`) at the slot's current arrival rate,
   plus the queue already ahead (each served at the slot's total rate c·μ);
-- eligibility is the SoC zone rule of the simulator (``candidate_slots``), the range, and
-  seed 003's allocation region: zones within a radius that shrinks with the driver's SoC and
-  grows with the city's occupancy (:func:`evgrid.optim.availability.allocation_radius_km`).
+- eligibility is the SoC zone rule of the simulator (``candidate_slots``) and the range; with
+  ``radius`` (``--routing assignment-radius``) also seed 003's allocation region: zones within
+  a radius that shrinks with the driver's SoC and grows with the city's occupancy
+  (:func:`evgrid.optim.availability.allocation_radius_km`), widened to the nearest free
+  charger. On our cities it costs drivers more (it cuts off cheaper zones further away);
+  ``evgrid evaluate paper-003`` reports both.
 
 An EV that can reach no eligible slot (its range is too short for all of them) goes to its
 nearest eligible slot anyway — it is already on its way, and refusing it would drop a driver
@@ -83,8 +86,10 @@ class AssignmentStats:
 class AssignmentRouter:
     """A simulator router (``Router``) that solves seed 003's GAP for each step's arrivals."""
 
-    def __init__(self, world: World, *, seed: int = 0, method: str = "auto") -> None:
+    def __init__(self, world: World, *, seed: int = 0, method: str = "auto",
+                 radius: bool = False) -> None:
         self.world = world
+        self.radius = radius
         self.seed = seed
         self.method = method
         self.mu_per_h = 1.0 / max(mean_dwell_h(world), 1e-6)
@@ -123,18 +128,8 @@ class AssignmentRouter:
         eligible = arrivals.candidates()
         reach = eligible & (drive_km <= range_km[:, None])
         in_range = reach.any(axis=1)
-        # 003's allocation region: zones within the radius its SoC and the city's occupancy
-        # give (a driver with no zone inside it keeps every zone in range)
-        chargers = max(int(w.slot_chargers.sum()), 1)
-        occupancy = 1.0 - float(arrivals.free.sum()) / chargers
-        radius = allocation_radius_km(arrivals.arrival_soc, occupancy, base_km=self.radius_km,
-                                      min_km=self.radius_km / 3, max_km=3 * self.radius_km)
-        # ... widened to the nearest zone in range with a free charger: the radius bounds the
-        # search, it never makes a driver queue while a charger is free within range
-        free_km = np.where(reach & (arrivals.free[None, :] > 0), drive_km, np.inf).min(axis=1)
-        radius = np.maximum(radius, np.where(np.isfinite(free_km), free_km, 0.0))
-        near = reach & (drive_km <= radius[:, None] + 1e-9)
-        reach = np.where(near.any(axis=1, keepdims=True), near, reach)
+        if self.radius:
+            reach = self.within_radius(arrivals, reach, drive_km)
         # out of range everywhere: the nearest eligible zone (see the module docstring)
         nearest = np.argmin(np.where(eligible, drive_km, np.inf), axis=1)
         fallback = np.zeros_like(reach)
@@ -146,6 +141,22 @@ class AssignmentRouter:
         capacity = np.concatenate([arrivals.free.astype(np.int64),
                                    np.full(w.n_slots, len(arrivals), dtype=np.int64)])
         return GapInstance(cost=cost, feasible=feasible, capacity=capacity), in_range
+
+    def within_radius(self, arrivals: Arrivals, reach: np.ndarray,
+                      drive_km: np.ndarray) -> np.ndarray:
+        """003's allocation region: the zones within the radius the driver's SoC and the
+        city's occupancy give, widened to the nearest zone in range with a free charger (the
+        radius bounds the search; it never makes a driver queue while a charger is free in
+        range). A driver with no zone inside it keeps every zone in range."""
+        w = self.world
+        chargers = max(int(w.slot_chargers.sum()), 1)
+        occupancy = 1.0 - float(arrivals.free.sum()) / chargers
+        radius = allocation_radius_km(arrivals.arrival_soc, occupancy, base_km=self.radius_km,
+                                      min_km=self.radius_km / 3, max_km=3 * self.radius_km)
+        free_km = np.where(reach & (arrivals.free[None, :] > 0), drive_km, np.inf).min(axis=1)
+        radius = np.maximum(radius, np.where(np.isfinite(free_km), free_km, 0.0))
+        near = reach & (drive_km <= radius[:, None] + 1e-9)
+        return np.where(near.any(axis=1, keepdims=True), near, reach)
 
     def observe(self, slots: np.ndarray) -> None:
         """Update each zone's arrival rate (an EMA of the EVs routed to it per hour)."""
