@@ -52,6 +52,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ocpp_roundtrip.py
 	$(BIN)/python benchmarks/allocation.py
 	$(BIN)/evgrid evaluate paper-000 --seeds 5 --out runs/paper-000 --overwrite -q
+	$(BIN)/python benchmarks/assignment.py --seeds 3
+	$(BIN)/evgrid evaluate paper-003 --seeds 3 --out runs/paper-003 --overwrite -q
+	$(BIN)/python benchmarks/reservation_dqn.py --iterations 20 --seeds 2
+	$(BIN)/evgrid train-matcher --out runs/matcher --overwrite -q
+	$(BIN)/evgrid evaluate paper-004 --seeds 3 --matcher runs/matcher --out runs/paper-004 --overwrite -q
 	$(BIN)/python -m pytest -q -m slow
 
 # Real distributions and prices (ElaadNL tables, Dutch day-ahead prices) from the ev2gym wheel.

@@ -209,7 +209,7 @@ def train(
     except (OSError, ValueError, KeyError) as exc:
         raise fail(f"--out {out}: nothing to resume in it ({' '.join(str(exc).split())})"
                    ) from None
-    _quiet_ray_logs()
+    quiet_ray_logs()
     from evgrid.transport.ray_actors import ensure_ray
 
     try:
@@ -257,7 +257,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2))
 
 
-def _quiet_ray_logs() -> None:
+def quiet_ray_logs() -> None:
     """RLlib warns at every build that the new API stack is the default, and gymnasium at every
     registration; keep the terminal for the progress bar."""
     import warnings
@@ -329,7 +329,7 @@ def tune(
         target = prepare_output(out, overwrite=overwrite, files=("best.json",))
     except OutputError as exc:
         raise fail(str(exc)) from None
-    _quiet_ray_logs()
+    quiet_ray_logs()
     from evgrid.transport.ray_actors import ensure_ray
 
     try:

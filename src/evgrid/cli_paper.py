@@ -32,6 +32,23 @@ def _load(scenario: str) -> Scenario:
     return sc
 
 
+ARRIVALS_SCALE_HELP = ("multiply the city's arrivals per day (the bundled cities queue for "
+                       "no charger at 1x; 1.4 makes zones fill, 2 saturates the city)")
+
+
+def _scaled(sc: Scenario, arrivals_scale: float) -> Scenario:
+    """The scenario with ``arrivals_scale`` × its arrivals; beyond the schema's bound is one
+    line and exit 2."""
+    from evgrid.cli import fail
+    from evgrid.scenario.bounds import MAX_ARRIVALS_PER_DAY
+
+    n = sc.arrivals_per_day * arrivals_scale
+    if n > MAX_ARRIVALS_PER_DAY:
+        raise fail(f"--arrivals-scale {arrivals_scale:g}: {n:,.0f} arrivals per day is more "
+                   f"than {MAX_ARRIVALS_PER_DAY:,.0f}")
+    return sc.model_copy(update={"arrivals_per_day": n})
+
+
 def layout(
     scenario: Annotated[str, typer.Argument(
         help="bundled scenario name (see `evgrid scenarios`) or a YAML file; its first "
@@ -109,13 +126,8 @@ def paper_000(
     from evgrid.evaluation.output import OutputError
     from evgrid.evaluation.paper000 import LIGHTWEIGHT, evaluate_paper000, quick_scenario
     from evgrid.evaluation.paper000_report import FILES, table3_rows, table4_rows, write_paper000
-    from evgrid.scenario.bounds import MAX_ARRIVALS_PER_DAY
 
-    sc = _load(scenario)
-    if sc.arrivals_per_day * arrivals_scale > MAX_ARRIVALS_PER_DAY:
-        raise fail(f"--arrivals-scale {arrivals_scale:g}: {sc.arrivals_per_day * arrivals_scale:,.0f}"
-                   f" arrivals per day is more than {MAX_ARRIVALS_PER_DAY:,.0f}")
-    sc = sc.model_copy(update={"arrivals_per_day": sc.arrivals_per_day * arrivals_scale})
+    sc = _scaled(_load(scenario), arrivals_scale)
     target = prepare_out(out, overwrite, files=FILES)
     kinds, acas = None, None
     if quick:
@@ -164,6 +176,8 @@ def paper_003(
     quick: Annotated[bool, typer.Option(
         "--quick", help="one seed, the smallest instances and the 'small' city: a smoke test "
         "of the whole pipeline, not figures to quote")] = False,
+    arrivals_scale: Annotated[float, typer.Option(min=0.1, max=20, help=ARRIVALS_SCALE_HELP)
+                              ] = 1.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
     """Seed 003: HASP, DE, bees and tabu against the exact GAP optimum (success rate, gap,
@@ -174,7 +188,7 @@ def paper_003(
     from evgrid.evaluation.paper003 import PAPER_NOTES, evaluate_paper003, tables
     from evgrid.evaluation.paper_tables import write_report
 
-    sc = _load("small" if quick else scenario)
+    sc = _scaled(_load("small" if quick else scenario), arrivals_scale)
     target = prepare_out(out, overwrite, files=("results.json", "report.html"))
     try:
         with progress_bar(quiet) as progress:
@@ -211,6 +225,8 @@ def paper_004(
     quick: Annotated[bool, typer.Option(
         "--quick", help="one seed, a short forecast fit, a 6-hour region and the 'small' "
         "city: a smoke test of the whole pipeline, not figures to quote")] = False,
+    arrivals_scale: Annotated[float, typer.Option(min=0.1, max=20, help=ARRIVALS_SCALE_HELP)
+                              ] = 1.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
     """Seed 004: the high-priority arrival forecast (attention-LSTM beside LSTM,
@@ -221,7 +237,7 @@ def paper_004(
     from evgrid.evaluation.paper004 import PAPER_NOTES, evaluate_paper004, tables
     from evgrid.evaluation.paper_tables import write_report
 
-    sc = _load("small" if quick else scenario)
+    sc = _scaled(_load("small" if quick else scenario), arrivals_scale)
     loaded = None
     if matcher is not None:
         from evgrid.learning.reservation_dqn import DqnMatcher
@@ -271,10 +287,12 @@ def train_matcher(
     prioritised replay) on its regional model and export it for `evgrid evaluate paper-004
     --matcher DIR` (runs on embedded local Ray, 2 CPUs)."""
     from evgrid.cli import console, fail, progress_bar
+    from evgrid.cli_learn import quiet_ray_logs
     from evgrid.learning.reservation_dqn import MatcherHyper
     from evgrid.learning.reservation_dqn import train_matcher as train
 
     env = {"reserved_rate_per_h": reserved_rate, "walkin_rate_per_h": walkin_rate}
+    quiet_ray_logs()
     try:
         with progress_bar(quiet) as progress:
             path = train(env, out, hyper=MatcherHyper(iterations=iterations), seed=seed,

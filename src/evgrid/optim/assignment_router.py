@@ -4,14 +4,16 @@ Seed 003 (003_48b05ca88a329b62.txt) assigns the EVs that ask for a charger in on
 stations, minimising drive + walk + fee (the GAP objective) under pile capacity and range
 (remaining range ≥ drive distance). Here each step's arrivals form one instance:
 
-- the columns are the facility zones ("slots") twice: *connect now* with the slot's free
-  chargers as capacity, and *queue* with unbounded capacity, so the instance is always feasible
-  and a driver queues only where that is cheaper than driving on;
+- the columns are the facility zones ("slots") several times: *connect now* with the slot's
+  free chargers as capacity, then *queue positions* 1..P (one driver each) and the rest of the
+  queue (unbounded), so the instance is always feasible and a driver queues only where that is
+  cheaper than driving on;
 - a column's cost is the paper's coefficient in money (the cohort's value of time turns km
   into currency, as the cohort agents do) plus, for a queue column, the expected wait priced
   at the same value of time. The wait is seed 003's M/M/c/c availability forecast
   (:func:`evgrid.optim.availability.expected_wait_h`) at the slot's current arrival rate,
-  plus the queue already ahead (each served at the slot's total rate c·μ);
+  plus the queue already ahead and the drivers queued before it in the same step (each served
+  at the slot's total rate c·μ);
 - eligibility is the SoC zone rule of the simulator (``candidate_slots``) and the range; with
   ``radius`` (``--routing assignment-radius``) also seed 003's allocation region: zones within
   a radius that shrinks with the driver's SoC and grows with the city's occupancy
@@ -40,6 +42,8 @@ CONSUMPTION_KWH_PER_KM = 0.18
 DRIVE_KMH = 30.0  # urban speed: a detour's time, and τ of the availability forecast
 WALK_KMH = 5.0
 DRIVE_COST_PER_KM = 0.2  # running cost of a detour [currency/km]
+#: Queue positions priced one by one in a step's GAP (the rest at position P + 1).
+QUEUE_POSITIONS = 3
 #: The availability forecast's τ is rounded to 1/TAU_PER_H hours.
 TAU_PER_H = 12
 #: Smoothing of each slot's observed arrival rate (per routed step).
@@ -117,7 +121,8 @@ class AssignmentRouter:
         return np.asarray(forecast, dtype=float) + ahead
 
     def instance(self, arrivals: Arrivals) -> tuple[GapInstance, np.ndarray]:
-        """The step's GAP over 2·S columns (connect now | queue), and who is in range at all."""
+        """The step's GAP over (P + 2)·S columns (connect now | queue positions 1..P | the
+        rest of the queue), and who is in range at all."""
         w = self.world
         drive_km = np.linalg.norm(arrivals.origin_xy_km[:, None, :] - w.slot_xy_km[None], axis=2)
         vot = np.where(arrivals.cohort >= 0, self.vot[np.maximum(arrivals.cohort, 0)],
@@ -135,11 +140,17 @@ class AssignmentRouter:
         fallback = np.zeros_like(reach)
         fallback[np.arange(len(arrivals)), nearest] = True
         reach = np.where(in_range[:, None], reach, fallback)
-        queue_cost = base + vot[:, None] * self.wait_h(arrivals)
-        cost = np.concatenate([base, queue_cost], axis=1)
-        feasible = np.concatenate([reach, reach], axis=1)
+        # queue positions 1..P (one driver each), then the rest: every driver queued in the
+        # same step waits one more service interval 1/(c·μ) than the one before it
+        first = self.wait_h(arrivals)
+        interval = 1.0 / (np.maximum(w.slot_chargers, 1) * self.mu_per_h)
+        n, slots = len(arrivals), w.n_slots
+        cost = np.concatenate([base] + [base + vot[:, None] * (first + p * interval[None, :])
+                                        for p in range(QUEUE_POSITIONS + 1)], axis=1)
+        feasible = np.tile(reach, (1, QUEUE_POSITIONS + 2))
         capacity = np.concatenate([arrivals.free.astype(np.int64),
-                                   np.full(w.n_slots, len(arrivals), dtype=np.int64)])
+                                   np.ones(slots * QUEUE_POSITIONS, dtype=np.int64),
+                                   np.full(slots, n, dtype=np.int64)])
         return GapInstance(cost=cost, feasible=feasible, capacity=capacity), in_range
 
     def within_radius(self, arrivals: Arrivals, reach: np.ndarray,
