@@ -3,8 +3,9 @@ Tables 3 and 4 evaluated beside the paper's figures (000_f74a305f822cf870.txt)."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -164,6 +165,34 @@ def _print_tables(tables: list[PaperTable]) -> None:
         console.print(t)
 
 
+def _evaluate(out: Path, overwrite: bool, quiet: bool, title: str, notes: list[str],
+              tables: Callable[[Any], list[PaperTable]],
+              evaluate: Callable[[Callable[[str, int, int], None]], Any]) -> None:
+    """What every ``evgrid evaluate paper-NNN`` but 000 does around its evaluation: check
+    ``--out``, run with a progress bar, write results.json and report.html, print the tables.
+    A ValueError of the evaluation is a user error (one line, exit 2)."""
+    from evgrid.cli import console, fail, prepare_out, progress_bar
+    from evgrid.evaluation.output import OutputError
+    from evgrid.evaluation.paper_tables import write_report
+
+    target = prepare_out(out, overwrite, files=("results.json", "report.html"))
+    try:
+        with progress_bar(quiet) as progress:
+            res = evaluate(progress)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    tabs = tables(res)
+    try:
+        folder = write_report(target, res.to_json(), tabs, title=title,
+                              intro=f"Seeds {res.seeds}: ours, mean ± sd over the seeds, with "
+                              "the paper's figure in brackets where it gives one.", notes=notes)
+    except OutputError as exc:
+        raise fail(str(exc), code=1) from None
+    if not quiet:
+        _print_tables(tabs)
+    console.print(f"written to {escape(str(folder))} (report.html)")
+
+
 @evaluate_app.command("paper-003")
 def paper_003(
     out: Annotated[Path, typer.Option(help=OUT_HELP)] = Path("runs/paper-003"),
@@ -183,29 +212,12 @@ def paper_003(
     """Seed 003: HASP, DE, bees and tabu against the exact GAP optimum (success rate, gap,
     time) beside the paper's table; the M/M/c/c availability forecast validated against the
     simulator's queues; and the assignment as a router beside nearest-free and the cohorts."""
-    from evgrid.cli import console, fail, prepare_out, progress_bar
-    from evgrid.evaluation.output import OutputError
     from evgrid.evaluation.paper003 import PAPER_NOTES, evaluate_paper003, tables
-    from evgrid.evaluation.paper_tables import write_report
 
     sc = _scaled(_load("small" if quick else scenario), arrivals_scale)
-    target = prepare_out(out, overwrite, files=("results.json", "report.html"))
-    try:
-        with progress_bar(quiet) as progress:
-            res = evaluate_paper003(sc, list(range(1 if quick else seeds)), quick=quick,
-                                    progress=progress)
-    except ValueError as exc:
-        raise fail(str(exc)) from None
-    tabs = tables(res)
-    try:
-        folder = write_report(target, res.to_json(), tabs, title="Seed 003 on " + sc.name,
-                              intro=f"Seeds {res.seeds}: ours, mean ± sd over the seeds, with "
-                              "the paper's figure in brackets.", notes=PAPER_NOTES)
-    except OutputError as exc:
-        raise fail(str(exc), code=1) from None
-    if not quiet:
-        _print_tables(tabs)
-    console.print(f"written to {escape(str(folder))} (report.html)")
+    _evaluate(out, overwrite, quiet, "Seed 003 on " + sc.name, PAPER_NOTES, tables,
+              lambda progress: evaluate_paper003(sc, list(range(1 if quick else seeds)),
+                                                 quick=quick, progress=progress))
 
 
 @evaluate_app.command("paper-004")
@@ -232,10 +244,8 @@ def paper_004(
     """Seed 004: the high-priority arrival forecast (attention-LSTM beside LSTM,
     seasonal-naive and the per-hour mean), the reserved-pile table beside the paper's, FIFS,
     RFWDA and ACP on its regional model, and reservations on the city simulator."""
-    from evgrid.cli import console, fail, prepare_out, progress_bar
-    from evgrid.evaluation.output import OutputError
+    from evgrid.cli import fail
     from evgrid.evaluation.paper004 import PAPER_NOTES, evaluate_paper004, tables
-    from evgrid.evaluation.paper_tables import write_report
 
     sc = _scaled(_load("small" if quick else scenario), arrivals_scale)
     loaded = None
@@ -246,26 +256,10 @@ def paper_004(
             loaded = DqnMatcher.load(matcher)
         except ValueError as exc:
             raise fail(f"--matcher: {exc}") from None
-    target = prepare_out(out, overwrite, files=("results.json", "report.html"))
-    try:
-        with progress_bar(quiet) as progress:
-            res = evaluate_paper004(sc, list(range(1 if quick else seeds)), quick=quick,
-                                    matcher=loaded,
-                                    matcher_name=None if matcher is None else str(matcher),
-                                    progress=progress)
-    except ValueError as exc:
-        raise fail(str(exc)) from None
-    tabs = tables(res)
-    try:
-        folder = write_report(target, res.to_json(), tabs, title="Seed 004 on " + sc.name,
-                              intro=f"Seeds {res.seeds}: ours, mean ± sd over the seeds, with "
-                              "the paper's figure in brackets where it gives one.",
-                              notes=PAPER_NOTES)
-    except OutputError as exc:
-        raise fail(str(exc), code=1) from None
-    if not quiet:
-        _print_tables(tabs)
-    console.print(f"written to {escape(str(folder))} (report.html)")
+    _evaluate(out, overwrite, quiet, "Seed 004 on " + sc.name, PAPER_NOTES, tables,
+              lambda progress: evaluate_paper004(
+                  sc, list(range(1 if quick else seeds)), quick=quick, matcher=loaded,
+                  matcher_name=None if matcher is None else str(matcher), progress=progress))
 
 
 def train_matcher(

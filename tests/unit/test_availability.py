@@ -83,3 +83,30 @@ def test_radius_monotone_and_clipped() -> None:
     # strictly wider for a busier area, narrower for an emptier battery (inside the clip)
     assert allocation_radius_km(0.8, 0.6) > allocation_radius_km(0.8, 0.2)
     assert allocation_radius_km(0.3, 0.5) < allocation_radius_km(0.9, 0.5)
+
+
+def test_waiting_room_chain_reaches_the_mmck_stationary_law() -> None:
+    """With a waiting room the forecast tends to M/M/c/K's closed form (K = c + room):
+    π_n ∝ aⁿ/n! for n ≤ c busy, aⁿ/(c!·c^{n−c}) beyond; a free pile iff n < c."""
+    from math import factorial
+
+    from evgrid.optim.availability import free_pile_probability
+
+    c, lam, mu, room = 3, 2.5, 1.0, 6
+    a = lam / mu
+    w = np.array([a**n / factorial(n) if n <= c else a**n / (factorial(c) * c ** (n - c))
+                  for n in range(c + room + 1)])
+    expected = w[:c].sum() / w.sum()
+    for free, queued in ((3, 0), (0, 0), (0, 5)):
+        got = free_pile_probability(c, lam, mu, free, 200.0, queued_now=queued, room=room)
+        assert float(got) == pytest.approx(expected, abs=1e-9)
+
+
+def test_a_queue_ahead_lowers_the_chance_of_a_free_pile() -> None:
+    from evgrid.optim.availability import free_pile_probability
+
+    loss = free_pile_probability(4, 2.0, 0.5, 0, 0.5)
+    queue = [float(free_pile_probability(4, 2.0, 0.5, 0, 0.5, queued_now=q, room=20))
+             for q in (0, 2, 6)]
+    assert queue[0] > queue[1] > queue[2]
+    assert queue[0] <= float(loss) + 1e-12  # arrivals now queue instead of being lost

@@ -8,7 +8,9 @@ Three parts, each over several seeds:
    the simulator's own queues: for every zone and step of a day routed nearest-free, the
    forecast from the zone's free chargers now and its arrival rate over the past hour is
    compared with whether the zone had a free charger τ later (Brier score beside persistence
-   and climatology, and a calibration curve);
+   and climatology, and a calibration curve). Beside it, the same chain with a waiting room
+   started at free − queued (``room`` of :func:`evgrid.optim.availability.free_pile_probability`):
+   the seed's loss model cannot know that drivers already waiting take the next free pile;
 3. the assignment as a router on a city (``--routing assignment``) beside nearest-free and the
    cohort agents, with the driver's own cost (drive + walk + fee + the wait, in money) that
    seed 003 minimises.
@@ -51,17 +53,23 @@ PAPER_NOTES = [
 ]
 
 
-def zone_free(result: SimResult) -> tuple[np.ndarray, np.ndarray]:
-    """[T, S] free and online chargers of every zone at every step of a run."""
-    w = result.world
+def zone_free(result: SimResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """[T, S] free chargers, online chargers and EVs queued of every zone at every step."""
+    w, s = result.world, result.sessions
     idle = w.charger_online & (result.ev_at_charger < 0)
     free = np.zeros((w.steps, w.n_slots), dtype=np.int64)
     count = np.zeros((w.steps, w.n_slots), dtype=np.int64)
-    for s in range(w.n_slots):
-        cols = w.charger_slot == s
-        free[:, s] = idle[:, cols].sum(axis=1)
-        count[:, s] = w.charger_online[:, cols].sum(axis=1)
-    return free, count
+    for z in range(w.n_slots):
+        cols = w.charger_slot == z
+        free[:, z] = idle[:, cols].sum(axis=1)
+        count[:, z] = w.charger_online[:, cols].sum(axis=1)
+    # an EV queues from its arrival step until it connects (or leaves): +1 / −1 per slot
+    ok = result.slot >= 0
+    start = np.where(result.connect_step >= 0, result.connect_step, s.departure_step)[ok]
+    change = np.zeros((w.steps + 1, w.n_slots), dtype=np.int64)
+    np.add.at(change, (s.arrival_step[ok], result.slot[ok]), 1)
+    np.add.at(change, (np.minimum(start, w.steps), result.slot[ok]), -1)
+    return free, count, np.cumsum(change, axis=0)[: w.steps]
 
 
 def past_hour_rate(result: SimResult) -> np.ndarray:
@@ -77,24 +85,31 @@ def past_hour_rate(result: SimResult) -> np.ndarray:
     return rate / (per_hour * w.dt_h)
 
 
+#: Waiting room of the queue-aware variant of the forecast (drivers; more are rare here).
+ROOM = 30
+
+
 @dataclass(frozen=True)
 class ForecastPairs:
     """Over every zone with chargers and every step t with t + τ in the day."""
 
-    forecast: np.ndarray  # M/M/c/c P(free at t + τ) from the free count at t, past-hour rate
+    forecast: np.ndarray  # 003's M/M/c/c P(free at t + τ): free count at t, past-hour rate
+    queue_aware: np.ndarray  # the same chain with a waiting room, started at free − queued
     persistence: np.ndarray  # 1 if the zone had a free charger at t
     observed: np.ndarray  # 1 if it had one at t + τ
 
 
 def forecast_pairs(result: SimResult, tau_steps: int) -> ForecastPairs:
     w = result.world
-    free, count = zone_free(result)
+    free, count, queued = zone_free(result)
     rate = past_hour_rate(result)
     mu = 1.0 / max(mean_dwell_h(w), 1e-6)
     tt, ss = np.nonzero(count[: w.steps - tau_steps] > 0)
-    pred = free_pile_probability(count[tt, ss], rate[tt, ss], mu, free[tt, ss],
-                                 tau_steps * w.dt_h)
-    return ForecastPairs(np.asarray(pred, dtype=float), (free[tt, ss] > 0).astype(float),
+    args = (count[tt, ss], rate[tt, ss], mu, free[tt, ss], tau_steps * w.dt_h)
+    pred = free_pile_probability(*args)
+    aware = free_pile_probability(*args, queued_now=queued[tt, ss], room=ROOM)
+    return ForecastPairs(np.asarray(pred, dtype=float), np.asarray(aware, dtype=float),
+                         (free[tt, ss] > 0).astype(float),
                          (free[tt + tau_steps, ss] > 0).astype(float))
 
 
@@ -127,6 +142,7 @@ def validate_availability(scenario: Scenario, seed: int) -> dict[str, Any]:
         p = forecast_pairs(result, max(round(tau / (world.dt_h * 60)), 1))
         obs = p.observed
         out[str(tau)] = {"pairs": int(obs.size), "brier_forecast": brier(p.forecast, obs),
+                         "brier_queue_aware": brier(p.queue_aware, obs),
                          "brier_persistence": brier(p.persistence, obs),
                          "brier_climatology": brier(np.full_like(obs, obs.mean()), obs),
                          "mean_forecast": float(p.forecast.mean()),
@@ -170,8 +186,8 @@ class Paper003:
                 for r, rows in self.routing.items()}
 
     def availability_summary(self) -> dict[str, dict[str, tuple[float, float]]]:
-        keys = ("brier_forecast", "brier_persistence", "brier_climatology", "mean_forecast",
-                "mean_observed")
+        keys = ("brier_forecast", "brier_queue_aware", "brier_persistence",
+                "brier_climatology", "mean_forecast", "mean_observed")
         return {str(t): {k: mean_sd([a[str(t)][k] for a in self.availability]) for k in keys}
                 for t in TAUS_MIN}
 
@@ -236,9 +252,10 @@ def tables(res: Paper003) -> list[PaperTable]:
     av = res.availability_summary()
     t2 = PaperTable(
         "M/M/c/c forecast against the simulator's queues (Brier; lower is better)",
-        ["τ [min]", "forecast", "persistence", "climatology"],
+        ["τ [min]", "M/M/c/c", "+ queue", "persistence", "climatology"],
         [[t, *(f"{av[t][k][0]:.3f}±{av[t][k][1]:.3f}" for k in
-               ("brier_forecast", "brier_persistence", "brier_climatology"))]
+               ("brier_forecast", "brier_queue_aware", "brier_persistence",
+                "brier_climatology"))]
          for t in av])
     rs = res.routing_summary()
     keys = ["driver_cost_per_ev", "wait_mean_min", "travel_mean_km", "unfinished_sessions"]

@@ -32,30 +32,38 @@ __all__ = [
 ]
 
 
-def mmcc_generator(c: int, lam: float, mu: float) -> np.ndarray:
-    """The (c+1)×(c+1) generator ``Q`` of seed 003's chain over the number of FREE piles 0..c.
+def mmcc_generator(c: int, lam: float, mu: float, room: int = 0) -> np.ndarray:
+    """The generator ``Q`` of seed 003's chain over the number of FREE piles 0..c.
 
     From ``x`` free piles an arrival takes one (``x → x−1`` at rate λ, only while ``x > 0``: at
     ``x = 0`` an M/M/c/c arrival is blocked and the state stays) and each of the ``c − x`` busy
     piles finishes at rate μ (``x → x+1`` at rate ``(c − x)·μ``). Rows sum to zero.
+
+    ``room > 0`` adds a waiting room (M/M/c/c+room), our extension for stations where drivers
+    queue, as in evgrid's simulator: state ``i`` of ``0..c+room`` is ``i − room`` = free piles
+    minus queued drivers, an arrival at a full station joins the queue (while there is room)
+    and a freed pile goes to the queue's head. ``room = 0`` is the seed's chain exactly.
     """
-    if c < 0:
-        raise ValueError("c must be >= 0")
+    if c < 0 or room < 0:
+        raise ValueError("c and room must be >= 0")
     if lam < 0 or mu < 0:
         raise ValueError("rates must be >= 0")
-    q = np.zeros((c + 1, c + 1))
-    for x in range(c + 1):
-        if x > 0:
-            q[x, x - 1] = lam
-        if x < c:
-            q[x, x + 1] = (c - x) * mu
-        q[x, x] = -q[x].sum()
+    n = c + room + 1
+    q = np.zeros((n, n))
+    for i in range(n):
+        net = i - room
+        if i > 0 and (net > 0 or room > 0):
+            q[i, i - 1] = lam
+        if net < c:
+            q[i, i + 1] = (c - max(net, 0)) * mu
+        q[i, i] = -q[i].sum()
     return q
 
 
-def _transition_matrix(c: int, lam: float, mu: float, tau_h: float) -> np.ndarray:
-    """``e^{Qτ}`` — all rows; the caller picks the row of the observed free count."""
-    return expm(mmcc_generator(c, lam, mu) * tau_h)
+def _transition_matrix(c: int, lam: float, mu: float, tau_h: float, room: int = 0
+                       ) -> np.ndarray:
+    """``e^{Qτ}`` — all rows; the caller picks the row of the observed state."""
+    return expm(mmcc_generator(c, lam, mu, room) * tau_h)
 
 
 def free_pile_probability(
@@ -64,6 +72,9 @@ def free_pile_probability(
     mu: np.ndarray | float,
     free_now: np.ndarray | int,
     tau_h: np.ndarray | float,
+    *,
+    queued_now: np.ndarray | int = 0,
+    room: int = 0,
 ) -> np.ndarray:
     """``P(S_j > 0 at t+τ) = 1 − w₀(τ)`` of seed 003, per station (arguments broadcast).
 
@@ -71,26 +82,31 @@ def free_pile_probability(
     ``[free_now, 0]`` of ``e^{Qτ}``. Stations may differ in ``c``; ``expm`` is computed once per
     distinct ``(c, λ, μ, τ)`` — a region has few station types and few drive-time buckets, so
     this is far cheaper than one ``expm`` per station. ``τ = 0`` returns ``free_now > 0``.
+
+    With ``room > 0`` (see :func:`mmcc_generator`) the chain has a waiting room and starts at
+    ``free_now − queued_now``: a station with drivers waiting has no free pile until they are
+    served, which the loss chain cannot know.
     """
-    cb, lb, mb, fb, tb = np.broadcast_arrays(
+    cb, lb, mb, fb, tb, qb = np.broadcast_arrays(
         np.asarray(c), np.asarray(lam, dtype=float), np.asarray(mu, dtype=float),
-        np.asarray(free_now), np.asarray(tau_h, dtype=float))
+        np.asarray(free_now), np.asarray(tau_h, dtype=float), np.asarray(queued_now))
     ci = cb.astype(int)
-    if (ci < 0).any() or (tb < 0).any():
-        raise ValueError("c and tau_h must be >= 0")
+    if (ci < 0).any() or (tb < 0).any() or room < 0:
+        raise ValueError("c, tau_h and room must be >= 0")
     fi = np.clip(fb.astype(int), 0, ci)
+    start = room + np.where(fi > 0, fi, -np.minimum(qb.astype(int), room))
     out = np.empty(ci.shape, dtype=float)
     now = tb == 0
     out[now] = fi[now] > 0
     keys = np.stack([ci[~now], lb[~now], mb[~now], tb[~now]], axis=-1).reshape(-1, 4)
     if keys.size:
         uniq, inv = np.unique(keys, axis=0, return_inverse=True)
-        rows = fi[~now].ravel()
+        rows = start[~now].ravel()
         vals = np.empty(rows.size)
         for u, (cu, lu, mu_u, tu) in enumerate(uniq):
             sel = inv.ravel() == u
-            p = _transition_matrix(int(cu), float(lu), float(mu_u), float(tu))
-            vals[sel] = 1.0 - p[rows[sel], 0]
+            p = _transition_matrix(int(cu), float(lu), float(mu_u), float(tu), room)
+            vals[sel] = 1.0 - p[rows[sel], : room + 1].sum(axis=1)
         out[~now] = np.clip(vals, 0.0, 1.0)
     return out
 
