@@ -24,11 +24,9 @@ import numpy as np
 from evgrid.envs.sessions import draw_truncated
 from evgrid.envs.simulator import Arrivals, assign_by_preference, candidate_slots
 from evgrid.envs.world import World
+from evgrid.optim.assignment_router import DRIVE_KMH, driver_costs
 from evgrid.optim.availability import expected_wait_h
 
-DRIVE_KMH = 30.0  # urban driving speed for the time cost of a detour
-WALK_KMH = 5.0
-DRIVE_COST_PER_KM = 0.2  # running cost of a detour [currency/km]
 SAMPLES = 4000  # Monte-Carlo draws per cohort for expected distances and class shares
 
 
@@ -102,9 +100,9 @@ def build_cohort_agents(world: World, *, seed: int = 0, alpha: float = 1.6) -> l
         drive = np.linalg.norm(origin[:, None, :] - world.slot_xy_km[None], axis=2).mean(0)
         energy = max(c.target_soc - float(soc.mean()), 0.0) * c.battery_kwh
         wait_h = expected_wait_h(piles, load * mu, mu, typical_free, drive / DRIVE_KMH)
-        cost = (drive * (DRIVE_COST_PER_KM + c.value_of_time_per_h / DRIVE_KMH)
-                + world.slot_walk_km * c.value_of_time_per_h / WALK_KMH
-                + world.slot_fee_per_kwh * energy
+        vot = np.array([c.value_of_time_per_h])
+        cost = (driver_costs(drive[None, :], world.slot_walk_km[None, :], world.slot_fee_per_kwh,
+                             np.array([energy]), vot)[0]
                 + wait_h * c.value_of_time_per_h)
         # SoC classes: the set of zones a driver may use depends only on its arrival SoC.
         fake = _SocOnly(soc)

@@ -29,6 +29,7 @@ from evgrid.envs.world import World
 from evgrid.optim.assignment_router import (
     CONSUMPTION_KWH_PER_KM,
     DRIVE_KMH,
+    WALK_KMH,
     driver_costs,
     mean_dwell_h,
     prior_slot_rates,
@@ -107,7 +108,7 @@ class ReservationRouter:
         self.region_xy = self.centre[None, :] + corners * half[None, :] / 2
         self.region_rate = np.full(SUBREGIONS, rate.sum() * (1 - reserved_share) / SUBREGIONS)
         self.travel_h = np.linalg.norm(self.region_xy[:, None, :] - world.slot_xy_km[None],
-                                       axis=2) / DRIVE_KMH + world.slot_walk_km[None, :] / 5.0
+                                       axis=2) / DRIVE_KMH + world.slot_walk_km[None, :] / WALK_KMH
         self.shares: np.ndarray | None = None
         self.planned_at = -np.inf
         self.stats = ReservationStats()
@@ -150,7 +151,7 @@ class ReservationRouter:
             shares = self._replan(arrivals, free_walkin)
             region = subregion_of(arrivals.origin_xy_km[walk], self.centre)
             rng = np.random.default_rng((self.seed, arrivals.t))
-            travel = drive_km[walk] / DRIVE_KMH + w.slot_walk_km[None, :] / 5.0
+            travel = drive_km[walk] / DRIVE_KMH + w.slot_walk_km[None, :] / WALK_KMH
             load = arrivals.queued / np.maximum(w.slot_chargers, 1)
             for i, k in enumerate(walk):
                 s = route_walkin(shares[region[i]], travel[i], free_walkin, reach[k], rng,
