@@ -18,9 +18,8 @@ Three parts, each over several seeds:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,7 +31,9 @@ from evgrid.optim.assignment_router import driver_costs, mean_dwell_h
 from evgrid.optim.availability import free_pile_probability
 from evgrid.scenario.schema import Scenario
 
-Progress = Callable[[str, int, int], None]
+if TYPE_CHECKING:
+    from evgrid.evaluation.runner import Progress
+
 ROUTINGS = ["nearest", "cohorts", "assignment", "assignment-radius"]
 TAUS_MIN = (15, 30, 60)
 #: The routing KPIs of part 3, with their labels.

@@ -12,12 +12,14 @@ belong to its own instances and are printed for reference only.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from evgrid.optim.assignment import make_instance, solve, solve_exact
+
+if TYPE_CHECKING:
+    from evgrid.evaluation.runner import Progress
 
 #: The scenario table of 003: (n_ev, n_stations) per instance, within the stated ranges.
 PAPER_SCENARIOS: dict[int, list[tuple[int, int]]] = {
@@ -44,7 +46,6 @@ PAPER_FITNESS: dict[tuple[int, int], dict[str, float]] = {
 HEURISTICS: list[str] = ["hasp", "de", "bees", "tabu"]
 SUCCESS_RTOL = 1e-6
 
-Progress = Callable[[str, int, int], None]
 
 
 def instance_seed(seed: int, scenario: int, index: int) -> int:

@@ -20,14 +20,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from evgrid.evaluation.paper_tables import PaperTable, cell, mean_sd
 from evgrid.scenario.schema import Scenario
 
-Progress = Callable[[str, int, int], None]
+if TYPE_CHECKING:
+    from evgrid.evaluation.runner import Progress
+
 Matcher = Callable[[Any], int]
 FORECAST_MODELS = {"attention_lstm": "ALSTM", "lstm": "LSTM", "seasonal_naive": "seasonal naive",
                    "profile_mean": "per-hour mean"}

@@ -187,7 +187,7 @@ def train_matcher(env_config: dict[str, Any], out: Path, *, hyper: MatcherHyper,
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ValueError(f"{out}: not empty (pick a new folder or pass overwrite=True)")
+        raise ValueError(f"{out}: not empty; pick a new folder or overwrite it (--overwrite)")
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     started = not ray.is_initialized()
@@ -250,6 +250,8 @@ class DqnMatcher:
         from evgrid.evaluation.paper004_sim import F, K
 
         path = Path(path)
+        if not path.exists():
+            raise ValueError(f"{path}: not a matcher manifest (no such folder or file)")
         file = path / MATCHER_FILE if path.is_dir() else path
         try:
             manifest: dict[str, Any] = json.loads((file.parent / MANIFEST_FILE).read_text())

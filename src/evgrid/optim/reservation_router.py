@@ -135,7 +135,7 @@ class ReservationRouter:
         range_km = arrivals.arrival_soc * arrivals.battery_kwh / CONSUMPTION_KWH_PER_KM
         reach = cand & (drive_km <= range_km[:, None])
         reach = np.where(reach.any(axis=1, keepdims=True), reach, cand)
-        vot = np.zeros(n) + 1.0  # reserved drivers rank zones by distance, walk and fee alike
+        vot = np.ones(n)  # reserved drivers rank zones by distance, walk and fee alike
         cost = driver_costs(drive_km, w.slot_walk_km[None, :], w.slot_fee_per_kwh,
                             arrivals.requested_kwh, vot)
         booked = reserves(arrivals.evs, arrivals.cohort, self.share, self.seed)
